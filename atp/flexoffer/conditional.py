@@ -18,8 +18,9 @@ marks the beginning of the pre-load phase:
   `after_portion * C / k_after` each.
 
 The start window, the default schedule (which keeps the normal mode) and the assignment
-deadline shift `k_prior` steps earlier (an implicit `start_after`, "now", cannot shift: there
-the window is read as given, with `start` marking the beginning of the pre-load phase).
+deadline shift `k_prior` steps earlier. An implicit window (D2.1 implicit time flexibility) is
+first resolved against `now` (default: the offer's `created_at`) so that it can shift; with
+neither, the window and default start stay as given and `start` marks the pre-load phase.
 The result has no `conditional` field; everything else is kept.
 Expanding an offer without `conditional` returns it unchanged.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from atp.flexoffer.model import Conditional, DefaultSchedule, FlexOffer, Polytope, Profile, Slice
 
@@ -73,14 +74,22 @@ def _intervention(profile: Profile, curtailed_kwh: float, c: Conditional, k_prio
     return Profile(slices=tuple(slices))
 
 
-def expand_conditional(offer: FlexOffer) -> FlexOffer:
+def expand_conditional(offer: FlexOffer, *, now: datetime | None = None) -> FlexOffer:
     """The offer with its two-mode conditional operation expanded into XOR profiles."""
     c = offer.conditional
     if c is None:
         return offer
+    now = now if now is not None else offer.created_at
+    if now is not None and (offer.start_after is None or offer.start_before is None):
+        window = offer.window(now)
+        offer = dataclasses.replace(
+            offer, start_after=window.earliest, start_before=window.latest, start_before_duration_s=None
+        )
     k_prior = math.ceil(c.prior_s / offer.slice_s)
     k_after = math.ceil(c.after_s / offer.slice_s)
     shift = timedelta(seconds=k_prior * offer.slice_s)
+    if offer.start_after is None:
+        shift = timedelta(0)
     default = offer.default_schedule
     profiles: list[Profile] = []
     for p, profile in enumerate(offer.profiles):
