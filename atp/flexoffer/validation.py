@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from atp.errors import Problem
-from atp.flexoffer.codec import decode
+from atp.flexoffer.codec import decode, format_time
 from atp.flexoffer.feasibility import check_schedule, on_grid
 from atp.flexoffer.model import FlexOffer, Mode
 
@@ -136,7 +136,7 @@ def validate_offer(offer: FlexOffer, *, limits: Limits = Limits(), now: datetime
     for name in ("start_after", "start_before"):
         t = getattr(offer, name)
         if t is not None and grid_ok and not on_grid(t, slice_s):
-            problems.append(Problem(name, f"{t.isoformat()} is not on the {slice_s} s grid", "grid"))
+            problems.append(Problem(name, f"{format_time(t)} is not on the {slice_s} s grid", "grid"))
     if offer.start_before is not None and offer.start_before_duration_s is not None:
         problems.append(
             Problem("start_before", "give either start_before or start_before_duration_s, not both", "window")

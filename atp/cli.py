@@ -1,0 +1,210 @@
+"""`goflex-atp`: the ATP command line (validate, check-schedule, convert, schema).
+
+Exit codes: 0 when everything checked is valid, 1 when any offer, schedule or file has a
+problem, 2 for a wrong command line. Bad input never produces a traceback: each problem is
+one line `FILE: offer N: path: sentence`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from atp import __version__
+from atp.errors import InputFileError, Problem, ValidationError
+from atp.flexoffer.codec import decode, encode
+from atp.flexoffer.feasibility import check_schedule
+from atp.flexoffer.files import DEFAULT_MAX_BYTES, expand_paths, read_documents, write_atomic, write_jsonl_atomic
+from atp.flexoffer.model import FlexOffer, Schedule
+from atp.flexoffer.schema import schema_json
+from atp.flexoffer.validation import SECONDS_PER_DAY, Limits, validate_offer, validate_offer_data
+
+__all__ = ["main"]
+
+
+def _load_offers(
+    path: str, fmt: str, limits: Limits, max_bytes: int, out: TextIO
+) -> tuple[list[FlexOffer | None], int]:
+    """Offers of a file (None where invalid) and the number of problems printed."""
+    try:
+        docs = read_documents(path, max_bytes=max_bytes)
+    except InputFileError as exc:
+        print(str(exc), file=out)
+        return [], 1
+    offers: list[FlexOffer | None] = []
+    n_problems = 0
+    for i, doc in enumerate(docs):
+        if fmt == "goflex":
+            from atp.flexoffer.goflex import offer_from_goflex
+
+            offer, problems = offer_from_goflex(doc)
+            if offer is not None:
+                problems = validate_offer(offer, limits=limits)
+        else:
+            offer, problems = validate_offer_data(doc, limits=limits)
+        for p in problems:
+            print(f"{path}: offer {i}: {p}", file=out)
+        n_problems += len(problems)
+        offers.append(offer if not problems else None)
+    return offers, n_problems
+
+
+def _cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    limits = Limits(max_profile_s=int(args.max_profile_days * SECONDS_PER_DAY))
+    total = valid = 0
+    bad_files = 0
+    paths = expand_paths(args.files)
+    if not paths:
+        print("no *.json or *.jsonl files in " + ", ".join(args.files), file=out)
+        return 1
+    for path in paths:
+        offers, n_problems = _load_offers(str(path), args.format, limits, args.max_mib * 2**20, out)
+        if not offers and n_problems:
+            bad_files += 1
+        total += len(offers)
+        valid += sum(o is not None for o in offers)
+    files = f"{len(paths)} file{'s' if len(paths) != 1 else ''}"
+    print(
+        f"{files}, {total} offers: {valid} valid, {total - valid} invalid"
+        + (f", {bad_files} unreadable file{'s' if bad_files != 1 else ''}" if bad_files else ""),
+        file=out,
+    )
+    return 0 if valid == total and not bad_files else 1
+
+
+def _cmd_check_schedule(args: argparse.Namespace, out: TextIO) -> int:
+    max_bytes = args.max_mib * 2**20
+    offers: list[FlexOffer | None] = []
+    n_problems = 0
+    for path in expand_paths([args.offers]):
+        file_offers, file_problems = _load_offers(str(path), "v1", Limits(), max_bytes, out)
+        offers.extend(file_offers)
+        n_problems += file_problems
+    if n_problems or not offers:
+        print(f"{args.offers}: fix the offers first", file=out)
+        return 1
+    by_id: dict[str, FlexOffer] = {}
+    for i, offer in enumerate(offers):
+        if offer is None:
+            continue
+        if offer.id is None:
+            print(f"{args.offers}: offer {i}: id: is required to match schedules", file=out)
+            return 1
+        by_id[offer.id] = offer
+    try:
+        docs = read_documents(args.schedules, max_bytes=max_bytes)
+    except InputFileError as exc:
+        print(str(exc), file=out)
+        return 1
+    feasible = 0
+    for i, doc in enumerate(docs):
+        schedule, problems = decode(Schedule, doc)
+        if schedule is not None:
+            offer = by_id.get(schedule.flex_offer_id)
+            if offer is None:
+                problems = [Problem("flex_offer_id", f"no offer with id {schedule.flex_offer_id!r} in {args.offers}")]
+            else:
+                problems = check_schedule(offer, schedule)
+        for p in problems:
+            rule = f"rule {p.rule}: " if p.rule.isdigit() else ""
+            print(f"{args.schedules}: schedule {i}: {rule}{p}", file=out)
+        feasible += not problems
+    print(f"{len(docs)} schedules: {feasible} feasible, {len(docs) - feasible} infeasible", file=out)
+    return 0 if feasible == len(docs) else 1
+
+
+def _cmd_convert(args: argparse.Namespace, out: TextIO) -> int:
+    from atp.flexoffer.goflex import offer_to_goflex
+
+    if args.from_format == args.to_format:
+        print(f"--from and --to are both {args.from_format}: nothing to convert", file=out)
+        return 2
+    reader = "goflex" if args.from_format == "goflex" else "v1"
+    offers, n_problems = _load_offers(args.input, reader, Limits(), args.max_mib * 2**20, out)
+    if n_problems or not offers:
+        print(f"nothing written: {args.input} has problems", file=out)
+        return 1
+    converted: list[Any] = []
+    for i, offer in enumerate(o for o in offers if o is not None):
+        if args.to_format == "goflex":
+            try:
+                converted.append(offer_to_goflex(offer, lossy=args.lossy))
+            except ValidationError as exc:
+                print(f"{args.input}: offer {i}: {exc}", file=out)
+                n_problems += 1
+        else:
+            converted.append(encode(offer))
+    if n_problems:
+        print(f"nothing written: {n_problems} offers cannot be converted (--lossy drops what does not fit)", file=out)
+        return 1
+    if str(args.output).endswith(".jsonl"):
+        write_jsonl_atomic(args.output, converted)
+    else:
+        body = converted[0] if len(converted) == 1 else converted
+        write_atomic(args.output, json.dumps(body, indent=2, allow_nan=False) + "\n")
+    print(f"wrote {len(converted)} offers to {args.output}", file=out)
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    if args.output:
+        write_atomic(args.output, schema_json())
+    else:
+        out.write(schema_json())
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="goflex-atp", description="GOFLEX ATP command line")
+    parser.add_argument("--version", action="version", version=f"goflex-atp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    mib = {"type": int, "default": DEFAULT_MAX_BYTES // 2**20, "help": "largest input file in MiB (default 64)"}
+
+    p = sub.add_parser("validate", help="validate Flex-Offer files (JSON, JSON list or JSONL)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="files, or folders of *.json / *.jsonl files")
+    p.add_argument("--format", choices=["v1", "goflex"], default="v1", help="wire format v1 or GOFLEX fields")
+    p.add_argument("--max-profile-days", type=float, default=7.0, help="longest allowed profile (default 7)")
+    p.add_argument("--max-mib", **mib)
+    p.set_defaults(run=_cmd_validate)
+
+    p = sub.add_parser("check-schedule", help="check schedules for feasibility against their offers")
+    p.add_argument("offers", metavar="OFFERS", help="a file of offers or a folder of them")
+    p.add_argument("schedules", metavar="SCHEDULES")
+    p.add_argument("--max-mib", **mib)
+    p.set_defaults(run=_cmd_check_schedule)
+
+    p = sub.add_parser("convert", help="convert between wire format v1 and the GOFLEX field format")
+    p.add_argument("--from", dest="from_format", choices=["v1", "goflex"], required=True)
+    p.add_argument("--to", dest="to_format", choices=["v1", "goflex"], required=True)
+    p.add_argument("--lossy", action="store_true", help="drop what GOFLEX cannot hold instead of failing")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("output", metavar="OUT", type=Path)
+    p.add_argument("--max-mib", **mib)
+    p.set_defaults(run=_cmd_convert)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the wire format")
+    p.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    p.set_defaults(run=_cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    stream = out if out is not None else sys.stdout
+    try:
+        return int(args.run(args, stream))
+    except (OSError, ValidationError) as exc:
+        print(f"goflex-atp: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("goflex-atp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
