@@ -1,0 +1,59 @@
+"""In-process binding of the exchange interface: direct calls into a receiver's OfferStore.
+
+The simulation's agents use it; it behaves exactly as the HTTP binding would (same errors,
+same ownership rules), only without serialisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from atp.flexoffer import FlexOffer, Measurement
+from atp.interface.store import Event, OfferStore, TimeSeries
+
+__all__ = ["InProcessClient"]
+
+
+class InProcessClient:
+    """`ExchangeInterface` for `party` against `store`, in the same process."""
+
+    def __init__(self, store: OfferStore, party: str) -> None:
+        self.store = store
+        self.party = party
+
+    def submit(self, offer: FlexOffer, *, idempotency_key: str | None = None) -> FlexOffer:
+        return self.store.submit(self.party, offer, idempotency_key=idempotency_key)
+
+    def update(self, offer_id: str, offer: FlexOffer) -> FlexOffer:
+        return self.store.update(self.party, offer_id, offer)
+
+    def withdraw(self, offer_id: str) -> FlexOffer:
+        return self.store.withdraw(self.party, offer_id)
+
+    def get(self, offer_id: str) -> FlexOffer:
+        return self.store.get(self.party, offer_id)
+
+    def active(self) -> list[FlexOffer]:
+        return self.store.active(self.party)
+
+    def between(self, start: datetime, end: datetime) -> list[FlexOffer]:
+        return self.store.between(self.party, start, end)
+
+    def post_measurements(self, measurements: Sequence[Measurement]) -> int:
+        return self.store.post_measurements(self.party, measurements)
+
+    def timeseries(self, kind: str, start: datetime, end: datetime, *, slice_s: int) -> TimeSeries:
+        return self.store.timeseries(self.party, kind, start, end, slice_s=slice_s)
+
+    def events(self, *, after: int = 0) -> list[Event]:
+        return self.store.events(self.party, after=after)
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        party = self.party
+
+        def mine(event: Event) -> None:
+            if event.party == party:
+                callback(event)
+
+        return self.store.subscribe(mine)
