@@ -31,9 +31,12 @@ fall on a quarter hour.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import re
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,8 +53,9 @@ __all__ = [
     "pv_kwh_per_kwp",
 ]
 
-#: The SimBench LV grid whose profiles are used: of the LV codes it has the most distinct
-#: non-flexible profiles (5 household H0-*, 7 commercial G*-*, 4 PV).
+#: The SimBench code named as the profiles' source. Every SimBench grid takes its profiles from
+#: the complete data set's tables, which are read directly: 6 household H0-*, 15 commercial G*,
+#: 4 agricultural L* and 4 rooftop PV profiles.
 DEFAULT_SIMBENCH_CODE = "1-LV-rural2--0-sw"
 #: Resolution of the SimBench profiles.
 PROFILE_STEP_S = 900
@@ -108,22 +112,41 @@ class ProfileLibrary:
         return tuple(self.pv_pu.columns)
 
 
+_PROFILE_DATASET = "1-complete_data-mixed-all-2-sw"
+_LOAD_COLUMN = re.compile(r"^(H0|G\d|L\d)-[A-Z]_pload$")
+_PV_COLUMN = re.compile(r"^PV[1347]$")  # the rooftop PV profiles (the others are not zero at night)
+
+
+def _dataset_dir() -> Path:
+    """The folder of SimBench's complete data set inside the installed package (no import of simbench)."""
+    spec = importlib.util.find_spec("simbench")
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceError("the simbench package is not installed (pip install simbench==1.6.3)")
+    return Path(next(iter(spec.submodule_search_locations))) / "networks" / _PROFILE_DATASET
+
+
 @functools.cache
 def _load_library(code: str) -> ProfileLibrary:
-    """Read SimBench net ``code`` and keep its active-power load and PV profiles."""
-    import simbench  # heavy (pandapower): imported only when profiles are needed
+    """Read the SimBench profile tables (LoadProfile.csv, RESProfile.csv) shipped with the package.
 
+    All SimBench grids draw their profiles from these two tables of the complete data set;
+    reading them directly takes about a second, where building a SimBench net takes 5-15 s.
+    `code` names the data set (the default, or any SimBench code, which shares the tables).
+    """
     began = time.perf_counter()
+    folder = _dataset_dir()
     try:
-        net = simbench.get_simbench_net(code)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        raise SourceError(f"SimBench code {code!r} cannot be loaded ({exc})") from exc
+        header = pd.read_csv(folder / "LoadProfile.csv", sep=";", nrows=0).columns
+        p_columns = [c for c in header if _LOAD_COLUMN.match(c)]
+        loads = pd.read_csv(folder / "LoadProfile.csv", sep=";", usecols=["time", *p_columns])
+        res_header = pd.read_csv(folder / "RESProfile.csv", sep=";", nrows=0).columns
+        pv_columns = [c for c in res_header if _PV_COLUMN.match(c)]
+        renewables = pd.read_csv(folder / "RESProfile.csv", sep=";", usecols=pv_columns)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"SimBench profiles for {code!r} cannot be read from {folder} ({exc})") from exc
     load_s = time.perf_counter() - began
-    loads, renewables = net.profiles["load"], net.profiles["renewables"]
-    p_columns = [name for name in loads.columns if name.endswith("_pload")]
-    pv_columns = [name for name in renewables.columns if name.startswith("PV")]
     if not p_columns or not pv_columns:
-        raise SourceError(f"SimBench code {code!r} has no load or no PV profiles")
+        raise SourceError(f"SimBench data set {folder.name} has no load or no PV profiles")
     load_pu = loads[p_columns].astype(float).rename(columns=lambda name: name.removesuffix("_pload"))
     pv_pu = renewables[pv_columns].astype(float)
     year = int(str(loads["time"].iloc[0])[6:10])

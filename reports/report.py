@@ -1,0 +1,114 @@
+"""One run's report: figures from timeseries.parquet and market.parquet, KPIs from kpi.json.
+
+`build_report(run_dir)` writes `report.html` and `figures/*.png` into the run folder; the page
+links its figures relatively, so the folder can be moved or archived whole.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from atp.flexoffer.files import write_atomic
+
+__all__ = ["build_report", "kpi_rows"]
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.part.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _figures(run_dir: Path, ts: pd.DataFrame) -> list[tuple[str, str]]:
+    slice_h = (ts["time"].iloc[1] - ts["time"].iloc[0]).total_seconds() / 3600 if len(ts) > 1 else 0.25
+    figs: list[tuple[str, str]] = []
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    ax.plot(ts["time"], ts["site_net_baseline_kwh"] / slice_h, label="site net load, baseline", color="0.55")
+    ax.plot(ts["time"], ts["site_net_kwh"] / slice_h, label="site net load, metered", color="tab:blue")
+    ax.plot(ts["time"], -ts["pv_kwh"] / slice_h, label="PV", color="tab:orange", lw=0.8)
+    ax.set_ylabel("kW")
+    ax.legend(loc="upper left", fontsize=8)
+    ax2 = ax.twinx()
+    ax2.step(ts["time"], ts["price_eur_per_kwh"], where="post", color="tab:red", lw=0.8)
+    ax2.set_ylabel("day-ahead EUR/kWh", color="tab:red")
+    ax.set_title("Site load and day-ahead price")
+    _save(fig, run_dir / "figures" / "site_load.png")
+    figs.append(("figures/site_load.png", "Site net load (baseline and metered), PV and day-ahead price"))
+
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    ax.plot(ts["time"], ts["flexible_baseline_kwh"] / slice_h, label="baseline (default schedules)", color="0.55")
+    ax.plot(ts["time"], ts["flexible_scheduled_kwh"] / slice_h, label="scheduled", color="tab:green", ls="--")
+    ax.plot(ts["time"], ts["flexible_metered_kwh"] / slice_h, label="metered", color="tab:blue")
+    ax.set_ylabel("kW")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Flexible load: baseline, scheduled, metered")
+    _save(fig, run_dir / "figures" / "flexible_load.png")
+    figs.append(("figures/flexible_load.png", "Flexible devices: what the plans asked and what ran"))
+
+    fig, ax = plt.subplots(figsize=(10, 3.0))
+    ax.bar(ts["time"], ts["brp_imbalance_kwh"], width=slice_h / 24 * 0.9, color="0.7", label="BRP imbalance forecast")
+    ax.plot(ts["time"], ts["market_cleared_kwh"], color="tab:purple", label="cleared in the FMAR (abs)")
+    ax.set_ylabel("kWh per step")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Flexibility market")
+    _save(fig, run_dir / "figures" / "market.png")
+    figs.append(("figures/market.png", "Requested and cleared flexibility"))
+    return figs
+
+
+def kpi_rows(kpis: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Flatten the KPI dict into (dotted name, value) rows; long lists are summarised."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in kpis.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(kpi_rows(value, prefix=f"{name}."))
+        elif isinstance(value, list) and len(value) > 6:
+            rows.append((name, f"{len(value)} values, max {max(value, default=0):.4g}"))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Write `report.html` (and its figures) for a finished run folder; returns its path."""
+    run_dir = Path(run_dir)
+    kpi_path = run_dir / "kpi.json"
+    if not kpi_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no kpi.json; the run is incomplete or this is not a run folder")
+    kpis = json.loads(kpi_path.read_text())
+    ts = pd.read_parquet(run_dir / "timeseries.parquet")
+    figs = _figures(run_dir, ts)
+    run = kpis.get("run", {})
+    title = f"GOFLEX twin run: {run.get('scenario', '?')} from {run.get('start', '?')}, {run.get('days', '?')} days"
+    table = "\n".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(value))}</td></tr>" for name, value in kpi_rows(kpis)
+    )
+    images = "\n".join(
+        f'<figure><img src="{src}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}</figcaption></figure>'
+        for src, cap in figs
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td{{padding:2px 10px}}
+tr:nth-child(even){{background:#f3f3f3}}img{{max-width:100%}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p>Files of this run: flexoffers.jsonl, schedules.jsonl, measurements.parquet, timeseries.parquet,
+market.parquet, kpi.json (formats: docs/outputs.md).</p>
+{images}
+<h2>KPIs</h2><table>{table}</table></body></html>
+"""
+    out = run_dir / "report.html"
+    write_atomic(out, page)
+    return out

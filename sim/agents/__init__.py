@@ -1,0 +1,1 @@
+"""Agents of the simulated world: prosumers, device physics, aggregators, DSOs, BRPs, market operators."""

@@ -1,0 +1,121 @@
+"""`goflex-twin`: the Hydra app that simulates one demo site (or a sweep) with the ATP in the loop.
+
+    goflex-twin scenario=foss                      one run, folder under outputs/
+    goflex-twin scenario=esr sim.days=7 sim.seed=3
+    goflex-twin -m scenario=foss,esr,sww           a sweep, with a comparison report
+
+A wrong value stops the run before it starts with one sentence naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from atp.errors import AtpError
+from atp.flexoffer.files import write_atomic
+from sim.config import ConfigError, RunConfig, load_run_config
+from sim.sources import SourceError
+
+__all__ = ["main", "run"]
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "scenarios")
+
+
+def _progress_bar(config: RunConfig, setting: Any):
+    enabled = sys.stderr.isatty() if str(setting) == "auto" else bool(setting)
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=config.n_steps, desc=f"{config.site.name} steps", unit="step", mininterval=0.5, delay=2.0)
+
+
+def run(config: RunConfig, out_dir: Path, *, progress: Any = False) -> dict[str, Any]:
+    """Simulate, then write the run folder; returns the KPIs."""
+    from reports.report import build_report
+    from sim.kpi import compute_kpis
+    from sim.outputs import write_outputs
+    from sim.world import World
+
+    world = World(config)
+    bar = _progress_bar(config, progress)
+    began = time.perf_counter()
+    try:
+        world.run(progress=(lambda k: bar.update(1)) if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    run_s = time.perf_counter() - began
+    t = time.perf_counter()
+    kpis = compute_kpis(world)
+    write_outputs(world, out_dir, kpis)
+    if config.report:
+        build_report(out_dir)
+    world.timings.output_s = time.perf_counter() - t
+    timings = {
+        "build_s": world.timings.build_s,
+        "run_s": run_s,
+        "agents_s": world.timings.agents_s,
+        "atp_s": world.timings.atp_s,
+        "grid_s": world.timings.grid_s,
+        "output_s": world.timings.output_s,
+        "parts_s": world.timings.parts,
+    }
+    write_atomic(out_dir / "timings.json", json.dumps(timings, indent=2, sort_keys=True) + "\n")
+    return kpis
+
+
+def _summary(kpis: dict[str, Any], out_dir: Path, report: bool) -> str:
+    e, m, p, c, mk = kpis["energy"], kpis["money"], kpis["power"], kpis["comfort"], kpis["market"]
+    lines = [
+        f"GOFLEX twin: {kpis['run']['scenario']} from {kpis['run']['start']}, {kpis['run']['days']} day(s), "
+        f"seed {kpis['run']['seed']}",
+        f"  offers {kpis['offers']['total']} ({kpis['offers']['by_state']['settled']} settled); "
+        f"FMAN rounds {kpis['fman']['planning_rounds']}, schedules assigned {kpis['fman']['assigned']}",
+        f"  flexible energy {e['flexible_metered_kwh']:.1f} kWh (baseline {e['flexible_baseline_kwh']:.1f}); "
+        f"shifted {e['flexible_energy_shifted_kwh']:.1f} kWh",
+        f"  flexible load cost {m['flexible_cost_actual_eur']:.2f} EUR "
+        f"(baseline {m['flexible_cost_baseline_eur']:.2f}); savings {m['flexible_savings_eur']:.2f} EUR",
+        f"  site peak {p['site_peak_actual_kw']:.1f} kW (baseline {p['site_peak_baseline_kw']:.1f} kW)",
+        f"  market: cleared {mk['cleared_kwh']:.1f} of {mk['requested_kwh']:.1f} kWh requested, "
+        f"{mk['awards']} awards, buyers paid {m['market_buyers_pay_eur']:.2f} EUR",
+        f"  comfort: {c['steps_outside_comfort_band']} heat-pump steps outside the band, "
+        f"{c['ev_departures_below_target']} EV departures below target, {c['ems_deviations']} EMS overrides",
+        f"  run folder: {out_dir}",
+    ]
+    if report:
+        lines.append(f"  report: {out_dir / 'report.html'}")
+    return "\n".join(lines)
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        config = load_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    except ConfigError as exc:
+        print(f"goflex-twin: {exc}", file=sys.stderr)
+        sys.exit(2)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        kpis = run(config, out_dir, progress=cfg.output.progress)
+    except (ConfigError, SourceError, AtpError) as exc:
+        print(f"goflex-twin: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(_summary(kpis, out_dir, config.report))
+
+
+def main() -> None:
+    """Console entry point."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""The run configuration: the composed Hydra config checked and turned into typed dataclasses.
+
+`load_run_config(cfg)` checks every key the world reads and raises `ConfigError` with one
+sentence naming the key (e.g. `sim.days: must be at least 1, not -2`) before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sim.sources import CLIMATES, PRICE_MODELS
+
+__all__ = [
+    "BrpConfig",
+    "ConfigError",
+    "DeviceMix",
+    "DsoConfig",
+    "EvMix",
+    "FmanConfig",
+    "GridConfig",
+    "HeatPumpMix",
+    "MarketConfig",
+    "RunConfig",
+    "SiteConfig",
+    "load_run_config",
+]
+
+SECONDS_PER_DAY = 86_400
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and says what is expected."""
+
+
+@dataclass(frozen=True)
+class EvMix:
+    delegated: int
+    direct: int
+    charger_kw: tuple[float, float]
+    battery_kwh: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class HeatPumpMix:
+    delegated: int
+    direct: int
+    max_power_kw: tuple[float, float]
+    cop: float
+    ua_kw_per_k: tuple[float, float]
+    capacity_kwh_per_k: tuple[float, float]
+    comfort_c: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class DeviceMix:
+    ev: EvMix
+    heat_pump: HeatPumpMix
+
+
+@dataclass(frozen=True)
+class BrpConfig:
+    imbalance_kwh_per_prosumer: float
+    cutoff_eur_per_kwh: float
+
+
+@dataclass(frozen=True)
+class DsoConfig:
+    transformer_kw: float
+    cutoff_eur_per_kwh: float
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    name: str
+    title: str
+    timezone: ZoneInfo
+    climate: str
+    price_model: str
+    grid_code: str
+    delegated: int
+    direct: int
+    household_kwh_per_year: tuple[float, float]
+    commercial_share: float
+    commercial_kwh_per_year: tuple[float, float]
+    pv_share: float
+    pv_kwp: tuple[float, float]
+    direct_price_eur_per_kwh: tuple[float, float]
+    brp: BrpConfig
+    dso: DsoConfig
+
+    @property
+    def n_prosumers(self) -> int:
+        return self.delegated + self.direct
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    mechanism: str
+    day_ahead_gate_closure: time
+    intraday_horizon_steps: int
+    dso_forecast_times: tuple[time, ...]
+    dso_horizon_steps: int
+
+
+@dataclass(frozen=True)
+class FmanConfig:
+    objective: str
+    planning_interval_s: int
+    horizon_steps: int
+    start_tolerance_s: int
+    max_group_size: int
+    time_limit_s: float
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    kind: str
+    code: str
+    file: Path | None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    site: SiteConfig
+    devices: DeviceMix
+    market: MarketConfig
+    fman: FmanConfig
+    grid: GridConfig
+    start: datetime
+    days: float
+    slice_s: int
+    seed: int
+    weather_file: Path | None
+    prices_file: Path | None
+    report: bool
+
+    @property
+    def n_steps(self) -> int:
+        return round(self.days * SECONDS_PER_DAY / self.slice_s)
+
+
+# -- readers that name the key ----------------------------------------------------------------
+
+
+def _get(cfg: Mapping[str, Any], key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ConfigError(f"{key}: is missing from the configuration")
+        node = node[part]
+    return node
+
+
+def _int(cfg: Mapping[str, Any], key: str, *, minimum: int | None = None) -> int:
+    value = _get(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}: must be a whole number, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, not {value}")
+    return value
+
+
+def _float(cfg: Mapping[str, Any], key: str, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    value = _get(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key}: must be a number, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, not {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key}: must be at most {maximum}, not {value}")
+    return float(value)
+
+
+def _range(cfg: Mapping[str, Any], key: str, *, minimum: float = 0.0) -> tuple[float, float]:
+    value = _get(cfg, key)
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ConfigError(f"{key}: must be a pair [low, high], not {value!r}")
+    lo, hi = value
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ConfigError(f"{key}: must hold two numbers, not {value!r}")
+    if lo > hi:
+        raise ConfigError(f"{key}: low {lo} is above high {hi}")
+    if lo < minimum:
+        raise ConfigError(f"{key}: must not be below {minimum}, not {lo}")
+    return float(lo), float(hi)
+
+
+def _str(cfg: Mapping[str, Any], key: str) -> str:
+    value = _get(cfg, key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: must be a non-empty string, not {value!r}")
+    return value
+
+
+def _clock(value: Any, key: str) -> time:
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r} is not a time of day like '12:00'") from None
+
+
+def _optional_path(cfg: Mapping[str, Any], key: str) -> Path | None:
+    value = _get(cfg, key)
+    if value is None:
+        return None
+    path = Path(str(value))
+    if not path.is_file():
+        raise ConfigError(f"{key}: file {path} does not exist")
+    return path
+
+
+def _count(cfg: Mapping[str, Any], key: str, available: int, who: str) -> int:
+    value = _int(cfg, key, minimum=0)
+    if value > available:
+        raise ConfigError(f"{key}: {value} devices but the site has only {available} {who} prosumers")
+    return value
+
+
+def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
+    """Check the composed config (a plain dict or an OmegaConf container) and type it."""
+    slice_s = _int(cfg, "sim.slice_s", minimum=1)
+    if SECONDS_PER_DAY % slice_s:
+        raise ConfigError(f"sim.slice_s: (={slice_s}) must divide 86400 (e.g. 900 or 3600)")
+    if slice_s % 900:
+        raise ConfigError(f"sim.slice_s: (={slice_s}) must be a multiple of 900 s (the load profiles' step)")
+    days = _float(cfg, "sim.days")
+    if days <= 0:
+        raise ConfigError(f"sim.days: must be positive, not {days:g}")
+    if (days * SECONDS_PER_DAY) % slice_s:
+        raise ConfigError(f"sim.days: {days:g} days is not a whole number of {slice_s} s steps")
+    start_text = str(_get(cfg, "sim.start"))
+    try:
+        start = datetime.fromisoformat(start_text)
+    except ValueError:
+        raise ConfigError(f"sim.start: {start_text!r} is not an ISO 8601 time") from None
+    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    if start.timestamp() % slice_s:
+        raise ConfigError(f"sim.start: {start_text} is not on the {slice_s} s grid")
+    seed = _int(cfg, "sim.seed", minimum=0)
+
+    tz_name = _str(cfg, "scenario.timezone")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"scenario.timezone: {tz_name!r} is not a known time zone") from None
+    climate = _str(cfg, "scenario.climate")
+    if climate not in CLIMATES:
+        raise ConfigError(f"scenario.climate: {climate!r} is not one of {sorted(CLIMATES)}")
+    price_model = _str(cfg, "scenario.price_model")
+    if price_model not in PRICE_MODELS:
+        raise ConfigError(f"scenario.price_model: {price_model!r} is not one of {sorted(PRICE_MODELS)}")
+    delegated = _int(cfg, "scenario.prosumers.delegated", minimum=0)
+    direct = _int(cfg, "scenario.prosumers.direct", minimum=0)
+    if delegated + direct == 0:
+        raise ConfigError("scenario.prosumers: the site needs at least one prosumer")
+    site = SiteConfig(
+        name=_str(cfg, "scenario.name"),
+        title=_str(cfg, "scenario.title"),
+        timezone=tz,
+        climate=climate,
+        price_model=price_model,
+        grid_code=_str(cfg, "scenario.grid_code"),
+        delegated=delegated,
+        direct=direct,
+        household_kwh_per_year=_range(cfg, "scenario.load.household_kwh_per_year"),
+        commercial_share=_float(cfg, "scenario.load.commercial_share", minimum=0.0, maximum=1.0),
+        commercial_kwh_per_year=_range(cfg, "scenario.load.commercial_kwh_per_year"),
+        pv_share=_float(cfg, "scenario.pv.share", minimum=0.0, maximum=1.0),
+        pv_kwp=_range(cfg, "scenario.pv.kwp"),
+        direct_price_eur_per_kwh=_range(cfg, "scenario.direct_price_eur_per_kwh"),
+        brp=BrpConfig(
+            imbalance_kwh_per_prosumer=_float(cfg, "scenario.brp.imbalance_kwh_per_prosumer", minimum=0.0),
+            cutoff_eur_per_kwh=_float(cfg, "scenario.brp.cutoff_eur_per_kwh", minimum=0.0),
+        ),
+        dso=DsoConfig(
+            transformer_kw=_float(cfg, "scenario.dso.transformer_kw", minimum=0.0),
+            cutoff_eur_per_kwh=_float(cfg, "scenario.dso.cutoff_eur_per_kwh", minimum=0.0),
+        ),
+    )
+    devices = DeviceMix(
+        ev=EvMix(
+            delegated=_count(cfg, "devices.ev.delegated", delegated, "delegated"),
+            direct=_count(cfg, "devices.ev.direct", direct, "direct"),
+            charger_kw=_range(cfg, "devices.ev.charger_kw", minimum=0.1),
+            battery_kwh=_range(cfg, "devices.ev.battery_kwh", minimum=1.0),
+        ),
+        heat_pump=HeatPumpMix(
+            delegated=_count(cfg, "devices.heat_pump.delegated", delegated, "delegated"),
+            direct=_count(cfg, "devices.heat_pump.direct", direct, "direct"),
+            max_power_kw=_range(cfg, "devices.heat_pump.max_power_kw", minimum=0.1),
+            cop=_float(cfg, "devices.heat_pump.cop", minimum=1.0),
+            ua_kw_per_k=_range(cfg, "devices.heat_pump.ua_kw_per_k", minimum=0.001),
+            capacity_kwh_per_k=_range(cfg, "devices.heat_pump.capacity_kwh_per_k", minimum=0.1),
+            comfort_c=_range(cfg, "devices.heat_pump.comfort_c", minimum=-50.0),
+        ),
+    )
+    mechanism = _str(cfg, "market.mechanism")
+    if mechanism != "one_sided_pool":
+        raise ConfigError(f"market.mechanism: {mechanism!r} is not available (one_sided_pool)")
+    forecast_times = _get(cfg, "market.dso.forecast_times")
+    if not isinstance(forecast_times, list | tuple):
+        raise ConfigError(f"market.dso.forecast_times: must be a list of times, not {forecast_times!r}")
+    market = MarketConfig(
+        mechanism=mechanism,
+        day_ahead_gate_closure=_clock(_get(cfg, "market.day_ahead.gate_closure"), "market.day_ahead.gate_closure"),
+        intraday_horizon_steps=_int(cfg, "market.intraday.horizon_steps", minimum=1),
+        dso_forecast_times=tuple(_clock(v, f"market.dso.forecast_times[{i}]") for i, v in enumerate(forecast_times)),
+        dso_horizon_steps=_int(cfg, "market.dso.horizon_steps", minimum=1),
+    )
+    objective = _str(cfg, "fman.objective")
+    if objective != "least_cost":
+        raise ConfigError(f"fman.objective: {objective!r} is not available (least_cost)")
+    planning_interval_s = _int(cfg, "fman.planning_interval_s", minimum=1)
+    if planning_interval_s % slice_s:
+        raise ConfigError(f"fman.planning_interval_s: (={planning_interval_s}) must be a multiple of sim.slice_s")
+    fman = FmanConfig(
+        objective=objective,
+        planning_interval_s=planning_interval_s,
+        horizon_steps=_int(cfg, "fman.horizon_steps", minimum=1),
+        start_tolerance_s=_int(cfg, "fman.aggregation.start_tolerance_s", minimum=0),
+        max_group_size=_int(cfg, "fman.aggregation.max_group_size", minimum=1),
+        time_limit_s=_float(cfg, "fman.time_limit_s", minimum=0.1),
+    )
+    grid_file = _optional_path(cfg, "grid.file")
+    grid = GridConfig(kind=_str(cfg, "grid.kind"), code=_str(cfg, "grid.code"), file=grid_file)
+    return RunConfig(
+        site=site,
+        devices=devices,
+        market=market,
+        fman=fman,
+        grid=grid,
+        start=start,
+        days=days,
+        slice_s=slice_s,
+        seed=seed,
+        weather_file=_optional_path(cfg, "data.weather_file"),
+        prices_file=_optional_path(cfg, "data.prices_file"),
+        report=bool(_get(cfg, "output.report")),
+    )

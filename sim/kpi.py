@@ -1,0 +1,149 @@
+"""KPIs of a run (D2.1 section 7.6, F2.5), computed from the world's recorded arrays.
+
+Everything here is a pure function of the simulated results, never of wall-clock time, so the
+same config and seed give a byte-identical `kpi.json`. Money in EUR, energy in kWh, power in kW.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from atp.flexoffer import OfferState
+from sim.agents.prosumer import DEVICES
+from sim.world import World
+
+__all__ = ["compute_kpis"]
+
+
+def _r(x: float, digits: int = 6) -> float:
+    """Round for the report: 6 decimals keep cents and watt-hours exact enough."""
+    return float(round(float(x), digits))
+
+
+def compute_kpis(world: World) -> dict[str, Any]:
+    """The run's KPIs as a JSON-ready dict (sorted keys when written)."""
+    cfg = world.config
+    dt_h = world.slice_s / 3600
+    prices = world.prices.to_numpy(dtype=float)[: world.n_steps]
+    metered = world.metered_kwh.sum(axis=(1, 2))
+    baseline = world.baseline_kwh.sum(axis=(1, 2))
+    scheduled = world.scheduled_kwh.sum(axis=(1, 2))
+    nonflex = world.nonflex_kwh.sum(axis=1)
+    pv = world.pv_kwh.sum(axis=1)
+    net_actual = nonflex - pv + metered
+    net_baseline = nonflex - pv + baseline
+
+    # Adaptation per hour (D2.1 7.6: load adaptability = delta MWh/h over peak MWh/h).
+    steps_per_hour = max(round(1 / dt_h), 1)
+    n_hours = len(metered) // steps_per_hour
+    hourly_delta = (metered - baseline)[: n_hours * steps_per_hour].reshape(n_hours, steps_per_hour).sum(axis=1)
+    hourly_base = net_baseline[: n_hours * steps_per_hour].reshape(n_hours, steps_per_hour).sum(axis=1)
+    peak_mwh_h = float(np.max(np.abs(hourly_base))) / 1000 if n_hours else 0.0
+    adaptability = (np.abs(hourly_delta) / 1000 / peak_mwh_h) if peak_mwh_h > 0 else np.zeros(n_hours)
+
+    offers = {state.value: 0 for state in OfferState}
+    n_offers = 0
+    for store in (world.aggregator.store, world.market_operator.market.store):
+        for record in store.records():
+            offers[record.state.value] += 1
+            n_offers += 1
+    plans = world.aggregator.plans
+    market_results = world.market_operator.market.results
+    deviations = sum(len(p.foa.ems.deviations) for p in world.prosumers)
+    violations = sum(len(p.foa.violations) for p in world.prosumers)
+
+    comfort_steps = 0
+    hp_count = 0
+    for p in world.prosumers:
+        if p.heat_pump is None:
+            continue
+        hp_count += 1
+        temps = np.array([h.indoor_end_c for h in p.heat_pump.history]) if p.heat_pump.history else np.zeros(0)
+        comfort_steps += int(
+            np.sum((temps < p.heat_pump.comfort_min_c - 1e-6) | (temps > p.heat_pump.comfort_max_c + 1e-6))
+        )
+    ev_missed = 0
+    ev_sessions = 0
+    end_time = world.clock.step_start(world.n_steps)
+    for p in world.prosumers:
+        if p.ev is None:
+            continue
+        for session in p.ev.sessions:
+            if session.departure > end_time or session.arrival < world.start:
+                continue
+            ev_sessions += 1
+            stored = [e for t, _, e in p.ev.history if t < session.departure and t >= session.arrival]
+            if stored and stored[-1] < session.target_energy_kwh - 1e-6:
+                ev_missed += 1
+
+    by_device = {
+        device: {
+            "metered_kwh": _r(world.metered_kwh[:, :, d].sum()),
+            "baseline_kwh": _r(world.baseline_kwh[:, :, d].sum()),
+        }
+        for d, device in enumerate(DEVICES)
+    }
+    kpis: dict[str, Any] = {
+        "run": {
+            "scenario": cfg.site.name,
+            "start": world.start.isoformat().replace("+00:00", "Z"),
+            "days": cfg.days,
+            "slice_s": world.slice_s,
+            "seed": cfg.seed,
+            "prosumers": {"delegated": cfg.site.delegated, "direct": cfg.site.direct},
+            "market_mechanism": cfg.market.mechanism,
+            "fman_objective": cfg.fman.objective,
+            "planner": f"{plans[0].planner} {plans[0].planner_version}" if plans else None,
+        },
+        "energy": {
+            "nonflexible_kwh": _r(nonflex.sum()),
+            "pv_kwh": _r(pv.sum()),
+            "flexible_metered_kwh": _r(metered.sum()),
+            "flexible_baseline_kwh": _r(baseline.sum()),
+            "flexible_scheduled_kwh": _r(scheduled.sum()),
+            "site_net_kwh": _r(net_actual.sum()),
+            "by_device": by_device,
+            "flexible_energy_shifted_kwh": _r(np.abs(metered - baseline).sum() / 2),
+            "hourly_adaptation_mwh": [_r(v / 1000) for v in hourly_delta],
+        },
+        "power": {
+            "site_peak_baseline_kw": _r(np.max(net_baseline) / dt_h),
+            "site_peak_actual_kw": _r(np.max(net_actual) / dt_h),
+        },
+        "money": {
+            "flexible_cost_baseline_eur": _r(float(baseline @ prices)),
+            "flexible_cost_actual_eur": _r(float(metered @ prices)),
+            "flexible_savings_eur": _r(float(baseline @ prices - metered @ prices)),
+            "market_buyers_pay_eur": _r(sum(r.buyer_pays_eur for r in market_results)),
+            "market_sellers_receive_eur": _r(sum(r.sellers_receive_eur for r in market_results)),
+            "market_surplus_eur": _r(sum(r.surplus_eur for r in market_results)),
+        },
+        "flexibility": {
+            "load_adaptability_level_max": _r(float(adaptability.max()) if len(adaptability) else 0.0),
+            "load_adaptability_level_mean": _r(float(adaptability.mean()) if len(adaptability) else 0.0),
+        },
+        "offers": {"total": n_offers, "by_state": offers},
+        "fman": {
+            "planning_rounds": len(plans),
+            "assigned": sum(p.n_assigned for p in plans),
+            "fallbacks": sum(1 for p in plans if p.fallback_reason),
+            "energy_flex_loss_kwh": _r(sum(p.energy_flex_loss_kwh for p in plans)),
+        },
+        "market": {
+            "sessions": len({r.session for r in market_results}),
+            "requested_kwh": _r(world.market_operator.requested_kwh.sum()),
+            "cleared_kwh": _r(world.market_operator.cleared_kwh.sum()),
+            "awards": sum(r.n_awards for r in market_results),
+        },
+        "comfort": {
+            "heat_pumps": hp_count,
+            "steps_outside_comfort_band": comfort_steps,
+            "ev_sessions_completed": ev_sessions,
+            "ev_departures_below_target": ev_missed,
+            "ems_deviations": deviations,
+            "protocol_violations": violations,
+        },
+    }
+    return kpis

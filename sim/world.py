@@ -1,0 +1,419 @@
+"""The simulated world: a Mesa model of one demo site whose time is driven by SimPy.
+
+`World(config)` builds the site from a `RunConfig` (data sources, grid placement, prosumers
+with devices and FOAs, the aggregator's FMAN, the market operator's FMAR, a BRP and a DSO);
+`World.run()` advances SimPy through every step in the phases of `sim.clock` and keeps what
+happened in numpy arrays for the outputs. Mesa holds the population (AgentSets by type) and
+collects data: the EXECUTE phase calls `model.step()`, so Mesa's step counter follows SimPy.
+"""
+
+from __future__ import annotations
+
+import math
+import time as wallclock
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import mesa
+import numpy as np
+import pandas as pd
+import simpy
+
+from atp.flexoffer import Location, Mode, OfferState
+from atp.fman import AggregationParams
+from atp.fmar import FlexOfferMarket
+from atp.foa import EVGenerator, FlexOfferAgent, HeatPumpGenerator
+from atp.interface import OfferStore
+from sim.agents.aggregator import Aggregator
+from sim.agents.brp import Brp
+from sim.agents.devices import EVCharger, HeatPump
+from sim.agents.dso import Dso
+from sim.agents.market_operator import MarketOperator
+from sim.agents.prosumer import DEVICES, Prosumer
+from sim.clock import Phase, SimClock
+from sim.config import RunConfig
+from sim.grid import load_network, place_prosumers
+from sim.sources import (
+    CLIMATES,
+    PRICE_MODELS,
+    ProfileLibrary,
+    commercial_load_kwh,
+    generate_day_ahead_prices,
+    generate_weather,
+    household_load_kwh,
+    plane_of_array_w_per_m2,
+    pv_kwh_per_kwp,
+    read_series_file,
+)
+
+__all__ = ["HP_BLOCK_STEPS", "Timings", "World"]
+
+HP_BLOCK_STEPS = 16  # heat-pump offers cover 16 steps (4 h at 15 min)
+_FORECAST_STEPS = 96  # weather and prices are known this far past the last step
+_PV_TILT_DEG = 30.0
+
+
+@dataclass
+class Timings:
+    """Wall seconds spent per part of the world (reported, never asserted)."""
+
+    build_s: float = 0.0
+    agents_s: float = 0.0
+    atp_s: float = 0.0
+    grid_s: float = 0.0
+    output_s: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)
+
+    def add(self, part: str, seconds: float) -> None:
+        self.parts[part] = self.parts.get(part, 0.0) + seconds
+
+
+class World(mesa.Model):
+    """One demo site with the ATP in the loop."""
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(seed=config.seed)
+        began = wallclock.perf_counter()
+        self.config = config
+        self.timings = Timings()
+        site = config.site
+        self.slice_s = config.slice_s
+        self.n_steps = config.n_steps
+        self.start = config.start
+        self.times = pd.date_range(config.start, periods=self.n_steps, freq=f"{config.slice_s}s", tz="UTC")
+        seeds = np.random.SeedSequence(config.seed).spawn(8)
+        rngs = {
+            name: np.random.default_rng(s)
+            for name, s in zip(
+                ("weather", "prices", "loads", "devices", "grid", "brp", "mix", "pv"), seeds, strict=True
+            )
+        }
+        n_ext = self.n_steps + _FORECAST_STEPS
+        utc_offset_s = int(site.timezone.utcoffset(config.start.replace(tzinfo=None)).total_seconds())
+
+        # -- exogenous data: weather, prices, load and PV profiles ----------------------------
+        climate = CLIMATES[site.climate]
+        if config.weather_file is not None:
+            self.weather = read_series_file(
+                config.weather_file,
+                start=config.start,
+                n_steps=n_ext,
+                slice_s=self.slice_s,
+                columns=("temp_c", "ghi_w_per_m2"),
+            )
+        else:
+            self.weather = generate_weather(
+                climate, start=config.start, n_steps=n_ext, slice_s=self.slice_s, rng=rngs["weather"]
+            )
+        if config.prices_file is not None:
+            frame = read_series_file(
+                config.prices_file,
+                start=config.start,
+                n_steps=n_ext,
+                slice_s=self.slice_s,
+                columns=("price_eur_per_kwh",),
+            )
+            self.prices = frame["price_eur_per_kwh"]
+        else:
+            self.prices = generate_day_ahead_prices(
+                PRICE_MODELS[site.price_model],
+                start=config.start,
+                n_steps=n_ext,
+                slice_s=self.slice_s,
+                rng=rngs["prices"],
+            )
+        self.temp_c = self.weather["temp_c"].to_numpy(dtype=float)
+        n = site.n_prosumers
+        mix = rngs["mix"]
+        commercial = mix.random(n) < site.commercial_share
+        annual = np.where(
+            commercial,
+            mix.uniform(*site.commercial_kwh_per_year, n),
+            mix.uniform(*site.household_kwh_per_year, n),
+        )
+        library = ProfileLibrary.load()
+        offset_h = utc_offset_s / 3600
+        nonflex = np.zeros((self.n_steps, n))
+        for flag, draw in ((False, household_load_kwh), (True, commercial_load_kwh)):
+            cols = np.flatnonzero(commercial == flag)
+            if len(cols):
+                nonflex[:, cols] = draw(
+                    library,
+                    start=config.start,
+                    n_steps=self.n_steps,
+                    slice_s=self.slice_s,
+                    annual_kwh=annual[cols],
+                    rng=rngs["loads"],
+                    utc_offset_h=offset_h,
+                )
+        poa = plane_of_array_w_per_m2(self.weather, climate, slice_s=self.slice_s, tilt_deg=_PV_TILT_DEG)
+        per_kwp = pv_kwh_per_kwp(
+            None,
+            start=config.start,
+            n_steps=n_ext,
+            slice_s=self.slice_s,
+            irradiance_w_per_m2=poa,
+            temp_c=self.temp_c,
+        )[: self.n_steps]
+        has_pv = rngs["pv"].random(n) < site.pv_share
+        kwp = np.where(has_pv, rngs["pv"].uniform(*site.pv_kwp, n), 0.0)
+        self.nonflex_kwh = nonflex
+        self.pv_kwh = per_kwp[:, None] * kwp[None, :]
+
+        # -- grid placement ---------------------------------------------------------------------
+        t = wallclock.perf_counter()
+        self.net = load_network(config.grid)
+        self.buses = place_prosumers(self.net, n, rngs["grid"])
+        self.timings.grid_s += wallclock.perf_counter() - t
+
+        # -- SimPy time and the ATP receivers ---------------------------------------------------
+        self.env = simpy.Environment()
+        self.clock = SimClock(self.env, start=config.start, slice_s=self.slice_s, n_steps=self.n_steps)
+        fman_store = OfferStore(f"{site.name}-fman", clock=self.clock.now)
+        self.aggregator = Aggregator(
+            self,
+            name=f"{site.name}-aggregator",
+            store=fman_store,
+            params=AggregationParams(
+                start_tolerance_s=config.fman.start_tolerance_s, max_group_size=config.fman.max_group_size
+            ),
+            objective=config.fman.objective,
+            horizon_steps=config.fman.horizon_steps,
+            time_limit_s=config.fman.time_limit_s,
+            prices=self.prices,
+        )
+        market = FlexOfferMarket(f"{site.name}-fmar", clock=self.clock.now, mechanism=config.market.mechanism)
+        self.market_operator = MarketOperator(
+            self,
+            market=market,
+            start=config.start,
+            slice_s=self.slice_s,
+            n_steps=self.n_steps,
+            horizon_steps=config.market.intraday_horizon_steps,
+        )
+        self.brp = Brp(
+            self,
+            name=f"{site.name}-brp",
+            start=config.start,
+            slice_s=self.slice_s,
+            n_steps=self.n_steps,
+            n_prosumers=n,
+            imbalance_kwh_per_prosumer=site.brp.imbalance_kwh_per_prosumer,
+            cutoff_eur_per_kwh=site.brp.cutoff_eur_per_kwh,
+            timezone=site.timezone,
+            rng=rngs["brp"],
+        )
+
+        # -- prosumers ----------------------------------------------------------------------------
+        modes = [Mode.DELEGATED] * site.delegated + [Mode.DIRECT] * site.direct
+        delegated_ids = np.arange(site.delegated)
+        direct_ids = np.arange(site.delegated, n)
+        has: dict[str, set[int]] = {}
+        for device, mix_cfg in (("ev", config.devices.ev), ("heat_pump", config.devices.heat_pump)):
+            chosen = list(mix.choice(delegated_ids, mix_cfg.delegated, replace=False)) if mix_cfg.delegated else []
+            chosen += list(mix.choice(direct_ids, mix_cfg.direct, replace=False)) if mix_cfg.direct else []
+            has[device] = {int(i) for i in chosen}
+        prices_direct = mix.uniform(*site.direct_price_eur_per_kwh, n)
+        dev_rng = rngs["devices"]
+        days = math.ceil(config.days) + 1
+        ev_cfg, hp_cfg = config.devices.ev, config.devices.heat_pump
+        self.prosumers: list[Prosumer] = []
+        for i in range(n):
+            name = f"{site.name}-p{i:03d}"
+            mode = modes[i]
+            ev = hp = None
+            if i in has["ev"]:
+                ev = EVCharger.draw(
+                    dev_rng,
+                    first_day=config.start,
+                    days=days,
+                    utc_offset_s=utc_offset_s,
+                    battery_kwh=ev_cfg.battery_kwh,
+                    charger_kw=ev_cfg.charger_kw,
+                )
+            if i in has["heat_pump"]:
+                hp = HeatPump.draw(
+                    dev_rng,
+                    max_power_kw=hp_cfg.max_power_kw,
+                    cop=hp_cfg.cop,
+                    ua_kw_per_k=hp_cfg.ua_kw_per_k,
+                    capacity_kwh_per_k=hp_cfg.capacity_kwh_per_k,
+                    comfort_c=hp_cfg.comfort_c,
+                    model_error=0.05,
+                )
+            generators = {}
+            if ev is not None:
+                generators["ev"] = EVGenerator()
+            if hp is not None:
+                generators["heat_pump"] = HeatPumpGenerator(block_steps=HP_BLOCK_STEPS)
+            meter_id = f"M-{name}"
+            location = Location(meter_id=meter_id, bus=int(self.buses[i]), congestion_point=f"{site.name}-cp")
+            client = self.aggregator.client(name) if mode is Mode.DELEGATED else self.market_operator.client(name)
+            foa = FlexOfferAgent(
+                client, issuer=name, location=location, mode=mode, generators=generators, sleep=lambda _s: None
+            )
+            price = round(float(prices_direct[i]), 4) if mode is Mode.DIRECT else None
+            self.prosumers.append(
+                Prosumer(
+                    self,
+                    name=name,
+                    mode=mode,
+                    bus=int(self.buses[i]),
+                    meter_id=meter_id,
+                    commercial=bool(commercial[i]),
+                    nonflex_kwh=nonflex[:, i],
+                    pv_kwh=self.pv_kwh[:, i],
+                    foa=foa,
+                    ev=ev,
+                    heat_pump=hp,
+                    price_eur_per_kwh=price,
+                )
+            )
+        self.dso = Dso(
+            self,
+            name=f"{site.name}-dso",
+            start=config.start,
+            slice_s=self.slice_s,
+            transformer_kw=site.dso.transformer_kw,
+            cutoff_eur_per_kwh=site.dso.cutoff_eur_per_kwh,
+            base_forecast_kwh=nonflex.sum(axis=1) - self.pv_kwh.sum(axis=1),
+            stores=[fman_store, market.store],
+            congestion_point=f"{site.name}-cp",
+        )
+
+        # -- recording --------------------------------------------------------------------------
+        shape = (self.n_steps, n, len(DEVICES))
+        self.metered_kwh = np.zeros(shape)
+        self.baseline_kwh = np.zeros(shape)
+        self.scheduled_kwh = np.zeros(shape)
+        self.setpoint_kwh = np.full(shape, np.nan)
+        self.offer_ids: dict[tuple[int, int, int], str] = {}
+        self.site_net_kwh = 0.0
+        self.offers_generated = 0
+        self.datacollector = mesa.DataCollector(
+            model_reporters={"site_net_kwh": "site_net_kwh"},
+            agent_reporters={"net_kwh": "net_kwh"},
+        )
+        self._progress: Callable[[int], None] | None = None
+        self._schedule_processes()
+        self.timings.build_s = wallclock.perf_counter() - began
+
+    # -- the timeline -----------------------------------------------------------------------------
+    def _timed(self, bucket: str, part: str, action: Callable[[int], None]) -> Callable[[int], None]:
+        def run(k: int) -> None:
+            t = wallclock.perf_counter()
+            action(k)
+            dt = wallclock.perf_counter() - t
+            setattr(self.timings, bucket, getattr(self.timings, bucket) + dt)
+            self.timings.add(part, dt)
+
+        return run
+
+    def _schedule_processes(self) -> None:
+        every_plan = self.config.fman.planning_interval_s // self.slice_s
+        self.clock.every_step(Phase.TRIGGER, self._timed("atp_s", "foa", self._trigger))
+        self.clock.every_step(Phase.PLAN, self._timed("atp_s", "fman", self._plan), every_steps=every_plan)
+        self.clock.every_step(Phase.MARKET, self._timed("atp_s", "fmar", self._market))
+        self.clock.every_step(Phase.EXECUTE, self._timed("agents_s", "physics", self._execute))
+        self.clock.every_step(Phase.SETTLE, self._timed("atp_s", "settle", self._settle))
+
+    def _local(self, k: int) -> datetime:
+        return self.clock.step_start(k).astimezone(self.config.site.timezone)
+
+    def _trigger(self, k: int) -> None:
+        now = self.clock.step_start(k)
+        forecast = self.temp_c[k + 1 : k + 1 + _FORECAST_STEPS]
+        for p in self.prosumers:
+            self.offers_generated += p.trigger(
+                k, now, slice_s=self.slice_s, outdoor_forecast_c=forecast, hp_block_steps=HP_BLOCK_STEPS
+            )
+
+    def _plan(self, k: int) -> None:
+        self.aggregator.plan(self.clock.now())
+
+    def _steps_to_next_local_midnight(self, k: int) -> int:
+        local = self._local(k)
+        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        return int((midnight - local).total_seconds() // self.slice_s)
+
+    def _market(self, k: int) -> None:
+        now = self.clock.now()
+        local = self._local(k)
+        steps_per_day = 86_400 // self.slice_s
+        if k == 0:
+            # The run starts after today's day-ahead gate: the BRP asks for today up to the next
+            # delivery day at once.
+            first = k + 1
+            n_ahead = self._steps_to_next_local_midnight(k) - 1
+            if local.time() >= self.config.market.day_ahead_gate_closure:
+                n_ahead += steps_per_day
+            request = self.brp.request(first, n_ahead)
+            if request is not None:
+                self.market_operator.post(request)
+        if local.time() == self.config.market.day_ahead_gate_closure:
+            first = k + self._steps_to_next_local_midnight(k)
+            request = self.brp.request(first, steps_per_day)
+            if request is not None:
+                self.market_operator.post(request)
+        if k == 0 or local.time() in self.config.market.dso_forecast_times:
+            request = self.dso.run_forecast(k, now, horizon_steps=self.config.market.dso_horizon_steps)
+            if request is not None:
+                self.market_operator.post(request, congestion_point=request.congestion_point)
+        self.market_operator.clear(k, now)
+
+    def _execute(self, k: int) -> None:
+        self._k = k
+        self.step()  # Mesa's step: advances model.steps and runs `step` below
+
+    def step(self) -> None:
+        """Mesa step = the EXECUTE phase of the current SimPy step."""
+        k = self._k
+        now = self.clock.step_start(k)
+        outdoor = float(self.temp_c[k])
+        net = 0.0
+        for i, p in enumerate(self.prosumers):
+            records = p.execute(k, now, slice_s=self.slice_s, outdoor_c=outdoor)
+            for d, device in enumerate(DEVICES):
+                r = records.get(device)
+                if r is None:
+                    continue
+                self.metered_kwh[k, i, d] = r.metered_kwh
+                self.baseline_kwh[k, i, d] = r.baseline_kwh
+                self.scheduled_kwh[k, i, d] = r.scheduled_kwh
+                if r.setpoint_kwh is not None:
+                    self.setpoint_kwh[k, i, d] = r.setpoint_kwh
+                if r.flex_offer_id is not None:
+                    self.offer_ids[(k, i, d)] = r.flex_offer_id
+            net += p.net_kwh
+        self.site_net_kwh = net
+        self.datacollector.collect(self)
+        if self._progress is not None:
+            self._progress(k)
+
+    def _settle(self, k: int) -> None:
+        """Offers whose operation began start executing; those whose operation ended settle."""
+        now = self.clock.now()
+        step_end = self.clock.step_start(k + 1)
+        for store in (self.aggregator.store, self.market_operator.market.store):
+            for record in store.records((OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING)):
+                offer_id = record.offer.id
+                assert offer_id is not None
+                if record.state is not OfferState.EXECUTING:
+                    start = record.operation_start()
+                    if start is None or start > now:
+                        continue
+                    store.start(offer_id)
+                schedule = record.schedule or record.offer.default_schedule
+                if schedule is None:
+                    store.settle(offer_id)
+                    continue
+                end = schedule.start + timedelta(seconds=record.offer.slice_s * len(schedule.energy))
+                if end <= step_end:
+                    store.settle(offer_id)
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, *, progress: Callable[[int], None] | None = None) -> None:
+        """Advance SimPy through every step of the run."""
+        self._progress = progress
+        self.env.run(until=self.n_steps * self.slice_s)
