@@ -293,7 +293,7 @@ class World(mesa.Model):
         self.offers_generated = 0
         self.datacollector = mesa.DataCollector(
             model_reporters={"site_net_kwh": "site_net_kwh"},
-            agent_reporters={"net_kwh": "net_kwh"},
+            agenttype_reporters={Prosumer: {"net_kwh": "net_kwh"}},
         )
         self._progress: Callable[[int], None] | None = None
         self._schedule_processes()

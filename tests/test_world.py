@@ -1,0 +1,181 @@
+"""The simulated world: short runs of the three demo sites and the checks every run must pass."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from atp.flexoffer import FlexOffer, Schedule, check_schedule, decode
+from sim.agents.prosumer import Prosumer
+from sim.app import CONFIG_DIR, run
+from sim.config import ConfigError, load_run_config
+from sim.outputs import OUTPUT_FILES
+from sim.world import World
+
+SHORT = ["sim.days=0.5", "sim.start=2026-01-12T06:00:00Z"]  # 48 steps, across the evening peak
+
+
+def config_for(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return load_run_config(OmegaConf.to_container(cfg, resolve=True))
+
+
+@pytest.fixture(scope="module", params=["foss", "esr", "sww"])
+def site_run(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"run-{request.param}")
+    kpis = run(config_for(f"scenario={request.param}", *SHORT), out)
+    return request.param, out, kpis
+
+
+def read_jsonl(path: Path, cls):
+    objs = []
+    for line in path.read_text().splitlines():
+        obj, problems = decode(cls, json.loads(line))
+        assert problems == [], problems
+        objs.append(obj)
+    return objs
+
+
+def test_run_folder_is_complete(site_run):
+    _, out, kpis = site_run
+    for name in (*OUTPUT_FILES, "report.html", "figures/site_load.png"):
+        assert (out / name).is_file(), name
+    assert kpis["offers"]["total"] > 0
+    assert kpis["fman"]["assigned"] > 0
+
+
+def test_every_schedule_is_feasible_for_its_offer(site_run):
+    _, out, _ = site_run
+    offers = {o.id: o for o in read_jsonl(out / "flexoffers.jsonl", FlexOffer)}
+    schedules = read_jsonl(out / "schedules.jsonl", Schedule)
+    assert schedules
+    for s in schedules:
+        assert check_schedule(offers[s.flex_offer_id], s) == [], s.flex_offer_id
+        assert offers[s.flex_offer_id].schedule == s
+
+
+def test_site_energy_balance_closes(site_run):
+    _, out, _ = site_run
+    ts = pd.read_parquet(out / "timeseries.parquet")
+    m = pd.read_parquet(out / "measurements.parquet")
+    flex_per_step = m.groupby("time")["energy_kwh"].sum().reindex(ts["time"], fill_value=0.0).to_numpy()
+    np.testing.assert_allclose(flex_per_step, ts["flexible_metered_kwh"], atol=1e-9)
+    np.testing.assert_allclose(
+        ts["site_net_kwh"], ts["nonflexible_kwh"] - ts["pv_kwh"] + ts["flexible_metered_kwh"], atol=1e-9
+    )
+    np.testing.assert_allclose(
+        ts["flexible_metered_kwh"], ts["ev_metered_kwh"] + ts["heat_pump_metered_kwh"], atol=1e-9
+    )
+
+
+def test_market_money_balances(site_run):
+    _, out, kpis = site_run
+    market = pd.read_parquet(out / "market.parquet")
+    money = kpis["money"]
+    assert money["market_buyers_pay_eur"] == pytest.approx(
+        money["market_sellers_receive_eur"] + money["market_surplus_eur"], abs=0.01
+    )
+    if len(market):
+        assert (market["buyer_pays_eur"] - market["sellers_receive_eur"] - market["surplus_eur"]).abs().max() < 0.01
+
+
+@pytest.fixture(scope="module")
+def sww_world():
+    world = World(config_for("scenario=sww", *SHORT))
+    world.run()
+    return world
+
+
+def test_metered_energy_equals_device_physics(sww_world):
+    world = sww_world
+    for i, p in enumerate(world.prosumers):
+        if p.ev is not None:
+            drawn = np.array([e for _, e, _ in p.ev.history])
+            np.testing.assert_allclose(world.metered_kwh[:, i, 0], drawn, atol=0)
+        if p.heat_pump is not None:
+            drawn = np.array([h.energy_kwh for h in p.heat_pump.history])
+            np.testing.assert_allclose(world.metered_kwh[:, i, 1], drawn, atol=0)
+        # The FOA's measurements (sent through the exchange interface) are the meter's readings.
+        for device, d in (("ev", 0), ("heat_pump", 1)):
+            if device not in p.devices:
+                continue
+            for k in range(world.n_steps):
+                offer_id = world.offer_ids.get((k, i, d))
+                if offer_id is None:
+                    continue
+                store = world.aggregator.store if p.mode.value == "delegated" else world.market_operator.market.store
+                record = next(r for r in store.records() if r.offer.id == offer_id)
+                assert record.measurements[world.clock.step_start(k)] == world.metered_kwh[k, i, d]
+
+
+def test_mesa_collects_every_step_while_simpy_drives_time(sww_world):
+    world = sww_world
+    assert world.steps == world.n_steps
+    model_vars = world.datacollector.get_model_vars_dataframe()
+    agent_vars = world.datacollector.get_agenttype_vars_dataframe(Prosumer)
+    assert len(model_vars) == world.n_steps
+    assert len(agent_vars) == world.n_steps * len(world.prosumers)
+    np.testing.assert_allclose(
+        model_vars["site_net_kwh"].to_numpy(),
+        agent_vars["net_kwh"].groupby(level="Step").sum().to_numpy(),
+        atol=1e-9,
+    )
+
+
+def test_same_seed_reproduces_and_another_differs(tmp_path):
+    overrides = ("scenario=sww", "sim.days=0.25", "sim.start=2026-01-12T12:00:00Z", "output.report=false")
+    run(config_for(*overrides), tmp_path / "a")
+    run(config_for(*overrides), tmp_path / "b")
+    run(config_for(*overrides, "sim.seed=7"), tmp_path / "c")
+    a = (tmp_path / "a" / "kpi.json").read_bytes()
+    assert a == (tmp_path / "b" / "kpi.json").read_bytes()
+    assert a != (tmp_path / "c" / "kpi.json").read_bytes()
+    assert (tmp_path / "a" / "schedules.jsonl").read_bytes() == (tmp_path / "b" / "schedules.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("sim.days=-2", "sim.days"),
+        ("sim.slice_s=7000", "sim.slice_s"),
+        ("devices.ev.delegated=-1", "devices.ev.delegated"),
+        ("scenario.prosumers.direct=-5", "scenario.prosumers.direct"),
+        ("sim.start=yesterday", "sim.start"),
+    ],
+)
+def test_invalid_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"^{key}"):
+        config_for("scenario=foss", override)
+
+
+def test_command_line_run_and_bad_input(tmp_path):
+    out = tmp_path / "cli-run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim.app", "scenario=sww", "sim.days=0.25", f"hydra.run.dir={out}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "report:" in proc.stdout and (out / "report.html").is_file()
+    bad = tmp_path / "bad-run"
+    for args in (["scenario=atlantis"], ["sim.days=-1"], ["devices.heat_pump.direct=-3"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "sim.app", *args, f"hydra.run.dir={bad}"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr + proc.stdout
+        assert not (bad / "kpi.json").exists()
+    assert "sim.days" in proc.stderr or "heat_pump" in proc.stderr
