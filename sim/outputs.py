@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from atp.flexoffer import encode
@@ -19,6 +20,20 @@ from atp.flexoffer.files import write_atomic
 from atp.fmar import results_frame
 from sim.agents.prosumer import DEVICES
 from sim.world import World
+
+_MEASUREMENT_COLUMNS = (
+    "time",
+    "prosumer",
+    "meter_id",
+    "bus",
+    "mode",
+    "device",
+    "flex_offer_id",
+    "energy_kwh",
+    "baseline_kwh",
+    "scheduled_kwh",
+    "setpoint_kwh",
+)
 
 __all__ = ["OUTPUT_FILES", "measurements_frame", "timeseries_frame", "write_outputs"]
 
@@ -68,41 +83,29 @@ def timeseries_frame(world: World) -> pd.DataFrame:
 
 def measurements_frame(world: World) -> pd.DataFrame:
     """One row per prosumer, device and step: metered, baseline, scheduled and setpoint kWh."""
-    rows: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "time",
-            "prosumer",
-            "meter_id",
-            "bus",
-            "mode",
-            "device",
-            "flex_offer_id",
-            "energy_kwh",
-            "baseline_kwh",
-            "scheduled_kwh",
-            "setpoint_kwh",
-        )
-    }
-    for i, p in enumerate(world.prosumers):
-        for d, device in enumerate(DEVICES):
-            if device not in p.devices:
-                continue
-            for k in range(world.n_steps):
-                rows["time"].append(world.times[k])
-                rows["prosumer"].append(p.name)
-                rows["meter_id"].append(p.meter_id)
-                rows["bus"].append(p.bus)
-                rows["mode"].append(p.mode.value)
-                rows["device"].append(device)
-                rows["flex_offer_id"].append(world.offer_ids.get((k, i, d)))
-                rows["energy_kwh"].append(world.metered_kwh[k, i, d])
-                rows["baseline_kwh"].append(world.baseline_kwh[k, i, d])
-                rows["scheduled_kwh"].append(world.scheduled_kwh[k, i, d])
-                rows["setpoint_kwh"].append(world.setpoint_kwh[k, i, d])
-    frame = pd.DataFrame(rows)
-    frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    frame["setpoint_kwh"] = frame["setpoint_kwh"].astype(float)
+    n_steps = world.n_steps
+    pairs = [(i, d) for i, p in enumerate(world.prosumers) for d, device in enumerate(DEVICES) if device in p.devices]
+    if not pairs:
+        return pd.DataFrame(columns=list(_MEASUREMENT_COLUMNS))
+    idx_i = np.repeat([i for i, _ in pairs], n_steps)
+    idx_d = np.repeat([d for _, d in pairs], n_steps)
+    idx_k = np.tile(np.arange(n_steps), len(pairs))
+    prosumers = world.prosumers
+    frame = pd.DataFrame(
+        {
+            "time": world.times[idx_k],
+            "prosumer": [prosumers[i].name for i in idx_i],
+            "meter_id": [prosumers[i].meter_id for i in idx_i],
+            "bus": np.array([p.bus for p in prosumers])[idx_i],
+            "mode": [prosumers[i].mode.value for i in idx_i],
+            "device": np.array(DEVICES)[idx_d],
+            "flex_offer_id": [world.offer_ids.get((k, i, d)) for k, i, d in zip(idx_k, idx_i, idx_d, strict=True)],
+            "energy_kwh": world.metered_kwh[idx_k, idx_i, idx_d],
+            "baseline_kwh": world.baseline_kwh[idx_k, idx_i, idx_d],
+            "scheduled_kwh": world.scheduled_kwh[idx_k, idx_i, idx_d],
+            "setpoint_kwh": world.setpoint_kwh[idx_k, idx_i, idx_d],
+        }
+    )
     return frame
 
 

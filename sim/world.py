@@ -33,7 +33,7 @@ from sim.agents.market_operator import MarketOperator
 from sim.agents.prosumer import DEVICES, Prosumer
 from sim.clock import Phase, SimClock
 from sim.config import RunConfig
-from sim.grid import load_network, place_prosumers
+from sim.grid import load_buses, place_prosumers
 from sim.sources import (
     CLIMATES,
     PRICE_MODELS,
@@ -163,8 +163,7 @@ class World(mesa.Model):
 
         # -- grid placement ---------------------------------------------------------------------
         t = wallclock.perf_counter()
-        self.net = load_network(config.grid)
-        self.buses = place_prosumers(self.net, n, rngs["grid"])
+        self.buses = place_prosumers(load_buses(config.grid), n, rngs["grid"])
         self.timings.grid_s += wallclock.perf_counter() - t
 
         # -- SimPy time and the ATP receivers ---------------------------------------------------

@@ -9,9 +9,11 @@ bus gets a second prosumer).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib.metadata
+import json
 import os
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from sim.config import ConfigError, GridConfig
 
-__all__ = ["load_network", "place_prosumers"]
+__all__ = ["load_buses", "load_network", "place_prosumers"]
 
 
 def _cache_dir() -> Path:
@@ -71,9 +73,28 @@ def load_network(grid: GridConfig):
     return copy.deepcopy(_simbench_net(grid.code))
 
 
-def place_prosumers(net, n_prosumers: int, rng: np.random.Generator) -> np.ndarray:
-    """Bus index of each prosumer: the network's load buses in a seeded shuffled order, reused cyclically."""
-    load_buses = np.unique(net.load["bus"].to_numpy()) if len(net.load) else np.unique(net.bus.index.to_numpy())
+def load_buses(grid: GridConfig) -> np.ndarray:
+    """The sorted bus indices that carry load in the site's network.
+
+    For a SimBench code the list is kept beside the cached net, so placing prosumers does not
+    need pandapower at all once the net has been built once.
+    """
+    if grid.file is None:
+        version = importlib.metadata.version("simbench")
+        side = _cache_dir() / f"{grid.code}-simbench{version}.loadbuses.json"
+        if side.is_file():
+            return np.asarray(json.loads(side.read_text()), dtype=int)
+    net = load_network(grid)
+    buses = np.unique(net.load["bus"].to_numpy()) if len(net.load) else np.unique(net.bus.index.to_numpy())
+    if grid.file is None:
+        with contextlib.suppress(OSError):  # no writable cache: the next run reads the net again
+            side.write_text(json.dumps([int(b) for b in buses]))
+    return buses.astype(int)
+
+
+def place_prosumers(buses: np.ndarray, n_prosumers: int, rng: np.random.Generator) -> np.ndarray:
+    """Bus index of each prosumer: the given load buses in a seeded shuffled order, reused cyclically."""
+    load_buses = np.asarray(buses, dtype=int)
     if len(load_buses) == 0:
         raise ConfigError("grid: the network has no buses to place prosumers on")
     order = rng.permutation(load_buses)
