@@ -7,8 +7,8 @@ schedule drawn from the box is feasible for the original profile (an inner appro
 
 - `inner_box_around(profile, reference)`: a box containing `reference` (a feasible vector,
   usually the default schedule): used where deviations from the default are traded.
-- `inner_box(profile)`: the widest box found proportionally from the slice bounds, without a
-  reference (used when the default is absent or runs another profile).
+- `inner_box(profile, reference=None)`: the widest box found proportionally from the slice
+  bounds; where joint constraints cut it, it falls back to a box around `reference`.
 
 Total energy is handled exactly (proportional shrinking). A polytope shrinks the box by the
 largest uniform factor for which every row holds at the box's worst corner. A dependency
@@ -27,13 +27,22 @@ __all__ = ["inner_box", "inner_box_around"]
 _EPS = 1e-9
 
 
-def _polytope_ok(profile: Profile, lower: np.ndarray, upper: np.ndarray) -> bool:
-    if profile.polytope is None:
-        return True
-    a = np.asarray(profile.polytope.A, dtype=float)
-    b = np.asarray(profile.polytope.b, dtype=float)
-    worst = np.clip(a, 0, None) @ upper + np.clip(a, None, 0) @ lower
-    return bool(np.all(worst <= b + 1e-7))
+class _Polytope:
+    """A profile's polytope as arrays, split into positive and negative parts once."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.present = profile.polytope is not None
+        if self.present:
+            a = np.asarray(profile.polytope.A, dtype=float)
+            self.a_pos = np.clip(a, 0, None)
+            self.a_neg = np.clip(a, None, 0)
+            self.b = np.asarray(profile.polytope.b, dtype=float) + 1e-7
+
+    def holds_on_box(self, lower: np.ndarray, upper: np.ndarray) -> bool:
+        """True when A x <= b for every x in the box (checked at each row's worst corner)."""
+        if not self.present:
+            return True
+        return bool(np.all(self.a_pos @ upper + self.a_neg @ lower <= self.b))
 
 
 def _dependency_ok(profile: Profile, lower: np.ndarray, upper: np.ndarray) -> bool:
@@ -57,17 +66,18 @@ def _dependency_ok(profile: Profile, lower: np.ndarray, upper: np.ndarray) -> bo
 
 
 def _shrink_to_constraints(
-    profile: Profile, reference: np.ndarray, lower: np.ndarray, upper: np.ndarray
+    profile: Profile, reference: np.ndarray, lower: np.ndarray, upper: np.ndarray, polytope: _Polytope | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shrink [lower, upper] towards `reference` until polytope and dependency hold."""
-    if _polytope_ok(profile, lower, upper) and _dependency_ok(profile, lower, upper):
+    polytope = polytope or _Polytope(profile)
+    if polytope.holds_on_box(lower, upper) and _dependency_ok(profile, lower, upper):
         return lower, upper
     lo_f, hi_f = 0.0, 1.0  # fraction of the box kept; 0 = the reference alone
     for _ in range(40):
         mid = 0.5 * (lo_f + hi_f)
         lw = reference - mid * (reference - lower)
         up = reference + mid * (upper - reference)
-        if _polytope_ok(profile, lw, up) and _dependency_ok(profile, lw, up):
+        if polytope.holds_on_box(lw, up) and _dependency_ok(profile, lw, up):
             lo_f = mid
         else:
             hi_f = mid
@@ -91,9 +101,15 @@ def inner_box_around(profile: Profile, reference: np.ndarray | tuple[float, ...]
     return _shrink_to_constraints(profile, ref, lower, upper)
 
 
-def inner_box(profile: Profile) -> tuple[np.ndarray, np.ndarray] | None:
-    """The widest proportional inner box of the profile, or None when the slice bounds cannot
-    meet its total energy (an invalid profile)."""
+def inner_box(
+    profile: Profile, reference: np.ndarray | tuple[float, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The widest proportional inner box of the profile, or None when none is found.
+
+    When the proportional box breaks the polytope or dependency constraint, the box shrinks
+    towards `reference` (a feasible vector, e.g. the default schedule: `inner_box_around`) or,
+    without one, towards the box's middle if that is feasible.
+    """
     lower, upper = profile.lower_kwh(), profile.upper_kwh()
     span = upper - lower
     if profile.total_energy is not None:
@@ -105,9 +121,12 @@ def inner_box(profile: Profile) -> tuple[np.ndarray, np.ndarray] | None:
             alpha = max(lo_total - lower.sum(), 0.0) / width
             beta = max(upper.sum() - hi_total, 0.0) / width
             lower, upper = lower + alpha * span, upper - beta * span
-    if _polytope_ok(profile, lower, upper) and _dependency_ok(profile, lower, upper):
+    polytope = _Polytope(profile)
+    if polytope.holds_on_box(lower, upper) and _dependency_ok(profile, lower, upper):
         return lower, upper
+    if reference is not None:
+        return inner_box_around(profile, reference)
     middle = 0.5 * (lower + upper)
-    if not (_polytope_ok(profile, middle, middle) and _dependency_ok(profile, middle, middle)):
+    if not (polytope.holds_on_box(middle, middle) and _dependency_ok(profile, middle, middle)):
         return None
-    return _shrink_to_constraints(profile, middle, lower, upper)
+    return _shrink_to_constraints(profile, middle, lower, upper, polytope)
