@@ -14,7 +14,6 @@ wraps a `BuiltInEMS` and a sensor function per device, without any network.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -71,7 +70,9 @@ class BuiltInEMS:
     def __init__(self, *, generators: Mapping[str, FlexOfferGenerator] | None = None) -> None:
         self._generators: dict[str, FlexOfferGenerator] = dict(generators or {})
         self.deviations: list[Deviation] = []
-        self._checked: OrderedDict[tuple[FlexOffer, Schedule | DefaultSchedule], None] = OrderedDict()
+        # Keyed by object identity (offers and schedules are immutable); the value pins both
+        # objects so that their ids cannot be reused while cached.
+        self._checked: OrderedDict[tuple[int, int], tuple[FlexOffer, Schedule | DefaultSchedule]] = OrderedDict()
 
     def _guard(self, load_type: str | None) -> FlexOfferGenerator | None:
         if load_type is None:
@@ -84,13 +85,13 @@ class BuiltInEMS:
 
     def check(self, offer: FlexOffer, schedule: Schedule | DefaultSchedule) -> None:
         """Raise ScheduleRefusedError unless `schedule` is feasible for `offer` (cached per pair)."""
-        key = (dataclasses.replace(offer, state=None, schedule=None), schedule)
+        key = (id(offer), id(schedule))
         if key in self._checked:
             return
         problems = check_schedule(offer, schedule)
         if problems:
             raise ScheduleRefusedError(offer.id, problems)
-        self._checked[key] = None
+        self._checked[key] = (offer, schedule)
         if len(self._checked) > _CHECK_CACHE_SIZE:
             self._checked.popitem(last=False)
 

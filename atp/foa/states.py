@@ -27,7 +27,8 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _finite(name: str, value: float) -> None:
-    _require(math.isfinite(value), f"{name} must be a finite number, not {value!r}")
+    if not math.isfinite(value):  # the message is built only for a bad value (this runs every step)
+        raise StateError(f"{name} must be a finite number, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,9 @@ class ThermalState:
         _require(
             len(self.outdoor_temp_forecast_c) > 0, "outdoor_temp_forecast_c needs at least one value (the step now)"
         )
-        for k, t in enumerate(self.outdoor_temp_forecast_c):
-            _finite(f"outdoor_temp_forecast_c[{k}]", t)
+        if not all(map(math.isfinite, self.outdoor_temp_forecast_c)):
+            for k, t in enumerate(self.outdoor_temp_forecast_c):
+                _finite(f"outdoor_temp_forecast_c[{k}]", t)
 
     def outdoor_c(self, n_steps: int) -> tuple[float, ...]:
         """The forecast for `n_steps` steps from now; a short forecast repeats its last value."""
