@@ -50,10 +50,4 @@ class InProcessClient:
         return self.store.events(self.party, after=after)
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        party = self.party
-
-        def mine(event: Event) -> None:
-            if event.party == party:
-                callback(event)
-
-        return self.store.subscribe(mine)
+        return self.store.subscribe(callback, party=self.party)

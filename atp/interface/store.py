@@ -120,6 +120,7 @@ class OfferStore:
         self._idempotency: dict[tuple[str, str], FlexOffer] = {}
         self._events: list[Event] = []
         self._subscribers: list[Callable[[Event], None]] = []
+        self._party_subscribers: dict[str, list[Callable[[Event], None]]] = {}
 
     # -- helpers -------------------------------------------------------------------------
     def _record(self, party: str, offer_id: str) -> OfferRecord:
@@ -132,6 +133,8 @@ class OfferStore:
         event = Event(len(self._events) + 1, kind, record.owner, record.view(), self.clock())
         self._events.append(event)
         for callback in list(self._subscribers):
+            callback(event)
+        for callback in list(self._party_subscribers.get(event.party, ())):
             callback(event)
 
     def _validated(self, party: str, offer: FlexOffer) -> FlexOffer:
@@ -240,10 +243,12 @@ class OfferStore:
         """The party's events with sequence number > `after` (all events for the operator)."""
         return [e for e in self._events[after:] if party in (OPERATOR, e.party)]
 
-    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        """Call `callback` on every event; returns a function that unsubscribes."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+    def subscribe(self, callback: Callable[[Event], None], *, party: str | None = None) -> Callable[[], None]:
+        """Call `callback` on every event (only the events of `party`, when given); returns a
+        function that unsubscribes."""
+        callbacks = self._subscribers if party is None else self._party_subscribers.setdefault(party, [])
+        callbacks.append(callback)
+        return lambda: callbacks.remove(callback)
 
     # -- receiver operations --------------------------------------------------------------
     def open_offers(self, *, now: datetime | None = None) -> list[FlexOffer]:
