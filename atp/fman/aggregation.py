@@ -1,0 +1,485 @@
+"""Start-aligned aggregation of Flex-Offers into boxes, and its exact disaggregation.
+
+Start-aligned aggregation (Siksnys et al.): offers whose earliest starts lie close together are
+aligned at their earliest starts and summed step by step; the aggregate may start anywhere in
+the time flexibility that every member still has (the smallest member flexibility).
+
+Members are first reduced to boxes, exactly as follows:
+
+1. a `conditional` offer is expanded into XOR profiles (`expand_conditional`, against `now`);
+   the FMAN keeps the *expanded* offer (with the submitted `assignment_before`), and member
+   schedules refer to its profiles; an offer whose `assignment_before` has passed is left out;
+2. the profile the default schedule runs is chosen (profile 0 without a default);
+3. the box is `inner_box(profile)`: per-step bounds inside which every vector is feasible for
+   the profile's total-energy, polytope and dependency constraints. An offer without such a
+   box is not aggregated (`Unaggregated`, with the reason).
+
+The start window is resolved against `now` (implicit time flexibility) and put on the grid:
+the earliest start is the first grid time at or after both `start_after` and `now`, the latest
+the last grid time at or before `start_before`.
+
+The Minkowski sum of boxes is the box of the sums, so the aggregate is exact for the boxes and
+every feasible aggregate schedule disaggregates into feasible member schedules: at aggregate
+step k with energy x_k, every member covering k takes the same fraction
+f_k = (x_k - sum lower_k) / (sum upper_k - sum lower_k) of its own range (0 when the range is
+empty); every member starts the aggregate's shift after its own earliest start.
+
+Members are grouped by `slice_s`, `mode` and `location.congestion_point`; within a group they
+are taken in order of earliest start and a new aggregate begins when a member's earliest start
+lies more than `start_tolerance_s` after the aggregate's first, when a member would lose more
+than `max_time_flex_loss_s` of time flexibility, or when the aggregate is full.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from atp.errors import ValidationError
+from atp.flexoffer import (
+    TOLERANCE_KWH,
+    DefaultSchedule,
+    FlexOffer,
+    Location,
+    Mode,
+    Price,
+    Profile,
+    Schedule,
+    Slice,
+    expand_conditional,
+)
+from atp.flexoffer.approx import inner_box
+from atp.fman.errors import DisaggregationError
+
+__all__ = [
+    "Aggregate",
+    "AggregationParams",
+    "AggregationResult",
+    "MemberBox",
+    "Unaggregated",
+    "aggregate_start_aligned",
+    "ceil_to_grid",
+    "disaggregate",
+    "floor_to_grid",
+]
+
+_BOX_TOL_KWH = 1e-9
+
+
+@dataclass(frozen=True)
+class AggregationParams:
+    """Thresholds of start-aligned aggregation.
+
+    - `start_tolerance_s`: members' earliest starts differ by at most this (seconds);
+    - `max_time_flex_loss_s`: no member loses more time flexibility than this (None: no limit);
+    - `max_group_size`: at most this many members per aggregate.
+    """
+
+    start_tolerance_s: int = 3600
+    max_time_flex_loss_s: int | None = 3600
+    max_group_size: int = 100
+
+    def __post_init__(self) -> None:
+        if self.start_tolerance_s < 0:
+            raise ValidationError(f"start_tolerance_s(={self.start_tolerance_s}) must not be negative (e.g. 3600)")
+        if self.max_time_flex_loss_s is not None and self.max_time_flex_loss_s < 0:
+            raise ValidationError(
+                f"max_time_flex_loss_s(={self.max_time_flex_loss_s}) must not be negative (or None for no limit)"
+            )
+        if self.max_group_size < 1:
+            raise ValidationError(f"max_group_size(={self.max_group_size}) must be at least 1 (e.g. 100)")
+
+
+@dataclass(frozen=True, eq=False)
+class MemberBox:
+    """One member of an aggregate, reduced to a box.
+
+    `offer` is the member as the FMAN keeps it (conditional offers expanded); `profile` indexes
+    its profiles; `offset_steps` is where its first step sits in the aggregate profile;
+    `earliest` and `flexibility_steps` are its resolved, on-grid start window.
+    """
+
+    offer: FlexOffer
+    profile: int
+    offset_steps: int
+    earliest: datetime
+    flexibility_steps: int
+    lower_kwh: np.ndarray
+    upper_kwh: np.ndarray
+
+    @property
+    def offer_id(self) -> str:
+        """The member's offer id."""
+        return self.offer.id or ""
+
+    @property
+    def n_steps(self) -> int:
+        """Number of steps of the member's chosen profile."""
+        return len(self.lower_kwh)
+
+    @property
+    def energy_flexibility_kwh(self) -> float:
+        """sum(upper - lower) of the box."""
+        return float((self.upper_kwh - self.lower_kwh).sum())
+
+
+@dataclass(frozen=True, eq=False)
+class Aggregate:
+    """An aggregated offer (issuer = the aggregator, `members` = member ids) with its members.
+
+    `time_flex_loss_steps`: time flexibility lost, in steps, summed over members;
+    `energy_flex_loss_kwh`: sum over members of the chosen profile's sum(upper - lower) minus
+    the box's.
+    """
+
+    offer: FlexOffer
+    members: tuple[MemberBox, ...]
+    time_flex_loss_steps: int
+    energy_flex_loss_kwh: float
+    lower_kwh: np.ndarray = field(repr=False)
+    upper_kwh: np.ndarray = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        """The aggregate's offer id."""
+        return self.offer.id or ""
+
+    @property
+    def slice_s(self) -> int:
+        """Step length of the aggregate (that of every member)."""
+        return self.offer.slice_s
+
+    @property
+    def n_steps(self) -> int:
+        """Number of steps of the aggregate profile."""
+        return len(self.lower_kwh)
+
+    @property
+    def earliest(self) -> datetime:
+        """Earliest start of the aggregate (its `start_after`: the members' earliest)."""
+        return min(m.earliest for m in self.members)
+
+    @property
+    def flexibility_steps(self) -> int:
+        """Number of allowed shifts minus one: the aggregate's time flexibility in steps."""
+        return min(m.flexibility_steps for m in self.members)
+
+
+@dataclass(frozen=True)
+class Unaggregated:
+    """An offer that could not be aggregated, and why."""
+
+    offer_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    """The aggregates (iterating the result iterates them) and the offers left out.
+
+    Every input offer is in exactly one aggregate or in `unaggregated`.
+    """
+
+    aggregates: tuple[Aggregate, ...]
+    unaggregated: tuple[Unaggregated, ...]
+
+    def __iter__(self) -> Iterator[Aggregate]:
+        return iter(self.aggregates)
+
+    def __len__(self) -> int:
+        return len(self.aggregates)
+
+    def __getitem__(self, index: int) -> Aggregate:
+        return self.aggregates[index]
+
+    @property
+    def time_flex_loss_steps(self) -> int:
+        """Time flexibility lost, in steps, summed over all aggregates."""
+        return sum(a.time_flex_loss_steps for a in self.aggregates)
+
+    @property
+    def energy_flex_loss_kwh(self) -> float:
+        """Energy flexibility lost, in kWh, summed over all aggregates."""
+        return float(sum(a.energy_flex_loss_kwh for a in self.aggregates))
+
+
+# -- grid ------------------------------------------------------------------------------------
+def ceil_to_grid(t: datetime, slice_s: int) -> datetime:
+    """The first time on the `slice_s` grid at or after `t` (UTC)."""
+    return datetime.fromtimestamp(math.ceil(t.timestamp() / slice_s) * slice_s, UTC)
+
+
+def floor_to_grid(t: datetime, slice_s: int) -> datetime:
+    """The last time on the `slice_s` grid at or before `t` (UTC)."""
+    return datetime.fromtimestamp(math.floor(t.timestamp() / slice_s) * slice_s, UTC)
+
+
+def _steps(a: datetime, b: datetime, slice_s: int) -> int:
+    """Whole steps from a to b (both on the grid)."""
+    return round((b - a).total_seconds() / slice_s)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=float)
+    a.flags.writeable = False
+    return a
+
+
+# -- members ---------------------------------------------------------------------------------
+def _member_box(offer: FlexOffer, now: datetime) -> MemberBox | str:
+    """The offer reduced to a box (not yet placed in an aggregate), or why it cannot be."""
+    if offer.id is None:
+        return "the offer has no id"
+    if offer.assignment_before is not None and offer.assignment_before < now:
+        return f"its assignment deadline {offer.assignment_before.isoformat()} has passed"
+    expanded = offer
+    if offer.conditional is not None:
+        # The FMAN keeps the expansion, with the deadline of the offer as submitted.
+        expanded = dataclasses.replace(expand_conditional(offer, now=now), assignment_before=offer.assignment_before)
+    slice_s = expanded.slice_s
+    window = expanded.window(now)
+    if window.earliest is None or window.latest is None:
+        return "its start window cannot be resolved"
+    earliest = max(ceil_to_grid(window.earliest, slice_s), ceil_to_grid(now, slice_s))
+    latest = floor_to_grid(window.latest, slice_s)
+    if latest < earliest:
+        return f"its start window ends at {window.latest.isoformat()}, before the next possible start"
+    default = expanded.default_schedule
+    chosen = default.profile if default is not None and 0 <= default.profile < len(expanded.profiles) else 0
+    reference = default.energy if default is not None and default.profile == chosen else None
+    box = inner_box(expanded.profiles[chosen], reference)
+    if box is None:
+        return f"profile {chosen} has no inner box: its slice bounds cannot meet its joint constraints"
+    lower, upper = box
+    if np.any(lower > upper + _BOX_TOL_KWH):
+        return f"profile {chosen} has an empty inner box"
+    return MemberBox(
+        offer=expanded,
+        profile=chosen,
+        offset_steps=0,
+        earliest=earliest,
+        flexibility_steps=_steps(earliest, latest, slice_s),
+        lower_kwh=_frozen(lower),
+        upper_kwh=_frozen(np.maximum(upper, lower)),
+    )
+
+
+def _group_key(offer: FlexOffer) -> tuple[int, str, str]:
+    cp = offer.location.congestion_point if offer.location is not None else None
+    return (offer.slice_s, offer.mode.value, cp or "")
+
+
+def _split(boxes: list[MemberBox], params: AggregationParams) -> list[list[MemberBox]]:
+    """Greedy grouping of one key's members, in order of earliest start."""
+    boxes = sorted(boxes, key=lambda m: (m.earliest, m.flexibility_steps, m.offer_id))
+    groups: list[list[MemberBox]] = []
+    current: list[MemberBox] = []
+    for m in boxes:
+        if current:
+            slice_s = m.offer.slice_s
+            too_late = (m.earliest - current[0].earliest).total_seconds() > params.start_tolerance_s
+            full = len(current) >= params.max_group_size
+            flex = [c.flexibility_steps for c in current] + [m.flexibility_steps]
+            loss_s = (max(flex) - min(flex)) * slice_s
+            too_lossy = params.max_time_flex_loss_s is not None and loss_s > params.max_time_flex_loss_s
+            if too_late or full or too_lossy:
+                groups.append(current)
+                current = []
+        current.append(m)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _slices(lower: np.ndarray, upper: np.ndarray) -> tuple[Slice, ...]:
+    """Runs of equal per-step bounds as slices."""
+    slices: list[Slice] = []
+    i = 0
+    n = len(lower)
+    while i < n:
+        j = i + 1
+        while j < n and lower[j] == lower[i] and upper[j] == upper[i]:
+            j += 1
+        slices.append(Slice(duration=j - i, energy=(float(lower[i]), float(upper[i]))))
+        i = j
+    return tuple(slices)
+
+
+def _aggregate_default(
+    members: Sequence[MemberBox], start_after: datetime, flex: int, n: int
+) -> DefaultSchedule | None:
+    """Sum of the member defaults when all sit at the same shift inside their boxes, else None."""
+    shifts = set()
+    energy = np.zeros(n)
+    for m in members:
+        d = m.offer.default_schedule
+        if d is None or d.profile != m.profile or len(d.energy) != m.n_steps:
+            return None
+        e = np.asarray(d.energy, dtype=float)
+        if np.any(e < m.lower_kwh - _BOX_TOL_KWH) or np.any(e > m.upper_kwh + _BOX_TOL_KWH):
+            return None
+        offset_s = (d.start - m.earliest).total_seconds()
+        if offset_s % m.offer.slice_s:
+            return None
+        shifts.add(int(offset_s // m.offer.slice_s))
+        energy[m.offset_steps : m.offset_steps + m.n_steps] += e
+    if len(shifts) != 1:
+        return None
+    (shift,) = shifts
+    if not 0 <= shift <= flex:
+        return None
+    start = start_after + timedelta(seconds=shift * members[0].offer.slice_s)
+    return DefaultSchedule(start=start, profile=0, energy=tuple(float(v) for v in energy))
+
+
+def _build_aggregate(members: list[MemberBox], *, issuer: str, agg_id: str, now: datetime) -> Aggregate:
+    first = members[0].offer
+    slice_s = first.slice_s
+    start_after = min(m.earliest for m in members)
+    flex = min(m.flexibility_steps for m in members)
+    placed = [
+        MemberBox(
+            offer=m.offer,
+            profile=m.profile,
+            offset_steps=_steps(start_after, m.earliest, slice_s),
+            earliest=m.earliest,
+            flexibility_steps=m.flexibility_steps,
+            lower_kwh=m.lower_kwh,
+            upper_kwh=m.upper_kwh,
+        )
+        for m in members
+    ]
+    n = max(m.offset_steps + m.n_steps for m in placed)
+    lower = np.zeros(n)
+    upper = np.zeros(n)
+    for m in placed:
+        lower[m.offset_steps : m.offset_steps + m.n_steps] += m.lower_kwh
+        upper[m.offset_steps : m.offset_steps + m.n_steps] += m.upper_kwh
+    upper = np.maximum(upper, lower)
+    time_loss = sum(m.flexibility_steps - flex for m in placed)
+    energy_loss = 0.0
+    for m in placed:
+        profile = m.offer.profiles[m.profile]
+        energy_loss += float((profile.upper_kwh() - profile.lower_kwh()).sum()) - m.energy_flexibility_kwh
+    devices = {m.offer.device for m in placed}
+    cp = first.location.congestion_point if first.location is not None else None
+    deadlines = [m.offer.assignment_before for m in placed if m.offer.assignment_before is not None]
+    price = None
+    if first.mode is Mode.DIRECT:
+        asks = [m.offer.price.per_kwh_deviation for m in placed if m.offer.price and m.offer.price.per_kwh_deviation]
+        price = Price(per_kwh_deviation=max(asks) if asks else 0.0)
+    offer = FlexOffer(
+        issuer=issuer,
+        mode=first.mode,
+        profiles=(Profile(slices=_slices(lower, upper)),),
+        id=agg_id,
+        device=devices.pop() if len(devices) == 1 else "aggregate",
+        location=Location(meter_id=f"{issuer}:aggregate", congestion_point=cp),
+        created_at=now,
+        assignment_before=min(deadlines) if deadlines else None,
+        start_after=start_after,
+        start_before=start_after + timedelta(seconds=flex * slice_s),
+        slice_s=slice_s,
+        default_schedule=_aggregate_default(placed, start_after, flex, n),
+        price=price,
+        members=tuple(m.offer_id for m in placed),
+    )
+    return Aggregate(
+        offer=offer,
+        members=tuple(placed),
+        time_flex_loss_steps=int(time_loss),
+        energy_flex_loss_kwh=float(energy_loss),
+        lower_kwh=_frozen(lower),
+        upper_kwh=_frozen(upper),
+    )
+
+
+def aggregate_start_aligned(
+    offers: Sequence[FlexOffer],
+    *,
+    now: datetime,
+    params: AggregationParams = AggregationParams(),
+    issuer: str = "fman",
+) -> AggregationResult:
+    """Aggregate offers start-aligned into boxes; every offer ends up in exactly one aggregate
+    or in `unaggregated` with the reason. Deterministic: same input, same output."""
+    unaggregated: list[Unaggregated] = []
+    groups: dict[tuple[int, str, str], list[MemberBox]] = {}
+    seen: set[str] = set()
+    for offer in offers:
+        if offer.id is not None and offer.id in seen:
+            unaggregated.append(Unaggregated(offer.id, "another offer with the same id came first"))
+            continue
+        if offer.id is not None:
+            seen.add(offer.id)
+        box = _member_box(offer, now)
+        if isinstance(box, str):
+            unaggregated.append(Unaggregated(offer.id, box))
+        else:
+            groups.setdefault(_group_key(box.offer), []).append(box)
+    aggregates: list[Aggregate] = []
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    for key in sorted(groups):
+        for members in _split(groups[key], params):
+            agg_id = f"{issuer}-agg-{stamp}-{len(aggregates) + 1:05d}"
+            aggregates.append(_build_aggregate(members, issuer=issuer, agg_id=agg_id, now=now))
+    return AggregationResult(tuple(aggregates), tuple(unaggregated))
+
+
+def disaggregate(
+    aggregate: Aggregate,
+    schedule: Schedule | DefaultSchedule,
+    *,
+    assigned_at: datetime | None = None,
+    tol: float = TOLERANCE_KWH,
+) -> list[Schedule]:
+    """One schedule per member (in member order) for a feasible schedule of the aggregate.
+
+    Member schedules refer to the member offers as the FMAN keeps them (conditional offers
+    expanded), sum step by step to the aggregate's energy (up to floating error) and are each
+    feasible for their member. Raises DisaggregationError when `schedule` is not feasible for
+    the aggregate (start off the window or grid, wrong length, energy outside the box by more
+    than `tol`).
+    """
+    slice_s = aggregate.slice_s
+    offset_s = (schedule.start - aggregate.earliest).total_seconds()
+    if offset_s % slice_s:
+        raise DisaggregationError(f"start {schedule.start.isoformat()} is not on the {slice_s} s grid")
+    shift = int(offset_s // slice_s)
+    if not 0 <= shift <= aggregate.flexibility_steps:
+        raise DisaggregationError(
+            f"start {schedule.start.isoformat()} is outside the aggregate's window "
+            f"(shift {shift}, allowed 0..{aggregate.flexibility_steps})"
+        )
+    x = np.asarray(schedule.energy, dtype=float)
+    if len(x) != aggregate.n_steps:
+        raise DisaggregationError(f"schedule has {len(x)} steps, the aggregate {aggregate.n_steps}")
+    lo, hi = aggregate.lower_kwh, aggregate.upper_kwh
+    bad = np.flatnonzero((x < lo - tol) | (x > hi + tol))
+    if bad.size:
+        i = int(bad[0])
+        raise DisaggregationError(
+            f"energy[{i}] = {x[i]:.6g} kWh is outside the aggregate bounds [{lo[i]:.6g}, {hi[i]:.6g}] kWh"
+        )
+    width = hi - lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = np.where(width > 1e-12, np.clip((x - lo) / width, 0.0, 1.0), 0.0)
+    out = []
+    for m in aggregate.members:
+        f = fraction[m.offset_steps : m.offset_steps + m.n_steps]
+        energy = m.lower_kwh + f * (m.upper_kwh - m.lower_kwh)
+        out.append(
+            Schedule(
+                flex_offer_id=m.offer_id,
+                start=m.earliest + timedelta(seconds=shift * slice_s),
+                profile=m.profile,
+                energy=tuple(float(v) for v in energy),
+                assigned_at=assigned_at,
+            )
+        )
+    return out

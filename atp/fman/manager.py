@@ -1,0 +1,265 @@
+"""The Flex-Offer Manager: the aggregator's service that plans its delegated offers.
+
+`FlexOfferManager.plan(now, prices)` is one round of rolling planning:
+
+1. take the store's open offers (accepted, assignment deadline not passed) that are
+   `delegated` (direct offers belong to markets); assigned or executing offers are never
+   touched, so a later round cannot change what is already decided;
+2. aggregate them start-aligned (`aggregate_start_aligned`);
+3. per step length (`slice_s`) build a planning problem over `horizon_steps`, solve it with
+   HiGHS (`solve_highs`) and extract one schedule per aggregate;
+4. disaggregate each aggregate schedule and assign every member schedule through
+   `store.assign` (assigned_at = now). The store re-checks feasibility; a refusal is a bug in
+   the FMAN and raises AssignmentError.
+
+Every open offer is planned in the round that sees it, in particular those whose
+`assignment_before` falls before the next round. Offers that cannot be planned (no inner box,
+start window passed, outside the horizon, solver fallback) are not assigned: they keep their
+default schedule (or are planned by a later round while still open) and are listed with the
+reason in `PlanResult.not_planned`.
+
+The FMAN keeps conditional offers expanded (`expand_conditional`): aggregation and
+disaggregation work on the expanded offer. The store holds the offer as submitted, so a member
+schedule of a conditional offer (which always runs a normal-mode profile 2p) is mapped back
+to profile p of the submitted offer: its start moves past the pre-load steps and the zero
+padding is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from atp.errors import AtpError
+from atp.flexoffer import FlexOffer, Mode, Schedule
+from atp.fman.aggregation import (
+    Aggregate,
+    AggregationParams,
+    AggregationResult,
+    aggregate_start_aligned,
+    disaggregate,
+)
+from atp.fman.errors import AssignmentError
+from atp.fman.planning import (
+    PlanSolution,
+    as_price_series,
+    build_problem,
+    extract_schedules,
+    get_objective,
+    schedule_cost_eur,
+    solve_highs,
+)
+from atp.interface.store import OfferStore
+
+__all__ = ["PLANNER_NAME", "PLANNER_VERSION", "FlexOfferManager", "NotPlanned", "PlanResult"]
+
+PLANNER_NAME = "fman-start-aligned-milp"
+PLANNER_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class NotPlanned:
+    """An open offer that got no schedule in this round, and why (it keeps its default)."""
+
+    offer_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class PlanResult:
+    """The outcome of one planning round, with its provenance.
+
+    Costs are at the given prices: `objective_eur` of the assigned schedules (the solver's
+    objective), `baseline_cost_eur` of the same offers' default schedules (None when a default
+    is missing or not covered by prices). Flexibility loss is that of aggregation (time in
+    steps summed over members, energy in kWh). `fallback_reason` is None unless a solve
+    failed and its offers were left on their defaults.
+    """
+
+    planner: str
+    planner_version: str
+    objective: str
+    objective_version: str
+    solver: str
+    planned_at: datetime
+    n_offers: int
+    n_aggregates: int
+    n_assigned: int
+    aggregation_s: float
+    build_s: float
+    solve_s: float
+    objective_eur: float | None
+    baseline_cost_eur: float | None
+    time_flex_loss_steps: int
+    energy_flex_loss_kwh: float
+    model_status: str
+    mip_gap: float | None
+    fallback_reason: str | None
+    not_planned: tuple[NotPlanned, ...] = field(repr=False)
+    schedules: tuple[Schedule, ...] = field(repr=False)
+    aggregation: AggregationResult = field(repr=False)
+    solutions: tuple[PlanSolution, ...] = field(repr=False)
+
+    @property
+    def savings_eur(self) -> float | None:
+        """Baseline cost minus planned cost, when both are known."""
+        if self.objective_eur is None or self.baseline_cost_eur is None:
+            return None
+        return self.baseline_cost_eur - self.objective_eur
+
+
+def _store_schedule(original: FlexOffer, schedule: Schedule) -> Schedule:
+    """The member schedule for the offer as the store holds it (conditional offers collapsed)."""
+    c = original.conditional
+    if c is None:
+        return schedule
+    if schedule.profile % 2:
+        raise AssignmentError(
+            f"offer {original.id}: schedule runs intervention profile {schedule.profile} of the expanded "
+            "conditional offer, which the submitted offer cannot express"
+        )
+    k_prior = math.ceil(c.prior_s / original.slice_s)
+    p = schedule.profile // 2
+    n = original.profiles[p].n_steps
+    return dataclasses.replace(
+        schedule,
+        start=schedule.start + timedelta(seconds=k_prior * original.slice_s),
+        profile=p,
+        energy=tuple(schedule.energy[k_prior : k_prior + n]),
+    )
+
+
+class FlexOfferManager:
+    """The aggregator's service: plans the delegated offers of its `OfferStore`."""
+
+    def __init__(
+        self,
+        store: OfferStore,
+        *,
+        name: str,
+        params: AggregationParams,
+        objective: str = "least_cost",
+        horizon_steps: int = 96,
+        time_limit_s: float = 30.0,
+        mip_rel_gap: float = 1e-6,
+    ) -> None:
+        get_objective(objective)
+        self.store = store
+        self.name = name
+        self.params = params
+        self.objective = objective
+        self.horizon_steps = horizon_steps
+        self.time_limit_s = time_limit_s
+        self.mip_rel_gap = mip_rel_gap
+
+    def plan(
+        self,
+        now: datetime,
+        prices: Any,
+        *,
+        prices_start: datetime | None = None,
+        prices_slice_s: int | None = None,
+    ) -> PlanResult:
+        """One planning round at `now` with `prices` (EUR/kWh: a PriceSeries, a pandas Series
+        on a DatetimeIndex, or an array with `prices_start` and `prices_slice_s`)."""
+        series = as_price_series(prices, start=prices_start, slice_s=prices_slice_s)
+        objective = get_objective(self.objective)
+        offers = [o for o in self.store.open_offers(now=now) if o.mode is Mode.DELEGATED]
+        originals = {o.id: o for o in offers}
+        t0 = time.perf_counter()
+        aggregation = aggregate_start_aligned(offers, now=now, params=self.params, issuer=self.name)
+        aggregation_s = time.perf_counter() - t0
+        not_planned = [NotPlanned(u.offer_id, u.reason) for u in aggregation.unaggregated]
+
+        by_slice: dict[int, list[Aggregate]] = {}
+        for a in aggregation:
+            by_slice.setdefault(a.slice_s, []).append(a)
+        solutions: list[PlanSolution] = []
+        statuses: list[str] = []
+        fallbacks: list[str] = []
+        assigned: list[Schedule] = []
+        build_s = solve_s = 0.0
+        objective_eur = 0.0
+        baseline: float | None = 0.0
+        for slice_s in sorted(by_slice):
+            aggs = by_slice[slice_s]
+            problem = build_problem(
+                aggs, series, now=now, horizon_steps=self.horizon_steps, objective=self.objective, slice_s=slice_s
+            )
+            solution = solve_highs(problem, time_limit_s=self.time_limit_s, mip_rel_gap=self.mip_rel_gap)
+            solutions.append(solution)
+            build_s += solution.build_s
+            solve_s += solution.solve_s
+            statuses.append(f"{slice_s} s: {solution.status}" if len(by_slice) > 1 else solution.status)
+            members = {a.id: a.members for a in aggs}
+            for agg_id, reason in problem.left_out:
+                not_planned.extend(NotPlanned(m.offer_id, f"aggregate {agg_id}: {reason}") for m in members[agg_id])
+            if not solution.ok:
+                fallbacks.append(f"{slice_s} s grid: {solution.fallback_reason}")
+                for agg_id in problem.aggregate_ids:
+                    not_planned.extend(
+                        NotPlanned(m.offer_id, f"planning fell back to defaults: {solution.fallback_reason}")
+                        for m in members[agg_id]
+                    )
+                continue
+            objective_eur += solution.objective_eur or 0.0
+            for agg, schedule in extract_schedules(problem, solution, aggs, now=now):
+                baseline = self._assign_members(agg, schedule, originals, series, now, assigned, baseline)
+        return PlanResult(
+            planner=PLANNER_NAME,
+            planner_version=PLANNER_VERSION,
+            objective=objective.name,
+            objective_version=objective.version,
+            solver=solutions[0].solver if solutions else "",
+            planned_at=now,
+            n_offers=len(offers),
+            n_aggregates=len(aggregation),
+            n_assigned=len(assigned),
+            aggregation_s=aggregation_s,
+            build_s=build_s,
+            solve_s=solve_s,
+            objective_eur=objective_eur,
+            baseline_cost_eur=baseline,
+            time_flex_loss_steps=aggregation.time_flex_loss_steps,
+            energy_flex_loss_kwh=aggregation.energy_flex_loss_kwh,
+            model_status="; ".join(statuses) if statuses else "Empty",
+            mip_gap=max((s.mip_gap for s in solutions if s.ok and s.mip_gap is not None), default=None),
+            fallback_reason="; ".join(fallbacks) if fallbacks else None,
+            not_planned=tuple(not_planned),
+            schedules=tuple(assigned),
+            aggregation=aggregation,
+            solutions=tuple(solutions),
+        )
+
+    def _assign_members(
+        self,
+        agg: Aggregate,
+        schedule: Schedule,
+        originals: dict[str | None, FlexOffer],
+        series: Any,
+        now: datetime,
+        assigned: list[Schedule],
+        baseline: float | None,
+    ) -> float | None:
+        """Disaggregate one aggregate schedule and assign its members; returns the baseline sum."""
+        for member, member_schedule in zip(agg.members, disaggregate(agg, schedule, assigned_at=now), strict=True):
+            original = originals[member.offer_id]
+            wire = _store_schedule(original, member_schedule)
+            try:
+                self.store.assign(member.offer_id, wire)
+            except AtpError as e:
+                raise AssignmentError(
+                    f"the store refused the schedule of {member.offer_id} from aggregate {agg.id}: {e} "
+                    "(disaggregation must always be feasible: this is a bug in the FMAN)"
+                ) from e
+            assigned.append(wire)
+            default = original.default_schedule
+            cost = (
+                None if default is None else schedule_cost_eur(series, default.start, default.energy, original.slice_s)
+            )
+            baseline = None if baseline is None or cost is None else baseline + cost
+        return baseline
