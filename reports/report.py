@@ -34,7 +34,7 @@ def _figures(run_dir: Path, ts: pd.DataFrame) -> list[tuple[str, str]]:
     slice_h = (ts["time"].iloc[1] - ts["time"].iloc[0]).total_seconds() / 3600 if len(ts) > 1 else 0.25
     figs: list[tuple[str, str]] = []
     fig, ax = plt.subplots(figsize=(10, 3.6))
-    ax.plot(ts["time"], ts["site_net_baseline_kwh"] / slice_h, label="site net load, baseline", color="0.55")
+    ax.plot(ts["time"], ts["site_net_counterfactual_kwh"] / slice_h, label="site net load, without ATP", color="0.55")
     ax.plot(ts["time"], ts["site_net_kwh"] / slice_h, label="site net load, metered", color="tab:blue")
     ax.plot(ts["time"], -ts["pv_kwh"] / slice_h, label="PV", color="tab:orange", lw=0.8)
     ax.set_ylabel("kW")
@@ -47,7 +47,14 @@ def _figures(run_dir: Path, ts: pd.DataFrame) -> list[tuple[str, str]]:
     figs.append(("figures/site_load.png", "Site net load (baseline and metered), PV and day-ahead price"))
 
     fig, ax = plt.subplots(figsize=(10, 3.2))
-    ax.plot(ts["time"], ts["flexible_baseline_kwh"] / slice_h, label="baseline (default schedules)", color="0.55")
+    ax.plot(ts["time"], ts["flexible_counterfactual_kwh"] / slice_h, label="without ATP (uncontrolled)", color="0.55")
+    ax.plot(
+        ts["time"],
+        ts["flexible_baseline_kwh"] / slice_h,
+        label="declared baselines (default schedules)",
+        color="0.75",
+        ls=":",
+    )
     ax.plot(ts["time"], ts["flexible_scheduled_kwh"] / slice_h, label="scheduled", color="tab:green", ls="--")
     ax.plot(ts["time"], ts["flexible_metered_kwh"] / slice_h, label="metered", color="tab:blue")
     ax.set_ylabel("kW")

@@ -28,7 +28,10 @@ def compute_kpis(world: World) -> dict[str, Any]:
     dt_h = world.slice_s / 3600
     prices = world.prices.to_numpy(dtype=float)[: world.n_steps]
     metered = world.metered_kwh.sum(axis=(1, 2))
-    baseline = world.baseline_kwh.sum(axis=(1, 2))
+    # The baseline of the KPIs is the counterfactual: the same devices run uncontrolled, without
+    # the ATP. The offers' declared baselines (default schedules) are reported beside it.
+    baseline = world.counterfactual_kwh.sum(axis=(1, 2))
+    declared = world.baseline_kwh.sum(axis=(1, 2))
     scheduled = world.scheduled_kwh.sum(axis=(1, 2))
     nonflex = world.nonflex_kwh.sum(axis=1)
     pv = world.pv_kwh.sum(axis=1)
@@ -81,7 +84,8 @@ def compute_kpis(world: World) -> dict[str, Any]:
     by_device = {
         device: {
             "metered_kwh": _r(world.metered_kwh[:, :, d].sum()),
-            "baseline_kwh": _r(world.baseline_kwh[:, :, d].sum()),
+            "baseline_kwh": _r(world.counterfactual_kwh[:, :, d].sum()),
+            "declared_baseline_kwh": _r(world.baseline_kwh[:, :, d].sum()),
         }
         for d, device in enumerate(DEVICES)
     }
@@ -102,6 +106,7 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "pv_kwh": _r(pv.sum()),
             "flexible_metered_kwh": _r(metered.sum()),
             "flexible_baseline_kwh": _r(baseline.sum()),
+            "flexible_declared_baseline_kwh": _r(declared.sum()),
             "flexible_scheduled_kwh": _r(scheduled.sum()),
             "site_net_kwh": _r(net_actual.sum()),
             "by_device": by_device,

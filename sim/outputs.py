@@ -62,6 +62,7 @@ def timeseries_frame(world: World) -> pd.DataFrame:
             "time": world.times,
             "nonflexible_kwh": world.nonflex_kwh.sum(axis=1),
             "pv_kwh": world.pv_kwh.sum(axis=1),
+            "flexible_counterfactual_kwh": world.counterfactual_kwh.sum(axis=(1, 2)),
             "flexible_baseline_kwh": world.baseline_kwh.sum(axis=(1, 2)),
             "flexible_scheduled_kwh": world.scheduled_kwh.sum(axis=(1, 2)),
             "flexible_metered_kwh": metered.sum(axis=1),
@@ -69,9 +70,12 @@ def timeseries_frame(world: World) -> pd.DataFrame:
     )
     for d, device in enumerate(DEVICES):
         frame[f"{device}_metered_kwh"] = metered[:, d]
+        frame[f"{device}_counterfactual_kwh"] = world.counterfactual_kwh[:, :, d].sum(axis=1)
         frame[f"{device}_baseline_kwh"] = world.baseline_kwh[:, :, d].sum(axis=1)
     frame["site_net_kwh"] = frame["nonflexible_kwh"] - frame["pv_kwh"] + frame["flexible_metered_kwh"]
-    frame["site_net_baseline_kwh"] = frame["nonflexible_kwh"] - frame["pv_kwh"] + frame["flexible_baseline_kwh"]
+    frame["site_net_counterfactual_kwh"] = (
+        frame["nonflexible_kwh"] - frame["pv_kwh"] + frame["flexible_counterfactual_kwh"]
+    )
     frame["price_eur_per_kwh"] = world.prices.to_numpy(dtype=float)[:n]
     frame["temp_c"] = world.weather["temp_c"].to_numpy(dtype=float)[:n]
     frame["ghi_w_per_m2"] = world.weather["ghi_w_per_m2"].to_numpy(dtype=float)[:n]
@@ -101,6 +105,7 @@ def measurements_frame(world: World) -> pd.DataFrame:
             "device": np.array(DEVICES)[idx_d],
             "flex_offer_id": [world.offer_ids.get((k, i, d)) for k, i, d in zip(idx_k, idx_i, idx_d, strict=True)],
             "energy_kwh": world.metered_kwh[idx_k, idx_i, idx_d],
+            "counterfactual_kwh": world.counterfactual_kwh[idx_k, idx_i, idx_d],
             "baseline_kwh": world.baseline_kwh[idx_k, idx_i, idx_d],
             "scheduled_kwh": world.scheduled_kwh[idx_k, idx_i, idx_d],
             "setpoint_kwh": world.setpoint_kwh[idx_k, idx_i, idx_d],

@@ -284,6 +284,7 @@ class World(mesa.Model):
         # -- recording --------------------------------------------------------------------------
         shape = (self.n_steps, n, len(DEVICES))
         self.metered_kwh = np.zeros(shape)
+        self.counterfactual_kwh = np.zeros(shape)
         self.baseline_kwh = np.zeros(shape)
         self.scheduled_kwh = np.zeros(shape)
         self.setpoint_kwh = np.full(shape, np.nan)
@@ -378,6 +379,7 @@ class World(mesa.Model):
                 if r is None:
                     continue
                 self.metered_kwh[k, i, d] = r.metered_kwh
+                self.counterfactual_kwh[k, i, d] = r.counterfactual_kwh
                 self.baseline_kwh[k, i, d] = r.baseline_kwh
                 self.scheduled_kwh[k, i, d] = r.scheduled_kwh
                 if r.setpoint_kwh is not None:

@@ -2,12 +2,14 @@
 
 The prosumer owns the truth (device physics, non-flexible load, PV) and an FOA (`atp.foa`)
 that sees the devices only through their sensor states. Each step it records, per device,
-what ran (metered), what the baseline would have been (the offer's default schedule, or the
-uncontrolled energy where no offer covers the step) and what was scheduled.
+what ran (metered), what an uncontrolled twin of the device drew (the counterfactual: the same
+device without the ATP), the baseline the offer declared (its default schedule, or the metered
+energy where no offer covers the step) and what was scheduled.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +31,7 @@ class StepRecord:
     """One device's energies over one step (kWh)."""
 
     metered_kwh: float
+    counterfactual_kwh: float
     baseline_kwh: float
     scheduled_kwh: float
     setpoint_kwh: float | None
@@ -66,6 +69,9 @@ class Prosumer(mesa.Agent):
         self.ev = ev
         self.heat_pump = heat_pump
         self.price_eur_per_kwh = price_eur_per_kwh
+        # The counterfactual: a copy of each device that always runs uncontrolled, as it would
+        # without the ATP. Its energy is the true "no flexibility" baseline of the KPIs.
+        self.shadow = {name: copy.deepcopy(device) for name, device in self.devices.items()}
         self.net_kwh = 0.0  # last step's metered net energy at the meter (load - PV)
 
     @property
@@ -102,12 +108,15 @@ class Prosumer(mesa.Agent):
             state = physics.state(now)
         found = self.foa.in_force(device, now)
         setpoint = self.foa.setpoint(device, now, state) if found is not None else None
+        shadow = self.shadow[device]
         if device == "heat_pump":
             metered = physics.step(now, setpoint, slice_s, outdoor_c)  # type: ignore[call-arg]
+            counterfactual = shadow.step(now, None, slice_s, outdoor_c)  # type: ignore[call-arg]
         else:
             metered = physics.step(now, setpoint, slice_s)  # type: ignore[call-arg]
+            counterfactual = shadow.step(now, None, slice_s)  # type: ignore[call-arg]
         if found is None:
-            return StepRecord(metered, metered, metered, None, None)
+            return StepRecord(metered, counterfactual, metered, metered, None, None)
         tracked, schedule = found
         scheduled = schedule_step(tracked.offer, schedule, now)
         default = tracked.offer.default_schedule
@@ -115,6 +124,7 @@ class Prosumer(mesa.Agent):
         self.foa.measure(device, now, metered)
         return StepRecord(
             metered_kwh=metered,
+            counterfactual_kwh=counterfactual,
             baseline_kwh=float(baseline) if baseline is not None else metered,
             scheduled_kwh=float(scheduled) if scheduled is not None else metered,
             setpoint_kwh=setpoint,
