@@ -179,3 +179,27 @@ def test_command_line_run_and_bad_input(tmp_path):
         assert "Traceback" not in proc.stderr + proc.stdout
         assert not (bad / "kpi.json").exists()
     assert "sim.days" in proc.stderr or "heat_pump" in proc.stderr
+
+
+def test_sweep_writes_a_comparison_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim.app",
+            "-m",
+            "scenario=sww",
+            "sim.days=0.25",
+            "sim.seed=1,2",
+            "output.report=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(sweep / "comparison.csv")
+    assert sorted(table["run.seed"]) == [1, 2]
+    assert (sweep / "comparison.html").is_file()
