@@ -24,7 +24,7 @@ from atp.flexoffer import Location, Mode, OfferState
 from atp.fman import AggregationParams
 from atp.fmar import FlexOfferMarket
 from atp.foa import EVGenerator, FlexOfferAgent, HeatPumpGenerator
-from atp.interface import OfferStore
+from atp.interface import OPERATOR, InProcessClient, OfferStore
 from sim.agents.aggregator import Aggregator
 from sim.agents.brp import Brp
 from sim.agents.devices import EVCharger, HeatPump
@@ -277,7 +277,7 @@ class World(mesa.Model):
             transformer_kw=site.dso.transformer_kw,
             cutoff_eur_per_kwh=site.dso.cutoff_eur_per_kwh,
             base_forecast_kwh=nonflex.sum(axis=1) - self.pv_kwh.sum(axis=1),
-            stores=[fman_store, market.store],
+            receivers=[InProcessClient(fman_store, OPERATOR), InProcessClient(market.store, OPERATOR)],
             congestion_point=f"{site.name}-cp",
         )
 

@@ -2,8 +2,8 @@
 
 Until the grid issue brings power flow, the forecast is the site's load at the secondary
 substation: non-flexible load minus PV (known profiles) plus the default schedules of every
-offer both receivers hold. Steps above the transformer limit become a local request (less
-consumption, at the DSO's cut-off price) at the site's congestion point (F2.FMAR7).
+offer both receivers hold, read through operator-scoped exchange clients. Steps above the
+transformer limit become a local request (less consumption, at the DSO's cut-off price) at the site's congestion point (F2.FMAR7).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import mesa
 import numpy as np
 
 from atp.fmar import Request
-from atp.interface import OfferStore
+from atp.interface import ExchangeInterface
 
 __all__ = ["Dso"]
 
@@ -32,7 +32,7 @@ class Dso(mesa.Agent):
         transformer_kw: float,
         cutoff_eur_per_kwh: float,
         base_forecast_kwh: np.ndarray,
-        stores: list[OfferStore],
+        receivers: list[ExchangeInterface],
         congestion_point: str,
     ) -> None:
         super().__init__(model)
@@ -42,7 +42,7 @@ class Dso(mesa.Agent):
         self.limit_kwh = transformer_kw * slice_s / 3600
         self.cutoff_eur_per_kwh = cutoff_eur_per_kwh
         self.base_forecast_kwh = base_forecast_kwh
-        self.stores = stores
+        self.receivers = receivers  # operator-scoped exchange clients of the FMAN and the FMAR
         self.congestion_point = congestion_point
         self.forecasts: list[tuple[datetime, float]] = []  # (time, forecast peak kWh per step)
         self.requests: list[Request] = []
@@ -53,8 +53,8 @@ class Dso(mesa.Agent):
         total = self.base_forecast_kwh[first_step:end].copy()
         t0 = self.start + timedelta(seconds=first_step * self.slice_s)
         t1 = self.start + timedelta(seconds=end * self.slice_s)
-        for store in self.stores:
-            series = store.timeseries("operator", "baseline", t0, t1, slice_s=self.slice_s)
+        for receiver in self.receivers:
+            series = receiver.timeseries("baseline", t0, t1, slice_s=self.slice_s)
             total += np.asarray(series.values)
         return total
 
