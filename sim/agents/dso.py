@@ -3,7 +3,8 @@
 Until the grid issue brings power flow, the forecast is the site's load at the secondary
 substation: non-flexible load minus PV (known profiles) plus the default schedules of every
 offer both receivers hold, read through operator-scoped exchange clients. Steps above the
-transformer limit become a local request (less consumption, at the DSO's cut-off price) at the site's congestion point (F2.FMAR7).
+transformer limit become a local request (less consumption, at the DSO's cut-off price) at
+the site's congestion point (F2.FMAR7).
 """
 
 from __future__ import annotations
