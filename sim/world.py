@@ -50,7 +50,7 @@ from sim.sources import (
 __all__ = ["HP_BLOCK_STEPS", "Timings", "World"]
 
 HP_BLOCK_STEPS = 16  # heat-pump offers cover 16 steps (4 h at 15 min)
-_FORECAST_STEPS = 96  # weather and prices are known this far past the last step
+_FORECAST_S = 86_400  # weather and prices are known (and files must cover) one day past the last step
 _PV_TILT_DEG = 30.0
 
 
@@ -89,7 +89,8 @@ class World(mesa.Model):
                 ("weather", "prices", "loads", "devices", "grid", "brp", "mix", "pv"), seeds, strict=True
             )
         }
-        n_ext = self.n_steps + _FORECAST_STEPS
+        self.forecast_steps = _FORECAST_S // config.slice_s
+        n_ext = self.n_steps + self.forecast_steps
         utc_offset_s = int(site.timezone.utcoffset(config.start.replace(tzinfo=None)).total_seconds())
 
         # -- exogenous data: weather, prices, load and PV profiles ----------------------------
@@ -323,7 +324,7 @@ class World(mesa.Model):
 
     def _trigger(self, k: int) -> None:
         now = self.clock.step_start(k)
-        forecast = self.temp_c[k + 1 : k + 1 + _FORECAST_STEPS]
+        forecast = self.temp_c[k + 1 : k + 1 + self.forecast_steps]
         for p in self.prosumers:
             self.offers_generated += p.trigger(
                 k, now, slice_s=self.slice_s, outdoor_forecast_c=forecast, hp_block_steps=HP_BLOCK_STEPS

@@ -203,3 +203,34 @@ def test_sweep_writes_a_comparison_report(tmp_path):
     table = pd.read_csv(sweep / "comparison.csv")
     assert sorted(table["run.seed"]) == [1, 2]
     assert (sweep / "comparison.html").is_file()
+
+
+def test_prices_from_a_file_and_hourly_steps(tmp_path):
+    times = pd.date_range("2026-01-12T00:00:00Z", periods=60, freq="1h")
+    prices = pd.DataFrame(
+        {"time": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "price_eur_per_kwh": 0.1 + 0.01 * (times.hour % 5)}
+    )
+    path = tmp_path / "prices.csv"
+    prices.to_csv(path, index=False)
+    kpis = run(
+        config_for(
+            "scenario=sww",
+            "sim.days=0.5",
+            "sim.slice_s=3600",
+            "fman.planning_interval_s=3600",
+            f"data.prices_file={path}",
+            "output.report=false",
+        ),
+        tmp_path / "run",
+    )
+    ts = pd.read_parquet(tmp_path / "run" / "timeseries.parquet")
+    assert len(ts) == 12
+    np.testing.assert_allclose(ts["price_eur_per_kwh"], 0.1 + 0.01 * (ts["time"].dt.hour % 5))
+    assert kpis["run"]["slice_s"] == 3600
+
+
+def test_a_prices_file_that_does_not_cover_the_run_is_refused(tmp_path):
+    path = tmp_path / "prices.csv"
+    pd.DataFrame({"time": ["2026-01-12T00:00:00Z"], "price_eur_per_kwh": [0.1]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"prices\.csv"):
+        World(config_for("scenario=sww", "sim.days=0.25", f"data.prices_file={path}"))
