@@ -98,12 +98,12 @@ def measurements_frame(world: World) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "time": world.times[idx_k],
-            "prosumer": [prosumers[i].name for i in idx_i],
-            "meter_id": [prosumers[i].meter_id for i in idx_i],
+            "prosumer": np.array([p.name for p in prosumers], dtype=object)[idx_i],
+            "meter_id": np.array([p.meter_id for p in prosumers], dtype=object)[idx_i],
             "bus": np.array([p.bus for p in prosumers])[idx_i],
-            "mode": [prosumers[i].mode.value for i in idx_i],
-            "device": np.array(DEVICES)[idx_d],
-            "flex_offer_id": [world.offer_ids.get((k, i, d)) for k, i, d in zip(idx_k, idx_i, idx_d, strict=True)],
+            "mode": np.array([p.mode.value for p in prosumers], dtype=object)[idx_i],
+            "device": np.array(DEVICES, dtype=object)[idx_d],
+            "flex_offer_id": world.offer_ids[idx_k, idx_i, idx_d],
             "energy_kwh": world.metered_kwh[idx_k, idx_i, idx_d],
             "counterfactual_kwh": world.counterfactual_kwh[idx_k, idx_i, idx_d],
             "baseline_kwh": world.baseline_kwh[idx_k, idx_i, idx_d],

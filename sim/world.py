@@ -289,7 +289,7 @@ class World(mesa.Model):
         self.baseline_kwh = np.zeros(shape)
         self.scheduled_kwh = np.zeros(shape)
         self.setpoint_kwh = np.full(shape, np.nan)
-        self.offer_ids: dict[tuple[int, int, int], str] = {}
+        self.offer_ids = np.full(shape, None, dtype=object)  # the offer covering each device step
         self.site_net_kwh = 0.0
         self.offers_generated = 0
         self.datacollector = mesa.DataCollector(
@@ -385,8 +385,7 @@ class World(mesa.Model):
                 self.scheduled_kwh[k, i, d] = r.scheduled_kwh
                 if r.setpoint_kwh is not None:
                     self.setpoint_kwh[k, i, d] = r.setpoint_kwh
-                if r.flex_offer_id is not None:
-                    self.offer_ids[(k, i, d)] = r.flex_offer_id
+                self.offer_ids[k, i, d] = r.flex_offer_id
             net += p.net_kwh
         self.site_net_kwh = net
         self.datacollector.collect(self)

@@ -109,7 +109,7 @@ def test_metered_energy_equals_device_physics(sww_world):
             if device not in p.devices:
                 continue
             for k in range(world.n_steps):
-                offer_id = world.offer_ids.get((k, i, d))
+                offer_id = world.offer_ids[k, i, d]
                 if offer_id is None:
                     continue
                 store = world.aggregator.store if p.mode.value == "delegated" else world.market_operator.market.store
