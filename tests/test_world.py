@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from atp.flexoffer import FlexOffer, Schedule, check_schedule, decode
@@ -234,3 +236,19 @@ def test_a_prices_file_that_does_not_cover_the_run_is_refused(tmp_path):
     pd.DataFrame({"time": ["2026-01-12T00:00:00Z"], "price_eur_per_kwh": [0.1]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"prices\.csv"):
         World(config_for("scenario=sww", "sim.days=0.25", f"data.prices_file={path}"))
+
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 10_000), start_hour=st.sampled_from([0, 6, 12, 18]))
+def test_any_seed_gives_feasible_schedules_and_a_closed_balance(seed, start_hour):
+    world = World(
+        config_for("scenario=sww", "sim.days=0.25", f"sim.seed={seed}", f"sim.start=2026-03-02T{start_hour:02d}:00:00Z")
+    )
+    world.run()
+    for store in (world.aggregator.store, world.market_operator.market.store):
+        for record in store.records():
+            if record.schedule is not None:
+                assert check_schedule(record.offer, record.schedule) == []
+    net = np.array(world.datacollector.get_model_vars_dataframe()["site_net_kwh"])
+    expected = world.nonflex_kwh.sum(axis=1) - world.pv_kwh.sum(axis=1) + world.metered_kwh.sum(axis=(1, 2))
+    np.testing.assert_allclose(net, expected, atol=1e-9)
