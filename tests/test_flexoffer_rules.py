@@ -239,3 +239,11 @@ def test_conditional_expansion_of_the_freezer_example():
     assert ex.start_after == datetime(2026, 11, 25, 11, 45, tzinfo=UTC)
     assert ex.default_schedule.start == datetime(2026, 11, 25, 11, 45, tzinfo=UTC)
     assert check_schedule(ex, ex.default_schedule) == []
+
+
+def test_every_profile_is_checked_even_after_an_unsound_one():
+    profiles = [
+        {"slices": [{"duration": 0, "energy": [0, 1]}]},
+        {"slices": [{"duration": 2, "energy": [0, 1]}], "total_energy": [5.0, 6.0]},
+    ]
+    assert paths_of(profiles=profiles) == {"profiles[0].slices[0].duration", "profiles[1].total_energy"}

@@ -1,5 +1,8 @@
 """The common Flex-Offer representation: model, JSON, schema, validation and feasibility."""
 
+from atp.flexoffer.approx import inner_box, inner_box_around
+from atp.flexoffer.batch import OfferBatch, ScheduleBatch
+from atp.flexoffer.batch_checks import check_schedules_batch, explain, validate_batch
 from atp.flexoffer.codec import (
     decode,
     dumps,
@@ -20,6 +23,7 @@ from atp.flexoffer.feasibility import (
     is_feasible,
     on_grid,
 )
+from atp.flexoffer.goflex import offer_from_goflex, offer_to_goflex, schedule_from_goflex, schedule_to_goflex
 from atp.flexoffer.model import (
     DEFAULT_SLICE_S,
     Conditional,
@@ -52,30 +56,41 @@ __all__ = [
     "Location",
     "Measurement",
     "Mode",
+    "OfferBatch",
     "OfferState",
     "Polytope",
     "Price",
     "Profile",
     "Schedule",
+    "ScheduleBatch",
     "Slice",
     "TimeWindow",
     "check_profile_energy",
     "check_schedule",
     "check_schedules",
+    "check_schedules_batch",
     "decode",
     "dumps",
     "encode",
     "expand_conditional",
+    "explain",
     "flexoffer_schema",
     "format_time",
+    "inner_box",
+    "inner_box_around",
     "is_feasible",
+    "offer_from_goflex",
     "offer_from_json",
+    "offer_to_goflex",
     "offer_to_json",
     "on_grid",
     "parse_time",
+    "schedule_from_goflex",
     "schedule_from_json",
+    "schedule_to_goflex",
     "schedule_to_json",
     "schema_json",
+    "validate_batch",
     "validate_offer",
     "validate_offer_data",
     "validate_offer_json",

@@ -55,6 +55,7 @@ def _check_profiles(offer: FlexOffer, limits: Limits, problems: list[Problem]) -
         )
     for k, profile in enumerate(offer.profiles):
         p = f"profiles[{k}]"
+        profile_sound = True  # gates this profile's joint checks; `sound` gates the default schedule
         if not profile.slices:
             problems.append(Problem(f"{p}.slices", "must hold at least one slice", "empty"))
             sound = False
@@ -64,9 +65,10 @@ def _check_profiles(offer: FlexOffer, limits: Limits, problems: list[Problem]) -
                 problems.append(
                     Problem(f"{p}.slices[{j}].duration", f"must be at least 1 step, not {s.duration}", "duration")
                 )
-                sound = False
+                profile_sound = False
             _check_pair(s.energy, f"{p}.slices[{j}].energy", "kWh", problems)
-        if not sound:
+        if not profile_sound:
+            sound = False
             continue
         n = profile.n_steps
         if n * offer.slice_s > limits.max_profile_s:

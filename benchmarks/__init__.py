@@ -1,0 +1,1 @@
+"""Commands that print performance tables (never timed assertions in tests)."""
