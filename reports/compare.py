@@ -27,8 +27,9 @@ _COLUMNS = (
     "power.site_peak_actual_kw",
     "market.cleared_kwh",
     "flexibility.load_adaptability_level_max",
-    "comfort.steps_outside_comfort_band",
-    "comfort.ev_departures_below_target",
+    "comfort.limit_violations.heat_pump",
+    "comfort.limit_violations.ev",
+    "comfort.ems_deviations",
 )
 
 

@@ -87,8 +87,9 @@ def _summary(kpis: dict[str, Any], out_dir: Path, report: bool) -> str:
         f"  site peak {p['site_peak_actual_kw']:.1f} kW (baseline {p['site_peak_baseline_kw']:.1f} kW)",
         f"  market: cleared {mk['cleared_kwh']:.1f} of {mk['requested_kwh']:.1f} kWh requested, "
         f"{mk['awards']} awards, buyers paid {m['market_buyers_pay_eur']:.2f} EUR",
-        f"  comfort: {c['steps_outside_comfort_band']} heat-pump steps outside the band, "
-        f"{c['ev_departures_below_target']} EV departures below target, {c['ems_deviations']} EMS overrides",
+        "  limits: "
+        + ", ".join(f"{device} {n}" for device, n in c["limit_violations"].items())
+        + f" (heat-pump steps outside comfort, EV departures below target); {c['ems_deviations']} EMS overrides",
         f"  run folder: {out_dir}",
     ]
     if report:

@@ -20,10 +20,8 @@ __all__ = [
     "ConfigError",
     "DeviceMix",
     "DsoConfig",
-    "EvMix",
     "FmanConfig",
     "GridConfig",
-    "HeatPumpMix",
     "MarketConfig",
     "RunConfig",
     "SiteConfig",
@@ -38,28 +36,13 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class EvMix:
-    delegated: int
-    direct: int
-    charger_kw: tuple[float, float]
-    battery_kwh: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class HeatPumpMix:
-    delegated: int
-    direct: int
-    max_power_kw: tuple[float, float]
-    cop: float
-    ua_kw_per_k: tuple[float, float]
-    capacity_kwh_per_k: tuple[float, float]
-    comfort_c: tuple[float, float]
-
-
-@dataclass(frozen=True)
 class DeviceMix:
-    ev: EvMix
-    heat_pump: HeatPumpMix
+    """How many prosumers of each trading mode have a device of one load type, and its parameters."""
+
+    load_type: str
+    delegated: int
+    direct: int
+    params: Any  # the kind's typed parameters (sim/agents/kinds.py)
 
 
 @dataclass(frozen=True)
@@ -127,7 +110,7 @@ class GridConfig:
 @dataclass(frozen=True)
 class RunConfig:
     site: SiteConfig
-    devices: DeviceMix
+    devices: tuple[DeviceMix, ...]
     market: MarketConfig
     fman: FmanConfig
     grid: GridConfig
@@ -222,6 +205,41 @@ def _count(cfg: Mapping[str, Any], key: str, available: int, who: str) -> int:
     return value
 
 
+def _device_mixes(cfg: Mapping[str, Any], delegated: int, direct: int) -> tuple[DeviceMix, ...]:
+    """The `devices` group: one section per load type, checked by its device kind."""
+    from sim.agents.kinds import KindError, get_kind, kind_names
+
+    sections = _get(cfg, "devices")
+    if not isinstance(sections, Mapping):
+        raise ConfigError(f"devices: must map load types to sections, not {sections!r}")
+    mixes = []
+    for load_type in sections:
+        prefix = f"devices.{load_type}"
+        section = sections[load_type]
+        if load_type not in kind_names():
+            raise ConfigError(f"{prefix}: {load_type!r} is not a device kind (known: {', '.join(kind_names())})")
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{prefix}: must be a section with delegated, direct and parameters")
+        kind = get_kind(load_type)
+        unknown = sorted(set(section) - {"delegated", "direct", *kind.keys})
+        if unknown:
+            raise ConfigError(f"{prefix}.{unknown[0]}: is not a parameter of {load_type} ({', '.join(kind.keys)})")
+        try:
+            params = kind.check(section, prefix)
+        except KindError as exc:
+            raise ConfigError(str(exc)) from None
+        mixes.append(
+            DeviceMix(
+                load_type=load_type,
+                delegated=_count(cfg, f"{prefix}.delegated", delegated, "delegated"),
+                direct=_count(cfg, f"{prefix}.direct", direct, "direct"),
+                params=params,
+            )
+        )
+    order = {name: i for i, name in enumerate(kind_names())}
+    return tuple(sorted(mixes, key=lambda m: order[m.load_type]))
+
+
 def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
     """Check the composed config (a plain dict or an OmegaConf container) and type it."""
     slice_s = _int(cfg, "sim.slice_s", minimum=1)
@@ -283,23 +301,7 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
             cutoff_eur_per_kwh=_float(cfg, "scenario.dso.cutoff_eur_per_kwh", minimum=0.0),
         ),
     )
-    devices = DeviceMix(
-        ev=EvMix(
-            delegated=_count(cfg, "devices.ev.delegated", delegated, "delegated"),
-            direct=_count(cfg, "devices.ev.direct", direct, "direct"),
-            charger_kw=_range(cfg, "devices.ev.charger_kw", minimum=0.1),
-            battery_kwh=_range(cfg, "devices.ev.battery_kwh", minimum=1.0),
-        ),
-        heat_pump=HeatPumpMix(
-            delegated=_count(cfg, "devices.heat_pump.delegated", delegated, "delegated"),
-            direct=_count(cfg, "devices.heat_pump.direct", direct, "direct"),
-            max_power_kw=_range(cfg, "devices.heat_pump.max_power_kw", minimum=0.1),
-            cop=_float(cfg, "devices.heat_pump.cop", minimum=1.0),
-            ua_kw_per_k=_range(cfg, "devices.heat_pump.ua_kw_per_k", minimum=0.001),
-            capacity_kwh_per_k=_range(cfg, "devices.heat_pump.capacity_kwh_per_k", minimum=0.1),
-            comfort_c=_range(cfg, "devices.heat_pump.comfort_c", minimum=-50.0),
-        ),
-    )
+    devices = _device_mixes(cfg, delegated, direct)
     mechanism = _str(cfg, "market.mechanism")
     if mechanism != "one_sided_pool":
         raise ConfigError(f"market.mechanism: {mechanism!r} is not available (one_sided_pool)")

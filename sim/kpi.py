@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from atp.flexoffer import OfferState
-from sim.agents.prosumer import DEVICES
 from sim.world import World
 
 __all__ = ["compute_kpis"]
@@ -57,29 +56,14 @@ def compute_kpis(world: World) -> dict[str, Any]:
     deviations = sum(len(p.foa.ems.deviations) for p in world.prosumers)
     violations = sum(len(p.foa.violations) for p in world.prosumers)
 
-    comfort_steps = 0
-    hp_count = 0
-    for p in world.prosumers:
-        if p.heat_pump is None:
-            continue
-        hp_count += 1
-        temps = np.array([h.indoor_end_c for h in p.heat_pump.history]) if p.heat_pump.history else np.zeros(0)
-        comfort_steps += int(
-            np.sum((temps < p.heat_pump.comfort_min_c - 1e-6) | (temps > p.heat_pump.comfort_max_c + 1e-6))
-        )
-    ev_missed = 0
-    ev_sessions = 0
     end_time = world.clock.step_start(world.n_steps)
-    for p in world.prosumers:
-        if p.ev is None:
-            continue
-        for session in p.ev.sessions:
-            if session.departure > end_time or session.arrival < world.start:
-                continue
-            ev_sessions += 1
-            stored = [e for t, _, e in p.ev.history if t < session.departure and t >= session.arrival]
-            if stored and stored[-1] < session.target_energy_kwh - 1e-6:
-                ev_missed += 1
+    limit_violations = {
+        device: sum(
+            p.limit_violations(device, start=world.start, end=end_time) for p in world.prosumers if device in p.devices
+        )
+        for device in world.device_types
+    }
+    device_counts = {device: sum(1 for p in world.prosumers if device in p.devices) for device in world.device_types}
 
     by_device = {
         device: {
@@ -87,7 +71,7 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "baseline_kwh": _r(world.counterfactual_kwh[:, :, d].sum()),
             "declared_baseline_kwh": _r(world.baseline_kwh[:, :, d].sum()),
         }
-        for d, device in enumerate(DEVICES)
+        for d, device in enumerate(world.device_types)
     }
     kpis: dict[str, Any] = {
         "run": {
@@ -142,11 +126,11 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "cleared_kwh": _r(world.market_operator.cleared_kwh.sum()),
             "awards": sum(r.n_awards for r in market_results),
         },
+        "devices": device_counts,
         "comfort": {
-            "heat_pumps": hp_count,
-            "steps_outside_comfort_band": comfort_steps,
-            "ev_sessions_completed": ev_sessions,
-            "ev_departures_below_target": ev_missed,
+            # per load type: heat pumps count steps ending outside the comfort band, EVs count
+            # departures below the target energy, other kinds what their DeviceKind tracks
+            "limit_violations": limit_violations,
             "ems_deviations": deviations,
             "protocol_violations": violations,
         },

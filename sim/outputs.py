@@ -18,7 +18,6 @@ import pandas as pd
 from atp.flexoffer import encode
 from atp.flexoffer.files import write_atomic
 from atp.fmar import results_frame
-from sim.agents.prosumer import DEVICES
 from sim.world import World
 
 _MEASUREMENT_COLUMNS = (
@@ -68,7 +67,7 @@ def timeseries_frame(world: World) -> pd.DataFrame:
             "flexible_metered_kwh": metered.sum(axis=1),
         }
     )
-    for d, device in enumerate(DEVICES):
+    for d, device in enumerate(world.device_types):
         frame[f"{device}_metered_kwh"] = metered[:, d]
         frame[f"{device}_counterfactual_kwh"] = world.counterfactual_kwh[:, :, d].sum(axis=1)
         frame[f"{device}_baseline_kwh"] = world.baseline_kwh[:, :, d].sum(axis=1)
@@ -88,7 +87,12 @@ def timeseries_frame(world: World) -> pd.DataFrame:
 def measurements_frame(world: World) -> pd.DataFrame:
     """One row per prosumer, device and step: metered, baseline, scheduled and setpoint kWh."""
     n_steps = world.n_steps
-    pairs = [(i, d) for i, p in enumerate(world.prosumers) for d, device in enumerate(DEVICES) if device in p.devices]
+    pairs = [
+        (i, d)
+        for i, p in enumerate(world.prosumers)
+        for d, device in enumerate(world.device_types)
+        if device in p.devices
+    ]
     if not pairs:
         return pd.DataFrame(columns=list(_MEASUREMENT_COLUMNS))
     idx_i = np.repeat([i for i, _ in pairs], n_steps)
@@ -102,7 +106,7 @@ def measurements_frame(world: World) -> pd.DataFrame:
             "meter_id": np.array([p.meter_id for p in prosumers], dtype=object)[idx_i],
             "bus": np.array([p.bus for p in prosumers])[idx_i],
             "mode": np.array([p.mode.value for p in prosumers], dtype=object)[idx_i],
-            "device": np.array(DEVICES, dtype=object)[idx_d],
+            "device": np.array(world.device_types, dtype=object)[idx_d],
             "flex_offer_id": world.offer_ids[idx_k, idx_i, idx_d],
             "energy_kwh": world.metered_kwh[idx_k, idx_i, idx_d],
             "counterfactual_kwh": world.counterfactual_kwh[idx_k, idx_i, idx_d],

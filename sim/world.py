@@ -14,6 +14,7 @@ import time as wallclock
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import mesa
 import numpy as np
@@ -23,14 +24,14 @@ import simpy
 from atp.flexoffer import Location, Mode, OfferState
 from atp.fman import AggregationParams
 from atp.fmar import FlexOfferMarket
-from atp.foa import EVGenerator, FlexOfferAgent, HeatPumpGenerator
+from atp.foa import FlexOfferAgent
 from atp.interface import OPERATOR, InProcessClient, OfferStore
 from sim.agents.aggregator import Aggregator
 from sim.agents.brp import Brp
-from sim.agents.devices import EVCharger, HeatPump
 from sim.agents.dso import Dso
+from sim.agents.kinds import BuildContext, StepEnv, get_kind
 from sim.agents.market_operator import MarketOperator
-from sim.agents.prosumer import DEVICES, Prosumer
+from sim.agents.prosumer import Prosumer
 from sim.clock import Phase, SimClock
 from sim.config import RunConfig
 from sim.grid import load_buses, place_prosumers
@@ -47,9 +48,7 @@ from sim.sources import (
     read_series_file,
 )
 
-__all__ = ["HP_BLOCK_STEPS", "Timings", "World"]
-
-HP_BLOCK_STEPS = 16  # heat-pump offers cover 16 steps (4 h at 15 min)
+__all__ = ["Timings", "World"]
 _FORECAST_S = 86_400  # weather and prices are known (and files must cover) one day past the last step
 _PV_TILT_DEG = 30.0
 
@@ -149,14 +148,15 @@ class World(mesa.Model):
                     utc_offset_h=offset_h,
                 )
         poa = plane_of_array_w_per_m2(self.weather, climate, slice_s=self.slice_s, tilt_deg=_PV_TILT_DEG)
-        per_kwp = pv_kwh_per_kwp(
+        self.pv_per_kwp = pv_kwh_per_kwp(
             None,
             start=config.start,
             n_steps=n_ext,
             slice_s=self.slice_s,
             irradiance_w_per_m2=poa,
             temp_c=self.temp_c,
-        )[: self.n_steps]
+        )
+        per_kwp = self.pv_per_kwp[: self.n_steps]
         has_pv = rngs["pv"].random(n) < site.pv_share
         kwp = np.where(has_pv, rngs["pv"].uniform(*site.pv_kwp, n), 0.0)
         self.nonflex_kwh = nonflex
@@ -209,44 +209,28 @@ class World(mesa.Model):
         modes = [Mode.DELEGATED] * site.delegated + [Mode.DIRECT] * site.direct
         delegated_ids = np.arange(site.delegated)
         direct_ids = np.arange(site.delegated, n)
-        has: dict[str, set[int]] = {}
-        for device, mix_cfg in (("ev", config.devices.ev), ("heat_pump", config.devices.heat_pump)):
+        self.device_types = tuple(mix_cfg.load_type for mix_cfg in config.devices)
+        owners: dict[str, set[int]] = {}
+        for mix_cfg in config.devices:
             chosen = list(mix.choice(delegated_ids, mix_cfg.delegated, replace=False)) if mix_cfg.delegated else []
             chosen += list(mix.choice(direct_ids, mix_cfg.direct, replace=False)) if mix_cfg.direct else []
-            has[device] = {int(i) for i in chosen}
+            owners[mix_cfg.load_type] = {int(i) for i in chosen}
         prices_direct = mix.uniform(*site.direct_price_eur_per_kwh, n)
         dev_rng = rngs["devices"]
-        days = math.ceil(config.days) + 1
-        ev_cfg, hp_cfg = config.devices.ev, config.devices.heat_pump
+        build_ctx = BuildContext(
+            start=config.start, days=math.ceil(config.days) + 1, utc_offset_s=utc_offset_s, slice_s=self.slice_s
+        )
         self.prosumers: list[Prosumer] = []
         for i in range(n):
             name = f"{site.name}-p{i:03d}"
             mode = modes[i]
-            ev = hp = None
-            if i in has["ev"]:
-                ev = EVCharger.draw(
-                    dev_rng,
-                    first_day=config.start,
-                    days=days,
-                    utc_offset_s=utc_offset_s,
-                    battery_kwh=ev_cfg.battery_kwh,
-                    charger_kw=ev_cfg.charger_kw,
-                )
-            if i in has["heat_pump"]:
-                hp = HeatPump.draw(
-                    dev_rng,
-                    max_power_kw=hp_cfg.max_power_kw,
-                    cop=hp_cfg.cop,
-                    ua_kw_per_k=hp_cfg.ua_kw_per_k,
-                    capacity_kwh_per_k=hp_cfg.capacity_kwh_per_k,
-                    comfort_c=hp_cfg.comfort_c,
-                    model_error=0.05,
-                )
+            devices: dict[str, Any] = {}
             generators = {}
-            if ev is not None:
-                generators["ev"] = EVGenerator()
-            if hp is not None:
-                generators["heat_pump"] = HeatPumpGenerator(block_steps=HP_BLOCK_STEPS)
+            for mix_cfg in config.devices:
+                if i in owners[mix_cfg.load_type]:
+                    kind = get_kind(mix_cfg.load_type)
+                    devices[mix_cfg.load_type] = kind.build(dev_rng, mix_cfg.params, build_ctx)
+                    generators[mix_cfg.load_type] = kind.generator(mix_cfg.params)
             meter_id = f"M-{name}"
             location = Location(meter_id=meter_id, bus=int(self.buses[i]), congestion_point=f"{site.name}-cp")
             client = self.aggregator.client(name) if mode is Mode.DELEGATED else self.market_operator.client(name)
@@ -265,8 +249,7 @@ class World(mesa.Model):
                     nonflex_kwh=nonflex[:, i],
                     pv_kwh=self.pv_kwh[:, i],
                     foa=foa,
-                    ev=ev,
-                    heat_pump=hp,
+                    devices=devices,
                     price_eur_per_kwh=price,
                 )
             )
@@ -283,7 +266,7 @@ class World(mesa.Model):
         )
 
         # -- recording --------------------------------------------------------------------------
-        shape = (self.n_steps, n, len(DEVICES))
+        shape = (self.n_steps, n, len(self.device_types))
         self.metered_kwh = np.zeros(shape)
         self.counterfactual_kwh = np.zeros(shape)
         self.baseline_kwh = np.zeros(shape)
@@ -322,13 +305,23 @@ class World(mesa.Model):
     def _local(self, k: int) -> datetime:
         return self.clock.step_start(k).astimezone(self.config.site.timezone)
 
+    def env_at(self, k: int) -> StepEnv:
+        """What the devices and FOAs know at step k."""
+        ahead = slice(k + 1, k + 1 + self.forecast_steps)
+        return StepEnv(
+            k=k,
+            now=self.clock.step_start(k),
+            slice_s=self.slice_s,
+            outdoor_c=float(self.temp_c[k]),
+            outdoor_forecast_c=self.temp_c[ahead],
+            pv_kwh_per_kwp=float(self.pv_per_kwp[k]),
+            pv_forecast_kwh_per_kwp=self.pv_per_kwp[ahead],
+        )
+
     def _trigger(self, k: int) -> None:
-        now = self.clock.step_start(k)
-        forecast = self.temp_c[k + 1 : k + 1 + self.forecast_steps]
+        env = self.env_at(k)
         for p in self.prosumers:
-            self.offers_generated += p.trigger(
-                k, now, slice_s=self.slice_s, outdoor_forecast_c=forecast, hp_block_steps=HP_BLOCK_STEPS
-            )
+            self.offers_generated += p.trigger(env)
 
     def _plan(self, k: int) -> None:
         self.aggregator.plan(self.clock.now())
@@ -370,12 +363,11 @@ class World(mesa.Model):
     def step(self) -> None:
         """Mesa step = the EXECUTE phase of the current SimPy step."""
         k = self._k
-        now = self.clock.step_start(k)
-        outdoor = float(self.temp_c[k])
+        env = self.env_at(k)
         net = 0.0
         for i, p in enumerate(self.prosumers):
-            records = p.execute(k, now, slice_s=self.slice_s, outdoor_c=outdoor)
-            for d, device in enumerate(DEVICES):
+            records = p.execute(env)
+            for d, device in enumerate(self.device_types):
                 r = records.get(device)
                 if r is None:
                     continue

@@ -17,6 +17,7 @@ from atp.flexoffer import (
     check_schedule,
     expand_conditional,
     offer_from_json,
+    validate_offer,
     validate_offer_data,
     validate_offer_json,
 )
@@ -247,3 +248,13 @@ def test_every_profile_is_checked_even_after_an_unsound_one():
         {"slices": [{"duration": 2, "energy": [0, 1]}], "total_energy": [5.0, 6.0]},
     ]
     assert paths_of(profiles=profiles) == {"profiles[0].slices[0].duration", "profiles[1].total_energy"}
+
+
+def test_conditional_expansion_off_grid_now_rounds_the_window_onto_the_grid():
+    fz = dataclasses.replace(
+        offer_from_json((EXAMPLES / "freezer_conditional.json").read_text()), default_schedule=None
+    )
+    ex = expand_conditional(fz, now=datetime(2026, 11, 25, 12, 5, tzinfo=UTC))
+    assert ex.start_after == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # 12:15 rounded up, minus the pre-load step
+    assert ex.start_before == datetime(2026, 11, 25, 13, 45, tzinfo=UTC)  # 14:05 rounded down, minus the pre-load
+    assert validate_offer(ex) == []

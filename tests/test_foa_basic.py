@@ -371,7 +371,7 @@ def test_registry_builds_generators_and_names_the_known_types():
     assert {"ev", "heat_pump"} <= set(load_types())
     assert isinstance(generator_for("ev"), EVGenerator)
     assert generator_for("heat_pump", block_steps=8).block_steps == 8
-    with pytest.raises(UnknownLoadTypeError, match="known load types: ev, heat_pump") as info:
+    with pytest.raises(UnknownLoadTypeError, match=r"known load types: .*ev.*heat_pump") as info:
         generator_for("dishwasher")
     assert isinstance(info.value, KeyError)
 

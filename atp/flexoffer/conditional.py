@@ -19,7 +19,8 @@ marks the beginning of the pre-load phase:
 
 The start window, the default schedule (which keeps the normal mode) and the assignment
 deadline shift `k_prior` steps earlier. An implicit window (D2.1 implicit time flexibility) is
-first resolved against `now` (default: the offer's `created_at`) so that it can shift; with
+first resolved against `now` (default: the offer's `created_at`) and rounded onto the grid
+(earliest start up, latest start down) so that it can shift; with
 neither, the window and default start stay as given and `start` marks the pre-load phase.
 The result has no `conditional` field; everything else is kept.
 Expanding an offer without `conditional` returns it unchanged.
@@ -82,9 +83,15 @@ def expand_conditional(offer: FlexOffer, *, now: datetime | None = None) -> Flex
     now = now if now is not None else offer.created_at
     if now is not None and (offer.start_after is None or offer.start_before is None):
         window = offer.window(now)
-        offer = dataclasses.replace(
-            offer, start_after=window.earliest, start_before=window.latest, start_before_duration_s=None
-        )
+        # Resolved bounds go onto the grid: the earliest start up, the latest start down.
+        step = offer.slice_s
+        earliest = window.earliest
+        latest = window.latest
+        if earliest is not None and earliest.timestamp() % step:
+            earliest += timedelta(seconds=step - earliest.timestamp() % step)
+        if latest is not None and latest.timestamp() % step:
+            latest -= timedelta(seconds=latest.timestamp() % step)
+        offer = dataclasses.replace(offer, start_after=earliest, start_before=latest, start_before_duration_s=None)
     k_prior = math.ceil(c.prior_s / offer.slice_s)
     k_after = math.ceil(c.after_s / offer.slice_s)
     shift = timedelta(seconds=k_prior * offer.slice_s)

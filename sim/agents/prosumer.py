@@ -1,10 +1,11 @@
 """Prosumer agent: a household or business on a grid bus with its devices, PV and its FOA.
 
 The prosumer owns the truth (device physics, non-flexible load, PV) and an FOA (`atp.foa`)
-that sees the devices only through their sensor states. Each step it records, per device,
-what ran (metered), what an uncontrolled twin of the device drew (the counterfactual: the same
-device without the ATP), the baseline the offer declared (its default schedule, or the metered
-energy where no offer covers the step) and what was scheduled.
+that sees the devices only through their sensor states. Devices are driven through their
+`DeviceKind` (sim/agents/kinds.py). Each step it records, per device, what ran (metered), what
+an uncontrolled twin of the device drew (the counterfactual: the same device without the ATP),
+the baseline the offer declared (its default schedule, or the metered energy where no offer
+covers the step) and what was scheduled.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import mesa
 import numpy as np
@@ -19,11 +21,9 @@ import numpy as np
 from atp.flexoffer import Mode
 from atp.foa import FlexOfferAgent
 from atp.foa.ems import schedule_step
-from sim.agents.devices import EVCharger, HeatPump
+from sim.agents.kinds import StepEnv, get_kind
 
-__all__ = ["DEVICES", "Prosumer", "StepRecord"]
-
-DEVICES = ("ev", "heat_pump")
+__all__ = ["Prosumer", "StepRecord"]
 
 
 @dataclass
@@ -53,8 +53,7 @@ class Prosumer(mesa.Agent):
         nonflex_kwh: np.ndarray,
         pv_kwh: np.ndarray,
         foa: FlexOfferAgent,
-        ev: EVCharger | None = None,
-        heat_pump: HeatPump | None = None,
+        devices: dict[str, Any],
         price_eur_per_kwh: float | None = None,
     ) -> None:
         super().__init__(model)
@@ -66,62 +65,41 @@ class Prosumer(mesa.Agent):
         self.nonflex_kwh = nonflex_kwh
         self.pv_kwh = pv_kwh
         self.foa = foa
-        self.ev = ev
-        self.heat_pump = heat_pump
+        self.devices = devices  # load type -> physics
+        self.kinds = {load_type: get_kind(load_type) for load_type in devices}
         self.price_eur_per_kwh = price_eur_per_kwh
         # The counterfactual: a copy of each device that always runs uncontrolled, as it would
         # without the ATP. Its energy is the true "no flexibility" baseline of the KPIs.
-        self.shadow = {name: copy.deepcopy(device) for name, device in self.devices.items()}
+        self.shadow = {name: copy.deepcopy(device) for name, device in devices.items()}
         self.net_kwh = 0.0  # last step's metered net energy at the meter (load - PV)
 
-    @property
-    def devices(self) -> dict[str, EVCharger | HeatPump]:
-        out: dict[str, EVCharger | HeatPump] = {}
-        if self.ev is not None:
-            out["ev"] = self.ev
-        if self.heat_pump is not None:
-            out["heat_pump"] = self.heat_pump
-        return out
-
-    def trigger(
-        self, k: int, now: datetime, *, slice_s: int, outdoor_forecast_c: np.ndarray, hp_block_steps: int
-    ) -> int:
+    def trigger(self, env: StepEnv) -> int:
         """Device events and FOA refreshes at step k; returns how many offers were generated."""
         generated = 0
         ctx = None
-        if self.ev is not None and (self.ev.arrived(now, slice_s) or (k == 0 and self.ev.session_at(now))):
-            ctx = self.foa.context(now, slice_s=slice_s, price_eur_per_kwh=self.price_eur_per_kwh)
-            generated += self.foa.trigger("ev", self.ev.state(now), ctx) is not None
-        if self.heat_pump is not None and k % hp_block_steps == 0:
-            ctx = ctx or self.foa.context(now, slice_s=slice_s, price_eur_per_kwh=self.price_eur_per_kwh)
-            state = self.heat_pump.state(now, outdoor_forecast_c)
-            generated += self.foa.trigger("heat_pump", state, ctx) is not None
+        for load_type, device in self.devices.items():
+            kind = self.kinds[load_type]
+            if not kind.wants_offer(device, env):
+                continue
+            ctx = ctx or self.foa.context(env.now, slice_s=env.slice_s, price_eur_per_kwh=self.price_eur_per_kwh)
+            generated += self.foa.trigger(load_type, kind.state(device, env), ctx) is not None
         return generated
 
-    def _device_step(self, device: str, now: datetime, slice_s: int, outdoor_c: float) -> StepRecord:
-        physics = self.devices[device]
-        if device == "heat_pump":
-            assert isinstance(physics, HeatPump)
-            state = physics.state(now, (outdoor_c,))
-        else:
-            assert isinstance(physics, EVCharger)
-            state = physics.state(now)
-        found = self.foa.in_force(device, now)
-        setpoint = self.foa.setpoint(device, now, state) if found is not None else None
-        shadow = self.shadow[device]
-        if device == "heat_pump":
-            metered = physics.step(now, setpoint, slice_s, outdoor_c)  # type: ignore[call-arg]
-            counterfactual = shadow.step(now, None, slice_s, outdoor_c)  # type: ignore[call-arg]
-        else:
-            metered = physics.step(now, setpoint, slice_s)  # type: ignore[call-arg]
-            counterfactual = shadow.step(now, None, slice_s)  # type: ignore[call-arg]
+    def _device_step(self, load_type: str, env: StepEnv) -> StepRecord:
+        kind = self.kinds[load_type]
+        physics = self.devices[load_type]
+        now = env.now
+        found = self.foa.in_force(load_type, now)
+        setpoint = self.foa.setpoint(load_type, now, kind.state(physics, env)) if found is not None else None
+        metered = kind.step(physics, setpoint, env)
+        counterfactual = kind.step(self.shadow[load_type], None, env)
         if found is None:
             return StepRecord(metered, counterfactual, metered, metered, None, None)
         tracked, schedule = found
         scheduled = schedule_step(tracked.offer, schedule, now)
         default = tracked.offer.default_schedule
         baseline = schedule_step(tracked.offer, default, now) if default is not None else None
-        self.foa.measure(device, now, metered)
+        self.foa.measure(load_type, now, metered)
         return StepRecord(
             metered_kwh=metered,
             counterfactual_kwh=counterfactual,
@@ -131,9 +109,13 @@ class Prosumer(mesa.Agent):
             flex_offer_id=tracked.id,
         )
 
-    def execute(self, k: int, now: datetime, *, slice_s: int, outdoor_c: float) -> dict[str, StepRecord]:
+    def execute(self, env: StepEnv) -> dict[str, StepRecord]:
         """Run step k: the EMS sets each device, physics advance, the meter reports."""
-        records = {device: self._device_step(device, now, slice_s, outdoor_c) for device in self.devices}
+        records = {load_type: self._device_step(load_type, env) for load_type in self.devices}
         flex = sum(r.metered_kwh for r in records.values())
-        self.net_kwh = float(self.nonflex_kwh[k] - self.pv_kwh[k] + flex)
+        self.net_kwh = float(self.nonflex_kwh[env.k] - self.pv_kwh[env.k] + flex)
         return records
+
+    def limit_violations(self, load_type: str, *, start: datetime, end: datetime) -> int:
+        """How often the device of `load_type` left its user's limits in [start, end)."""
+        return self.kinds[load_type].limit_violations(self.devices[load_type], start=start, end=end)

@@ -1,0 +1,265 @@
+"""Device kinds: how the world builds, observes, triggers and steps each load type.
+
+One `DeviceKind` per load type binds the physics (`sim/agents/*`) to the FOA's generator
+(`atp/foa/generators/*`): it checks its config section, draws a device from the seed, says when
+the FOA should generate an offer, fills the FOA's state dataclass from the physics, and advances
+the physics one step. Adding a load type to the world = one `DeviceKind` registered here with
+`register_kind`; the prosumer, the world, the outputs and the KPIs iterate over kinds.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+import numpy as np
+
+from atp.foa import EVGenerator, FlexOfferGenerator, HeatPumpGenerator
+from sim.agents.devices import EVCharger, HeatPump
+
+__all__ = [
+    "BuildContext",
+    "DeviceKind",
+    "KindError",
+    "StepEnv",
+    "check_number",
+    "check_range",
+    "get_kind",
+    "kind_names",
+    "register_kind",
+]
+
+
+class KindError(ValueError):
+    """A device section of the config is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class StepEnv:
+    """What the world knows at step k: time, weather now and ahead, PV potential."""
+
+    k: int
+    now: datetime
+    slice_s: int
+    outdoor_c: float
+    outdoor_forecast_c: np.ndarray  # from step k+1 on
+    pv_kwh_per_kwp: float  # production potential per kWp installed over step k (>= 0)
+    pv_forecast_kwh_per_kwp: np.ndarray  # from step k+1 on
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a kind needs to draw a device: the run's start, length and the site's UTC offset."""
+
+    start: datetime
+    days: int
+    utc_offset_s: int
+    slice_s: int
+
+
+def check_number(params: Mapping[str, Any], key: str, prefix: str, *, minimum: float | None = None) -> float:
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise KindError(f"{prefix}.{key}: must be a number, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise KindError(f"{prefix}.{key}: must be at least {minimum}, not {value}")
+    return float(value)
+
+
+def check_range(params: Mapping[str, Any], key: str, prefix: str, *, minimum: float = 0.0) -> tuple[float, float]:
+    value = params.get(key)
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise KindError(f"{prefix}.{key}: must be a pair [low, high], not {value!r}")
+    lo, hi = value
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in (lo, hi)):
+        raise KindError(f"{prefix}.{key}: must hold two numbers, not {value!r}")
+    if lo > hi:
+        raise KindError(f"{prefix}.{key}: low {lo} is above high {hi}")
+    if lo < minimum:
+        raise KindError(f"{prefix}.{key}: must not be below {minimum}, not {lo}")
+    return float(lo), float(hi)
+
+
+class DeviceKind(abc.ABC):
+    """The world's binding of one load type (see the module docstring)."""
+
+    load_type: ClassVar[str]
+    #: Parameter keys of the config section (besides `delegated` and `direct`).
+    keys: ClassVar[tuple[str, ...]]
+
+    @abc.abstractmethod
+    def check(self, params: Mapping[str, Any], prefix: str) -> Any:
+        """Typed, checked parameters of the config section (KindError naming the key)."""
+
+    @abc.abstractmethod
+    def build(self, rng: np.random.Generator, params: Any, ctx: BuildContext) -> Any:
+        """One device (physics) drawn from `rng`."""
+
+    @abc.abstractmethod
+    def generator(self, params: Any) -> FlexOfferGenerator:
+        """The FOA generator plug-in for this load type."""
+
+    @abc.abstractmethod
+    def wants_offer(self, device: Any, env: StepEnv) -> bool:
+        """True when the FOA should (re)generate an offer at this step (a device event or refresh)."""
+
+    @abc.abstractmethod
+    def state(self, device: Any, env: StepEnv) -> Any:
+        """The FOA's view of the device now (its state dataclass)."""
+
+    @abc.abstractmethod
+    def step(self, device: Any, setpoint_kwh: float | None, env: StepEnv) -> float:
+        """Advance the physics over step k; the grid kWh really drawn (negative = injected)."""
+
+    def limit_violations(self, device: Any, *, start: datetime, end: datetime) -> int:
+        """How many times the device left its user's limits in [start, end) (0 when not tracked)."""
+        return 0
+
+
+# -- EV ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _EvParams:
+    charger_kw: tuple[float, float]
+    battery_kwh: tuple[float, float]
+
+
+class EvKind(DeviceKind):
+    """Home EV charging: an offer at each arrival (or at the start when already plugged in)."""
+
+    load_type = "ev"
+    keys = ("charger_kw", "battery_kwh")
+
+    def check(self, params: Mapping[str, Any], prefix: str) -> _EvParams:
+        return _EvParams(
+            charger_kw=check_range(params, "charger_kw", prefix, minimum=0.1),
+            battery_kwh=check_range(params, "battery_kwh", prefix, minimum=1.0),
+        )
+
+    def build(self, rng: np.random.Generator, params: _EvParams, ctx: BuildContext) -> EVCharger:
+        return EVCharger.draw(
+            rng,
+            first_day=ctx.start,
+            days=ctx.days,
+            utc_offset_s=ctx.utc_offset_s,
+            battery_kwh=params.battery_kwh,
+            charger_kw=params.charger_kw,
+        )
+
+    def generator(self, params: _EvParams) -> FlexOfferGenerator:
+        return EVGenerator()
+
+    def wants_offer(self, device: EVCharger, env: StepEnv) -> bool:
+        return device.arrived(env.now, env.slice_s) or (env.k == 0 and device.session_at(env.now) is not None)
+
+    def state(self, device: EVCharger, env: StepEnv) -> Any:
+        return device.state(env.now)
+
+    def step(self, device: EVCharger, setpoint_kwh: float | None, env: StepEnv) -> float:
+        return device.step(env.now, setpoint_kwh, env.slice_s)
+
+    def limit_violations(self, device: EVCharger, *, start: datetime, end: datetime) -> int:
+        """Sessions inside [start, end) that departed below their target energy."""
+        missed = 0
+        for session in device.sessions:
+            if session.arrival < start or session.departure > end:
+                continue
+            stored = [e for t, _, e in device.history if session.arrival <= t < session.departure]
+            if stored and stored[-1] < session.target_energy_kwh - 1e-6:
+                missed += 1
+        return missed
+
+
+# -- heat pump -------------------------------------------------------------------------------
+
+HP_BLOCK_STEPS = 16  # heat-pump offers cover 16 steps (4 h at 15 min)
+
+
+@dataclass(frozen=True)
+class _HeatPumpParams:
+    max_power_kw: tuple[float, float]
+    cop: float
+    ua_kw_per_k: tuple[float, float]
+    capacity_kwh_per_k: tuple[float, float]
+    comfort_c: tuple[float, float]
+    model_error: float
+
+
+class HeatPumpKind(DeviceKind):
+    """A heat pump in an RC building: an offer per block of `HP_BLOCK_STEPS` steps."""
+
+    load_type = "heat_pump"
+    keys = ("max_power_kw", "cop", "ua_kw_per_k", "capacity_kwh_per_k", "comfort_c", "model_error")
+
+    def check(self, params: Mapping[str, Any], prefix: str) -> _HeatPumpParams:
+        return _HeatPumpParams(
+            max_power_kw=check_range(params, "max_power_kw", prefix, minimum=0.1),
+            cop=check_number(params, "cop", prefix, minimum=1.0),
+            ua_kw_per_k=check_range(params, "ua_kw_per_k", prefix, minimum=0.001),
+            capacity_kwh_per_k=check_range(params, "capacity_kwh_per_k", prefix, minimum=0.1),
+            comfort_c=check_range(params, "comfort_c", prefix, minimum=-50.0),
+            model_error=check_number(params, "model_error", prefix, minimum=0.0),
+        )
+
+    def build(self, rng: np.random.Generator, params: _HeatPumpParams, ctx: BuildContext) -> HeatPump:
+        return HeatPump.draw(
+            rng,
+            max_power_kw=params.max_power_kw,
+            cop=params.cop,
+            ua_kw_per_k=params.ua_kw_per_k,
+            capacity_kwh_per_k=params.capacity_kwh_per_k,
+            comfort_c=params.comfort_c,
+            model_error=params.model_error,
+        )
+
+    def generator(self, params: _HeatPumpParams) -> FlexOfferGenerator:
+        return HeatPumpGenerator(block_steps=HP_BLOCK_STEPS)
+
+    def wants_offer(self, device: HeatPump, env: StepEnv) -> bool:
+        return env.k % HP_BLOCK_STEPS == 0
+
+    def state(self, device: HeatPump, env: StepEnv) -> Any:
+        forecast = np.concatenate(([env.outdoor_c], env.outdoor_forecast_c))
+        return device.state(env.now, forecast)
+
+    def step(self, device: HeatPump, setpoint_kwh: float | None, env: StepEnv) -> float:
+        return device.step(env.now, setpoint_kwh, env.slice_s, env.outdoor_c)
+
+    def limit_violations(self, device: HeatPump, *, start: datetime, end: datetime) -> int:
+        """Steps that ended outside the comfort band."""
+        return sum(
+            1
+            for h in device.history
+            if start <= h.time < end
+            and not (device.comfort_min_c - 1e-6 <= h.indoor_end_c <= device.comfort_max_c + 1e-6)
+        )
+
+
+_KINDS: dict[str, DeviceKind] = {}
+
+
+def register_kind(kind: DeviceKind) -> DeviceKind:
+    """Add a device kind to the world's registry (by its load type)."""
+    _KINDS[kind.load_type] = kind
+    return kind
+
+
+def get_kind(load_type: str) -> DeviceKind:
+    """The registered kind of `load_type`; KindError listing the known ones otherwise."""
+    kind = _KINDS.get(load_type)
+    if kind is None:
+        raise KindError(f"{load_type!r} is not a device kind of the world (known: {', '.join(sorted(_KINDS))})")
+    return kind
+
+
+def kind_names() -> tuple[str, ...]:
+    """The registered load types, in registration order."""
+    return tuple(_KINDS)
+
+
+register_kind(EvKind())
+register_kind(HeatPumpKind())
