@@ -55,6 +55,7 @@ def compute_kpis(world: World) -> dict[str, Any]:
     market_results = world.market_operator.market.results
     deviations = sum(len(p.foa.ems.deviations) for p in world.prosumers)
     violations = sum(len(p.foa.violations) for p in world.prosumers)
+    generation_errors = sum(len(p.foa.generation_errors) for p in world.prosumers)
 
     end_time = world.clock.step_start(world.n_steps)
     limit_violations = {
@@ -133,6 +134,7 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "limit_violations": limit_violations,
             "ems_deviations": deviations,
             "protocol_violations": violations,
+            "offers_not_generated": generation_errors,
         },
     }
     return kpis

@@ -49,7 +49,7 @@ from atp.flexoffer import (
     format_time,
 )
 from atp.foa.ems import BuiltInEMS, XemsAdapter, schedule_step
-from atp.foa.errors import CommunicationError, UnknownDeviceError
+from atp.foa.errors import CommunicationError, GenerationError, UnknownDeviceError
 from atp.foa.generator import MAX_HORIZON_S, FlexOfferGenerator, GenerationContext
 from atp.interface import ConflictError, Event, ExchangeInterface, NotFoundError
 
@@ -151,6 +151,7 @@ class FlexOfferAgent:
         self.closed: OrderedDict[str, TrackedOffer] = OrderedDict()
         self.pending: list[PendingSubmission] = []
         self.violations: list[str] = []
+        self.generation_errors: list[str] = []  # devices the generator could not model (no offer made)
         self._unsent: list[Measurement] = []
         self._early: OrderedDict[str, list[Event]] = OrderedDict()
         self._last_seq = 0
@@ -291,11 +292,18 @@ class FlexOfferAgent:
 
         Returns the receiver's answer (with id and state), or None when nothing was submitted.
         Raises CommunicationError when the receiver stays unreachable (the offer then waits
-        in `pending` for `sync()`).
+        in `pending` for `sync()`). A generator that cannot model the device now
+        (GenerationError) makes no offer: the error is logged and kept in `generation_errors`.
         """
         generator = self._generator(device)
         self._flush_pending(device)
-        offer = generator.generate(state, ctx)
+        try:
+            offer = generator.generate(state, ctx)
+        except GenerationError as exc:
+            # NF2.1: a device the FOA cannot model now runs uncontrolled; the FOA keeps going.
+            _log.warning("%s: no offer for %s at %s: %s", self.issuer, device, ctx.now.isoformat(), exc)
+            self.generation_errors.append(f"{ctx.now.isoformat()} {device}: {exc}")
+            return None
         current = self._current(device)
         if offer is None:
             if current is not None and self._not_started(current, ctx.now):

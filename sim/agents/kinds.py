@@ -18,7 +18,21 @@ from typing import Any, ClassVar
 import numpy as np
 
 from atp.foa import EVGenerator, FlexOfferGenerator, HeatPumpGenerator
+from atp.foa.generators import (
+    BatteryGenerator,
+    FreezerGenerator,
+    IndustrialGenerator,
+    PvGenerator,
+    WaterHeaterGenerator,
+    WetApplianceGenerator,
+)
+from sim.agents.battery import Battery
 from sim.agents.devices import EVCharger, HeatPump
+from sim.agents.freezer import Freezer
+from sim.agents.industrial import IndustrialProcess
+from sim.agents.pv import PvSystem
+from sim.agents.water_heater import WaterHeater
+from sim.agents.wet_appliance import WetAppliance
 
 __all__ = [
     "BuildContext",
@@ -113,6 +127,10 @@ class DeviceKind(abc.ABC):
     @abc.abstractmethod
     def step(self, device: Any, setpoint_kwh: float | None, env: StepEnv) -> float:
         """Advance the physics over step k; the grid kWh really drawn (negative = injected)."""
+
+    def context_time(self, device: Any, env: StepEnv) -> datetime:
+        """The `now` of the FOA's generation context (the step start, or a device event within it)."""
+        return env.now
 
     def limit_violations(self, device: Any, *, start: datetime, end: datetime) -> int:
         """How many times the device left its user's limits in [start, end) (0 when not tracked)."""
@@ -239,6 +257,233 @@ class HeatPumpKind(DeviceKind):
         )
 
 
+# -- wet appliances -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _WetParams:
+    dishwasher_share: float
+
+
+class WetApplianceKind(DeviceKind):
+    """Dishwashers and washing machines: an offer when the user presses start (XOR programmes)."""
+
+    load_type = "wet_appliance"
+    keys = ("dishwasher_share",)
+
+    def check(self, params: Mapping[str, Any], prefix: str) -> _WetParams:
+        share = check_number(params, "dishwasher_share", prefix, minimum=0.0)
+        if share > 1:
+            raise KindError(f"{prefix}.dishwasher_share: must be at most 1, not {share}")
+        return _WetParams(share)
+
+    def build(self, rng: np.random.Generator, params: _WetParams, ctx: BuildContext) -> WetAppliance:
+        kind = "dishwasher" if rng.random() < params.dishwasher_share else "washing_machine"
+        return WetAppliance.draw(rng, kind=kind, first_day=ctx.start, days=ctx.days, utc_offset_s=ctx.utc_offset_s)
+
+    def generator(self, params: _WetParams) -> FlexOfferGenerator:
+        return WetApplianceGenerator()
+
+    def wants_offer(self, device: WetAppliance, env: StepEnv) -> bool:
+        return device.pressed(env.now, env.slice_s) is not None
+
+    def state(self, device: WetAppliance, env: StepEnv) -> Any:
+        request = device.pressed(env.now, env.slice_s)
+        # The offer is made when the user presses start (within the coming step).
+        return device.state(request.pressed_at if request is not None else env.now)
+
+    def context_time(self, device: WetAppliance, env: StepEnv) -> datetime:
+        request = device.pressed(env.now, env.slice_s)
+        return request.pressed_at if request is not None else env.now
+
+    def step(self, device: WetAppliance, setpoint_kwh: float | None, env: StepEnv) -> float:
+        return device.step(env.now, setpoint_kwh, env.slice_s)
+
+    def limit_violations(self, device: WetAppliance, *, start: datetime, end: datetime) -> int:
+        """Steps where a running programme was asked to change (and ran on regardless)."""
+        return sum(1 for h in device.deviations() if start <= h.time < end)
+
+
+# -- water heater ----------------------------------------------------------------------------
+
+
+class WaterHeaterKind(DeviceKind):
+    """An electric water heater (boiler): an offer per block, like the heat pump."""
+
+    load_type = "water_heater"
+    keys = ()
+
+    def check(self, params: Mapping[str, Any], prefix: str) -> None:
+        return None
+
+    def build(self, rng: np.random.Generator, params: None, ctx: BuildContext) -> WaterHeater:
+        return WaterHeater.draw(rng, first_day=ctx.start, days=ctx.days, utc_offset_s=ctx.utc_offset_s)
+
+    def generator(self, params: None) -> FlexOfferGenerator:
+        return WaterHeaterGenerator(block_steps=HP_BLOCK_STEPS)
+
+    def wants_offer(self, device: WaterHeater, env: StepEnv) -> bool:
+        return env.k % HP_BLOCK_STEPS == 0
+
+    def state(self, device: WaterHeater, env: StepEnv) -> Any:
+        return device.state(env.now, slice_s=env.slice_s, n_steps=HP_BLOCK_STEPS + 1)
+
+    def step(self, device: WaterHeater, setpoint_kwh: float | None, env: StepEnv) -> float:
+        return device.step(env.now, setpoint_kwh, env.slice_s)
+
+
+# -- freezer / fridge on a smart plug --------------------------------------------------------
+
+_FREEZER_REFRESH_STEPS = 8  # a new always-on offer every 2 h at 15 min
+
+
+@dataclass(frozen=True)
+class _FreezerParams:
+    fridge_share: float
+    ambient_c: float
+
+
+class FreezerKind(DeviceKind):
+    """Freezers and fridges on smart plugs: implicit time flexibility with a rebound."""
+
+    load_type = "freezer"
+    keys = ("fridge_share", "ambient_c")
+
+    def check(self, params: Mapping[str, Any], prefix: str) -> _FreezerParams:
+        share = check_number(params, "fridge_share", prefix, minimum=0.0)
+        if share > 1:
+            raise KindError(f"{prefix}.fridge_share: must be at most 1, not {share}")
+        return _FreezerParams(share, check_number(params, "ambient_c", prefix, minimum=-10.0))
+
+    def build(self, rng: np.random.Generator, params: _FreezerParams, ctx: BuildContext) -> Freezer:
+        kind = "fridge" if rng.random() < params.fridge_share else "freezer"
+        device = Freezer.draw(rng, kind=kind, model_error=0.05)
+        device.world_ambient_c = params.ambient_c  # indoor air temperature around the appliance
+        return device
+
+    def generator(self, params: _FreezerParams) -> FlexOfferGenerator:
+        return FreezerGenerator()
+
+    def wants_offer(self, device: Freezer, env: StepEnv) -> bool:
+        return env.k % _FREEZER_REFRESH_STEPS == 0
+
+    def state(self, device: Freezer, env: StepEnv) -> Any:
+        return device.state(env.now, (device.world_ambient_c,) * (HP_BLOCK_STEPS + 1))
+
+    def step(self, device: Freezer, setpoint_kwh: float | None, env: StepEnv) -> float:
+        return device.step(env.now, setpoint_kwh, env.slice_s, device.world_ambient_c)
+
+
+# -- industrial process (KIBERnet) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _IndustrialParams:
+    base_kw: tuple[float, float]
+    shift_kw: tuple[float, float]
+
+
+class IndustrialKind(DeviceKind):
+    """A factory offering its adaptation capacity for the hour ahead (KIBERnet)."""
+
+    load_type = "industrial"
+    keys = ("base_kw", "shift_kw")
+
+    def check(self, params: Mapping[str, Any], prefix: str) -> _IndustrialParams:
+        return _IndustrialParams(check_range(params, "base_kw", prefix), check_range(params, "shift_kw", prefix))
+
+    def build(self, rng: np.random.Generator, params: _IndustrialParams, ctx: BuildContext) -> IndustrialProcess:
+        return IndustrialProcess.draw(
+            rng, first_day=ctx.start, days=ctx.days + 1, base_kw=params.base_kw, shift_kw=params.shift_kw
+        )
+
+    def generator(self, params: _IndustrialParams) -> FlexOfferGenerator:
+        return IndustrialGenerator()
+
+    def wants_offer(self, device: IndustrialProcess, env: StepEnv) -> bool:
+        return env.k % max(3600 // env.slice_s, 1) == 0
+
+    def state(self, device: IndustrialProcess, env: StepEnv) -> Any:
+        return device.state(env.now)
+
+    def step(self, device: IndustrialProcess, setpoint_kwh: float | None, env: StepEnv) -> float:
+        return device.step(env.now, setpoint_kwh, env.slice_s)
+
+
+# -- battery storage -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _BatteryParams:
+    capacity_kwh: tuple[float, float]
+
+
+class BatteryKind(DeviceKind):
+    """A home battery: an offer per block with its state-of-charge limits as a dependency constraint."""
+
+    load_type = "battery"
+    keys = ("capacity_kwh",)
+
+    def check(self, params: Mapping[str, Any], prefix: str) -> _BatteryParams:
+        return _BatteryParams(check_range(params, "capacity_kwh", prefix, minimum=0.1))
+
+    def build(self, rng: np.random.Generator, params: _BatteryParams, ctx: BuildContext) -> Battery:
+        return Battery.draw(rng, capacity_kwh=params.capacity_kwh)
+
+    def generator(self, params: _BatteryParams) -> FlexOfferGenerator:
+        return BatteryGenerator(block_steps=HP_BLOCK_STEPS)
+
+    def wants_offer(self, device: Battery, env: StepEnv) -> bool:
+        return env.k % HP_BLOCK_STEPS == 0
+
+    def state(self, device: Battery, env: StepEnv) -> Any:
+        return device.state(env.now)
+
+    def step(self, device: Battery, setpoint_kwh: float | None, env: StepEnv) -> float:
+        return device.step(env.now, setpoint_kwh, env.slice_s)
+
+
+# -- curtailable PV --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PvParams:
+    kwp: tuple[float, float]
+
+
+class PvKind(DeviceKind):
+    """A curtailable PV system (beyond the rooftop PV of the site's profiles): curtailment as flexibility."""
+
+    load_type = "pv"
+    keys = ("kwp",)
+
+    def check(self, params: Mapping[str, Any], prefix: str) -> _PvParams:
+        return _PvParams(check_range(params, "kwp", prefix, minimum=0.1))
+
+    def build(self, rng: np.random.Generator, params: _PvParams, ctx: BuildContext) -> PvSystem:
+        return PvSystem.draw(rng, kwp=params.kwp)
+
+    def generator(self, params: _PvParams) -> FlexOfferGenerator:
+        return PvGenerator(block_steps=HP_BLOCK_STEPS)
+
+    def wants_offer(self, device: PvSystem, env: StepEnv) -> bool:
+        return env.k % HP_BLOCK_STEPS == 0
+
+    @staticmethod
+    def _available_kwh(device: PvSystem, per_kwp: float | np.ndarray, slice_s: int) -> Any:
+        cap = device.inverter_kw * slice_s / 3600
+        return -np.minimum(device.kwp * np.asarray(per_kwp, dtype=float), cap)
+
+    def state(self, device: PvSystem, env: StepEnv) -> Any:
+        available = float(self._available_kwh(device, env.pv_kwh_per_kwp, env.slice_s))
+        forecast = self._available_kwh(device, env.pv_forecast_kwh_per_kwp, env.slice_s)
+        return device.state(env.now, available, tuple(float(v) for v in forecast))
+
+    def step(self, device: PvSystem, setpoint_kwh: float | None, env: StepEnv) -> float:
+        available = float(self._available_kwh(device, env.pv_kwh_per_kwp, env.slice_s))
+        return device.step(env.now, setpoint_kwh, env.slice_s, available)
+
+
 _KINDS: dict[str, DeviceKind] = {}
 
 
@@ -263,3 +508,9 @@ def kind_names() -> tuple[str, ...]:
 
 register_kind(EvKind())
 register_kind(HeatPumpKind())
+register_kind(WetApplianceKind())
+register_kind(WaterHeaterKind())
+register_kind(FreezerKind())
+register_kind(IndustrialKind())
+register_kind(BatteryKind())
+register_kind(PvKind())

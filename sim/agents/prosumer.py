@@ -76,12 +76,13 @@ class Prosumer(mesa.Agent):
     def trigger(self, env: StepEnv) -> int:
         """Device events and FOA refreshes at step k; returns how many offers were generated."""
         generated = 0
-        ctx = None
         for load_type, device in self.devices.items():
             kind = self.kinds[load_type]
             if not kind.wants_offer(device, env):
                 continue
-            ctx = ctx or self.foa.context(env.now, slice_s=env.slice_s, price_eur_per_kwh=self.price_eur_per_kwh)
+            ctx = self.foa.context(
+                kind.context_time(device, env), slice_s=env.slice_s, price_eur_per_kwh=self.price_eur_per_kwh
+            )
             generated += self.foa.trigger(load_type, kind.state(device, env), ctx) is not None
         return generated
 

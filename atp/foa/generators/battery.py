@@ -23,11 +23,12 @@ Offer (D2.1 7.1, steps 1 and 4): a block of the next `block_steps` steps from `f
 time flexibility, slices `[-e_d, e_c]` with `e_c` the charge and `e_d` the discharge limit in kWh
 per step (each also capped to what the whole state-of-charge window can take or give in a step,
 which no feasible schedule exceeds anyway, and which tightens the chord). The prefix constraints
-are given either as the dependency-based constraint (default,
-D2.1's first choice): per step i the points `[d, lower, upper]` of
-`lower(d) = max(-e_d, lo_(i+1) - d)`, `upper(d) = min(e_c, hi - d)` over the exact range of d
-reachable by feasible schedules; or as a polytope of the rows `sum(x[:k]) <= hi` and
-`-sum(x[:k]) <= -lo_k` (`form="polytope"`). Both forms describe the same set of schedules.
+are given either as the dependency-based constraint (default, D2.1's first choice): per step i
+the points `[d, lower, upper]` of `lower(d) = max(-e_d, lo_(i+1) - d)` and
+`upper(d) = min(e_c, hi - d)` over the exact range of d reachable by feasible schedules (the
+kinks are points, so the interpolation is exact); or as a polytope of the rows
+`sum(x[:k]) <= hi` and `-sum(x[:k]) <= -lo_k` (`form="polytope"`, rows the slices already
+imply left out). Both forms describe the same set of schedules.
 
 Default schedule: idle (zeros): uncontrolled, the battery does nothing (self-consumption control
 is out of scope). The step in progress (now to `first_start`) is idle too. To keep idle
