@@ -4,6 +4,8 @@
     +-- FoaError                    anything the FOA raises on purpose
         +-- CommunicationError      a request or its reply was lost; retried with backoff
         +-- GenerationError         a generator cannot build an offer from its context
+        |   +-- PricingError        a priority or base price is invalid (atp/foa/pricing.py)
+        +-- ConfigError             a stand-alone FOA's configuration file is wrong (atp/foa/config.py)
         +-- StateError              a device state is impossible (also a ValueError)
         +-- UnknownLoadTypeError    no generator is registered for a load type (also a KeyError)
         +-- UnknownDeviceError      the agent has no generator for a device (also a KeyError)
