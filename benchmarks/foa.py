@@ -17,6 +17,7 @@ time, which a busy machine does not inflate).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from atp.flexoffer import Location, Mode
-from atp.foa import EVState, GenerationContext, ThermalState, generator_for, load_types
+from atp.foa import EVState, GenerationContext, GenerationError, ThermalState, generator_for, load_types
 from atp.foa.population import generate_ev_offers_batch, generate_heat_pump_offers_batch
 
 NOW = datetime(2026, 1, 5, 18, 7, tzinfo=UTC)
@@ -82,6 +83,55 @@ def heat_pump_states(rng: np.random.Generator, n: int, now: datetime) -> list[Th
 StateFactory = Callable[[np.random.Generator, int, datetime], list[Any]]
 FACTORIES: dict[str, StateFactory] = {"ev": ev_states, "heat_pump": heat_pump_states}
 
+# The other load types take their states from the world's device physics (sim/agents/kinds.py),
+# drawn with these parameters, at NOW (wet appliances: at the moment the user presses start).
+_KIND_PARAMS: dict[str, dict[str, Any]] = {
+    "battery": {"capacity_kwh": [5.0, 15.0]},
+    "pv": {"kwp": [3.0, 30.0]},
+    "water_heater": {},
+    "freezer": {"fridge_share": 0.5, "ambient_c": 21.0},
+    "industrial": {"base_kw": [10.0, 50.0], "shift_kw": [20.0, 100.0]},
+    "wet_appliance": {"dishwasher_share": 0.5},
+}
+
+
+def _generate_or_none(generator: Any, state: Any, ctx: GenerationContext) -> Any:
+    """The offer, or None where the generator cannot model the device (as the FOA core does)."""
+    try:
+        return generator.generate(state, ctx)
+    except GenerationError:
+        return None
+
+
+def kind_states(load_type: str, rng: np.random.Generator, n: int, now: datetime) -> list[tuple[Any, datetime]]:
+    """(state, time of the context) for `n` devices of a world device kind."""
+    from sim.agents.kinds import BuildContext, StepEnv, get_kind
+
+    kind = get_kind(load_type)
+    params = kind.check(_KIND_PARAMS[load_type], f"bench.{load_type}")
+    ctx = BuildContext(start=now, days=2, utc_offset_s=0, slice_s=900)
+    out: list[tuple[Any, datetime]] = []
+    attempts = 0
+    while len(out) < n and attempts < 20 * n:
+        attempts += 1
+        device = kind.build(rng, params, ctx)
+        env_now = now
+        if load_type == "wet_appliance":
+            if not device.requests:
+                continue
+            env_now = device.requests[0].pressed_at - timedelta(seconds=1)
+        env = StepEnv(
+            k=0,
+            now=env_now,
+            slice_s=900,
+            outdoor_c=5.0,
+            outdoor_forecast_c=np.full(96, 5.0),
+            pv_kwh_per_kwp=0.15,
+            pv_forecast_kwh_per_kwp=np.full(96, 0.15),
+        )
+        out.append((kind.state(device, env), kind.context_time(device, env)))
+    return out
+
 
 def _context() -> GenerationContext:
     return GenerationContext(now=NOW, issuer="bench", location=Location(meter_id="M-0"), mode=Mode.DELEGATED)
@@ -101,13 +151,21 @@ def per_load_type(rng: np.random.Generator, sample: int) -> None:
     print(f"{'load type':<16}{'devices':>10}{'offers':>10}{'offers/s':>14}")
     for load_type in load_types():
         factory = FACTORIES.get(load_type)
-        if factory is None:
+        if factory is not None:
+            states = factory(rng, sample, NOW)
+            offers, seconds, _ = _per_device(load_type, states, ctx)
+        elif load_type in _KIND_PARAMS:
+            pairs = kind_states(load_type, rng, sample, NOW)
+            generator = generator_for(load_type)
+            contexts = [dataclasses.replace(ctx, now=t) for _, t in pairs]
+            wall = time.perf_counter()
+            offers = [_generate_or_none(generator, state, c) for (state, _), c in zip(pairs, contexts, strict=True)]
+            seconds = time.perf_counter() - wall
+        else:
             print(f"{load_type:<16}  skipped: no state factory in benchmarks/foa.py")
             continue
-        states = factory(rng, sample, NOW)
-        offers, seconds, _ = _per_device(load_type, states, ctx)
         made = sum(o is not None for o in offers)
-        print(f"{load_type:<16}{sample:>10}{made:>10}{made / seconds:>14,.0f}")
+        print(f"{load_type:<16}{len(offers):>10}{made:>10}{made / seconds:>14,.0f}")
 
 
 def _same(a: Any, b: Any) -> bool:
