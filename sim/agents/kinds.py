@@ -334,7 +334,8 @@ class WaterHeaterKind(DeviceKind):
 
 # -- freezer / fridge on a smart plug --------------------------------------------------------
 
-_FREEZER_REFRESH_STEPS = 8  # a new always-on offer every 2 h at 15 min
+_FREEZER_REFRESH_STEPS = 16  # a new always-on offer every 4 h at 15 min
+_FREEZER_SUBSTEP_S = 300  # the thermostat decides every 5 min (truth and model alike)
 
 
 @dataclass(frozen=True)
@@ -358,6 +359,7 @@ class FreezerKind(DeviceKind):
     def build(self, rng: np.random.Generator, params: _FreezerParams, ctx: BuildContext) -> Freezer:
         kind = "fridge" if rng.random() < params.fridge_share else "freezer"
         device = Freezer.draw(rng, kind=kind, model_error=0.05)
+        device.substep_s = _FREEZER_SUBSTEP_S
         device.world_ambient_c = params.ambient_c  # indoor air temperature around the appliance
         return device
 
