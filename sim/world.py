@@ -25,6 +25,7 @@ from atp.flexoffer import Location, Mode, OfferState
 from atp.fman import AggregationParams
 from atp.fmar import FlexOfferMarket
 from atp.foa import FlexOfferAgent
+from atp.foa.pricing import priority_to_price
 from atp.interface import OPERATOR, InProcessClient, OfferStore
 from sim.agents.aggregator import Aggregator
 from sim.agents.brp import Brp
@@ -215,7 +216,15 @@ class World(mesa.Model):
             chosen = list(mix.choice(delegated_ids, mix_cfg.delegated, replace=False)) if mix_cfg.delegated else []
             chosen += list(mix.choice(direct_ids, mix_cfg.direct, replace=False)) if mix_cfg.direct else []
             owners[mix_cfg.load_type] = {int(i) for i in chosen}
-        prices_direct = mix.uniform(*site.direct_price_eur_per_kwh, n)
+        # Direct trading (D2.1 3.3.2): each direct prosumer's EMS carries a priority in [0, 1]
+        # (importance of its comfort), turned into its deviation price by the FOA's rule,
+        # spanning the site's configured price range.
+        priorities = mix.uniform(0.0, 1.0, n)
+        low, high = site.direct_price_eur_per_kwh
+        comfort_factor = (high / low - 1.0) if low > 0 else 0.0
+        prices_direct = [
+            priority_to_price(float(p), base_eur_per_kwh=low, comfort_factor=comfort_factor) for p in priorities
+        ]
         dev_rng = rngs["devices"]
         build_ctx = BuildContext(
             start=config.start, days=math.ceil(config.days) + 1, utc_offset_s=utc_offset_s, slice_s=self.slice_s
