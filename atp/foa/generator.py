@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import abc
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from atp.flexoffer import DEFAULT_SLICE_S, FlexOffer, Location, Mode, Price, Schedule
+from atp.flexoffer import DEFAULT_SLICE_S, DefaultSchedule, FlexOffer, Location, Mode, Price, Profile, Schedule
 from atp.foa.errors import FoaError, GenerationError, UnknownLoadTypeError
 
 __all__ = [
@@ -93,6 +94,26 @@ class GenerationContext:
         if self.price_eur_per_kwh is None:
             return None
         return Price(per_kwh_deviation=self.price_eur_per_kwh)
+
+    def block_offer(self, load_type: str, profile: Profile, default_kwh: Sequence[float]) -> FlexOffer:
+        """An offer of one profile starting at `first_start` with no time flexibility, assigned
+        before it starts, with `default_kwh` as its default schedule (the block offers of
+        heat pumps, water heaters, batteries, PV and industrial processes)."""
+        start = self.first_start
+        return FlexOffer(
+            issuer=self.issuer,
+            mode=self.mode,
+            profiles=(profile,),
+            device=load_type,
+            location=self.location,
+            created_at=self.now,
+            assignment_before=start,
+            start_after=start,
+            start_before=start,
+            slice_s=self.slice_s,
+            default_schedule=DefaultSchedule(start=start, profile=0, energy=tuple(float(x) for x in default_kwh)),
+            price=self.price(),
+        )
 
 
 class FlexOfferGenerator(abc.ABC):

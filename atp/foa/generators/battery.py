@@ -52,7 +52,7 @@ from typing import Literal
 
 import numpy as np
 
-from atp.flexoffer import DefaultSchedule, DependencyPoint, FlexOffer, Polytope, Profile, Slice
+from atp.flexoffer import DependencyPoint, FlexOffer, Polytope, Profile, Slice
 from atp.foa.errors import GenerationError, StateError
 from atp.foa.generator import FlexOfferGenerator, GenerationContext, register_generator
 
@@ -278,21 +278,7 @@ class BatteryGenerator(FlexOfferGenerator):
             )
         else:
             profile = Profile(slices=(Slice(n, (-block.discharge_kwh, block.charge_kwh)),), polytope=_polytope(block))
-        start = ctx.first_start
-        return FlexOffer(
-            issuer=ctx.issuer,
-            mode=ctx.mode,
-            profiles=(profile,),
-            device=self.load_type,
-            location=ctx.location,
-            created_at=ctx.now,
-            assignment_before=start,
-            start_after=start,
-            start_before=start,
-            slice_s=ctx.slice_s,
-            default_schedule=DefaultSchedule(start=start, profile=0, energy=(0.0,) * n),
-            price=ctx.price(),
-        )
+        return ctx.block_offer(self.load_type, profile, (0.0,) * n)
 
     def captured_flexibility(self, state: BatteryState, offer: FlexOffer | None, ctx: GenerationContext) -> float:
         """Share of the device's per-step ranges over the horizon that the offer's block captures."""

@@ -34,7 +34,7 @@ from datetime import datetime
 
 import numpy as np
 
-from atp.flexoffer import DefaultSchedule, FlexOffer, Polytope, Profile, Slice
+from atp.flexoffer import FlexOffer, Polytope, Profile, Slice
 from atp.foa.errors import GenerationError
 from atp.foa.generator import FlexOfferGenerator, GenerationContext, register_generator
 from atp.foa.states import ThermalState
@@ -195,21 +195,7 @@ class HeatPumpGenerator(FlexOfferGenerator):
                 b=tuple(float(v) for v in b_vector),
             ),
         )
-        start = ctx.first_start
-        return FlexOffer(
-            issuer=ctx.issuer,
-            mode=ctx.mode,
-            profiles=(profile,),
-            device=self.load_type,
-            location=ctx.location,
-            created_at=ctx.now,
-            assignment_before=start,
-            start_after=start,
-            start_before=start,
-            slice_s=ctx.slice_s,
-            default_schedule=DefaultSchedule(start=start, profile=0, energy=tuple(float(x) for x in block.default_kwh)),
-            price=ctx.price(),
-        )
+        return ctx.block_offer(self.load_type, profile, block.default_kwh)
 
     def captured_flexibility(self, state: ThermalState, offer: FlexOffer | None, ctx: GenerationContext) -> float:
         """Share of the device's per-step ranges over the horizon that the offer's block captures."""

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from atp.flexoffer import DefaultSchedule, FlexOffer, Polytope, Profile, Slice
+from atp.flexoffer import FlexOffer, Polytope, Profile, Slice
 from atp.foa.errors import GenerationError, StateError
 from atp.foa.generator import FlexOfferGenerator, GenerationContext, register_generator
 
@@ -156,21 +156,7 @@ class IndustrialGenerator(FlexOfferGenerator):
                 A=tuple(tuple(float(v) for v in row) for row in a_matrix), b=tuple(float(v) for v in b_vector)
             ),
         )
-        start = ctx.first_start
-        return FlexOffer(
-            issuer=ctx.issuer,
-            mode=ctx.mode,
-            profiles=(profile,),
-            device=self.load_type,
-            location=ctx.location,
-            created_at=ctx.now,
-            assignment_before=start,
-            start_after=start,
-            start_before=start,
-            slice_s=ctx.slice_s,
-            default_schedule=DefaultSchedule(start=start, profile=0, energy=tuple(float(x) for x in base)),
-            price=ctx.price(),
-        )
+        return ctx.block_offer(self.load_type, profile, base)
 
     def captured_flexibility(self, state: IndustrialState, offer: FlexOffer | None, ctx: GenerationContext) -> float:
         """The offer's summed per-step ranges over the process's over the horizon, in [0, 1]."""
