@@ -153,6 +153,9 @@ def test_same_seed_reproduces_and_another_differs(tmp_path):
         ("devices.ev.delegated=-1", "devices.ev.delegated"),
         ("scenario.prosumers.direct=-5", "scenario.prosumers.direct"),
         ("sim.start=yesterday", "sim.start"),
+        ("+devices.toaster.delegated=1", "devices.toaster"),
+        ("+devices.heat_pump.colour=red", "devices.heat_pump.colour"),
+        ("devices.freezer.fridge_share=2", "devices.freezer.fridge_share"),
     ],
 )
 def test_invalid_values_name_the_key(override, key):
