@@ -1,4 +1,4 @@
-"""The Flex-Offer Manager (FMAN): start-aligned aggregation, MILP planning, disaggregation."""
+"""The Flex-Offer Manager (FMAN): aggregation, MILP planning, disaggregation, contracts and settlement."""
 
 from atp.fman.aggregation import (
     Aggregate,
@@ -11,7 +11,26 @@ from atp.fman.aggregation import (
     disaggregate,
     floor_to_grid,
 )
+from atp.fman.balance import aggregate_balance_aligned, aggregate_baseline_kwh, member_baseline_kwh
+from atp.fman.baselines import (
+    BASELINE_METHODS,
+    BaselineError,
+    SubmeterCheck,
+    adaptation_kwh,
+    characteristic_baseline,
+    validate_against_submeter,
+)
+from atp.fman.contracts import Contract, ContractError, DelegatedContract, DirectContract, contract_from_dict
 from atp.fman.errors import AssignmentError, DisaggregationError, FmanError, PriceError, UnknownObjectiveError
+from atp.fman.flexloss import (
+    Flexibility,
+    FlexibilityError,
+    FlexibilityLoss,
+    aggregate_loss,
+    box_flexibility,
+    offer_flexibility,
+    portfolio_loss,
+)
 from atp.fman.manager import PLANNER_NAME, PLANNER_VERSION, FlexOfferManager, NotPlanned, PlanResult
 from atp.fman.planning import (
     MilpModel,
@@ -29,16 +48,39 @@ from atp.fman.planning import (
     schedule_cost_eur,
     solve_highs,
 )
+from atp.fman.settlement import (
+    SETTLEMENT_NAME,
+    SETTLEMENT_VERSION,
+    AggregatorStatement,
+    Bill,
+    ProsumerPeriod,
+    Settlement,
+    SettlementError,
+    settle,
+)
 
 __all__ = [
+    "BASELINE_METHODS",
     "PLANNER_NAME",
     "PLANNER_VERSION",
+    "SETTLEMENT_NAME",
+    "SETTLEMENT_VERSION",
     "Aggregate",
     "AggregationParams",
     "AggregationResult",
+    "AggregatorStatement",
     "AssignmentError",
+    "BaselineError",
+    "Bill",
+    "Contract",
+    "ContractError",
+    "DelegatedContract",
+    "DirectContract",
     "DisaggregationError",
     "FlexOfferManager",
+    "Flexibility",
+    "FlexibilityError",
+    "FlexibilityLoss",
     "FmanError",
     "MemberBox",
     "MilpModel",
@@ -49,19 +91,35 @@ __all__ = [
     "PlanningProblem",
     "PriceError",
     "PriceSeries",
+    "ProsumerPeriod",
+    "Settlement",
+    "SettlementError",
+    "SubmeterCheck",
     "Unaggregated",
     "UnknownObjectiveError",
+    "adaptation_kwh",
+    "aggregate_balance_aligned",
+    "aggregate_baseline_kwh",
+    "aggregate_loss",
     "aggregate_start_aligned",
     "as_price_series",
+    "box_flexibility",
     "build_model",
     "build_problem",
     "ceil_to_grid",
+    "characteristic_baseline",
+    "contract_from_dict",
     "disaggregate",
     "extract_schedules",
     "floor_to_grid",
     "get_objective",
+    "member_baseline_kwh",
     "objective_names",
+    "offer_flexibility",
+    "portfolio_loss",
     "register_objective",
     "schedule_cost_eur",
+    "settle",
     "solve_highs",
+    "validate_against_submeter",
 ]
