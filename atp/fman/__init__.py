@@ -32,6 +32,7 @@ from atp.fman.flexloss import (
     portfolio_loss,
 )
 from atp.fman.manager import PLANNER_NAME, PLANNER_VERSION, FlexOfferManager, NotPlanned, PlanResult
+from atp.fman.objectives import OBJECTIVES, ObjectiveSpec, SeriesError, evaluate_objective, solve_objective
 from atp.fman.planning import (
     MilpModel,
     Objective,
@@ -61,6 +62,7 @@ from atp.fman.settlement import (
 
 __all__ = [
     "BASELINE_METHODS",
+    "OBJECTIVES",
     "PLANNER_NAME",
     "PLANNER_VERSION",
     "SETTLEMENT_NAME",
@@ -86,12 +88,14 @@ __all__ = [
     "MilpModel",
     "NotPlanned",
     "Objective",
+    "ObjectiveSpec",
     "PlanResult",
     "PlanSolution",
     "PlanningProblem",
     "PriceError",
     "PriceSeries",
     "ProsumerPeriod",
+    "SeriesError",
     "Settlement",
     "SettlementError",
     "SubmeterCheck",
@@ -110,6 +114,7 @@ __all__ = [
     "characteristic_baseline",
     "contract_from_dict",
     "disaggregate",
+    "evaluate_objective",
     "extract_schedules",
     "floor_to_grid",
     "get_objective",
@@ -121,5 +126,6 @@ __all__ = [
     "schedule_cost_eur",
     "settle",
     "solve_highs",
+    "solve_objective",
     "validate_against_submeter",
 ]

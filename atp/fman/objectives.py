@@ -1,0 +1,397 @@
+"""Planning objectives beyond least cost: imbalance balancing, peak shaving and maximum profit.
+
+Each objective is a MILP on top of the same `PlanningProblem` and the same y/z/e model as
+`planning.build_model` (binary start choice y[g,s], energies z[g,s,k], energy per horizon step
+e[t]); this module adds its own columns and rows after the base model is passed to HiGHS:
+
+- `balance_imbalance`: minimise sum_t |e_t + other_t - target_t|, where `target_kwh[t]` is the
+  BRP's forecast imbalance the portfolio should absorb (positive: the BRP is long, the
+  portfolio should consume that much) and `other_kwh[t]` (optional, default 0) the energy of
+  the rest of the portfolio. Linearised with d+_t, d-_t >= 0 and one row per step
+  e_t - d+_t + d-_t = target_t - other_t; the objective is sum_t (d+_t + d-_t).
+- `peak_shaving`: minimise the peak of e_t + base_t, where `base_kwh[t]` is the non-flexible
+  load at the site or congestion point. One free column `peak`, one row per step
+  e_t - peak <= -base_t.
+- `max_profit`: maximise revenue at spot prices for offers that produce (negative energy) and
+  minimise cost for consumption. With signed energies this is exactly least cost:
+  min sum_t price_t * e_t (a negative optimum is a profit). `MAX_PROFIT` is the same objective
+  as a linear `planning.Objective`; importing this module does not register it (the planning
+  registry is global), `register_objective(MAX_PROFIT)` makes `build_problem` and
+  `solve_highs` accept the name too.
+
+`balance_imbalance` and `peak_shaving` add a tie-break `TIE_BREAK_WEIGHT * price_t * e_t` so
+that among equally good plans the cheaper one is chosen. Their own measure (kWh) is given by
+`evaluate_objective`; `PlanSolution.objective_eur` is, for every objective here, the energy
+cost at the problem's prices. The problem's own `objective` field is not used by
+`solve_objective`: the objective is the one named in the call.
+
+Build (base model, extra columns and rows) and solve are timed apart; a failed solve falls back
+to default schedules and says why (`PlanSolution.fallback_reason`), like `solve_highs`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import highspy
+import numpy as np
+
+from atp.fman.errors import FmanError, UnknownObjectiveError
+from atp.fman.planning import (
+    MilpModel,
+    Objective,
+    PlanningProblem,
+    PlanSolution,
+    _new_highs,
+    _solver_name,
+    build_model,
+)
+
+__all__ = [
+    "MAX_PROFIT",
+    "OBJECTIVES",
+    "TIE_BREAK_WEIGHT",
+    "ObjectiveSpec",
+    "SeriesError",
+    "evaluate_objective",
+    "solve_objective",
+]
+
+TIE_BREAK_WEIGHT = 1e-6
+"""Weight of the energy cost (EUR) added to the kWh measure of balance and peak objectives."""
+
+
+class SeriesError(FmanError):
+    """A series an objective needs (target, base load) is missing or not on the horizon."""
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A MILP planning objective: name, version (recorded with every solution), what it does,
+    the series it needs and those it may use (names of `series` keys, arrays in kWh per
+    horizon step), and the unit of its own measure (`evaluate_objective`)."""
+
+    name: str
+    version: str
+    description: str
+    required_series: tuple[str, ...] = ()
+    optional_series: tuple[str, ...] = ()
+    unit: str = "EUR"
+
+
+MAX_PROFIT = Objective(
+    name="max_profit",
+    version="1.0",
+    description=(
+        "maximise revenue for production and minimise cost for consumption at spot prices: "
+        "min sum(price_t * energy_t) with signed energy (the same optimum as least_cost)"
+    ),
+    step_cost=lambda problem: problem.prices_eur_per_kwh,
+)
+"""Maximum profit as a linear planning objective, for `register_objective` (not registered here)."""
+
+OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType(
+    {
+        "balance_imbalance": ObjectiveSpec(
+            name="balance_imbalance",
+            version="1.0",
+            description="minimise sum_t |energy_t + other_t - target_t| (absorb the BRP's forecast imbalance)",
+            required_series=("target_kwh",),
+            optional_series=("other_kwh",),
+            unit="kWh",
+        ),
+        "peak_shaving": ObjectiveSpec(
+            name="peak_shaving",
+            version="1.0",
+            description="minimise max_t (energy_t + base_t) at the site or congestion point",
+            required_series=("base_kwh",),
+            unit="kWh",
+        ),
+        "max_profit": ObjectiveSpec(
+            name=MAX_PROFIT.name,
+            version=MAX_PROFIT.version,
+            description=MAX_PROFIT.description,
+            unit="EUR",
+        ),
+    }
+)
+"""The objectives `solve_objective` knows, by name."""
+
+
+def _spec(name: str) -> ObjectiveSpec:
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise UnknownObjectiveError(
+            f"no MILP planning objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}"
+        ) from None
+
+
+def _series(problem: PlanningProblem, spec: ObjectiveSpec, series: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The objective's series as float arrays of the horizon's length (optional ones default to 0)."""
+    out: dict[str, np.ndarray] = {}
+    for key in spec.required_series + spec.optional_series:
+        if key not in series:
+            if key in spec.required_series:
+                raise SeriesError(
+                    f"objective {spec.name!r} needs series[{key!r}]: kWh per step for the "
+                    f"{problem.n_steps} horizon steps from {problem.horizon_start.isoformat()}"
+                )
+            out[key] = np.zeros(problem.n_steps)
+            continue
+        values = np.asarray(series[key], dtype=float).reshape(-1)
+        if len(values) != problem.n_steps:
+            raise SeriesError(
+                f"series[{key!r}] has {len(values)} values; the horizon has {problem.n_steps} steps of "
+                f"{problem.slice_s} s from {problem.horizon_start.isoformat()}"
+            )
+        if not np.all(np.isfinite(values)):
+            raise SeriesError(f"series[{key!r}] must be finite numbers (kWh per step); found NaN or infinity")
+        out[key] = values
+    return out
+
+
+def evaluate_objective(
+    problem: PlanningProblem, objective: str, step_energy_kwh: np.ndarray, *, series: Mapping[str, Any]
+) -> float:
+    """The objective's own measure (without tie-break) for energy `step_energy_kwh` per horizon
+    step: kWh of deviation, peak kWh, or EUR of cost (negative: profit)."""
+    spec = _spec(objective)
+    data = _series(problem, spec, series)
+    e = np.asarray(step_energy_kwh, dtype=float)
+    if spec.name == "balance_imbalance":
+        return float(np.abs(e + data["other_kwh"] - data["target_kwh"]).sum())
+    if spec.name == "peak_shaving":
+        return float((e + data["base_kwh"]).max()) if problem.n_steps else 0.0
+    return float(problem.prices_eur_per_kwh @ e)
+
+
+def _add_terms(
+    h: Any, model: MilpModel, problem: PlanningProblem, spec: ObjectiveSpec, data: dict[str, np.ndarray]
+) -> bool:
+    """Add the objective's columns and rows to the base model already passed to `h`; False when
+    HiGHS refuses them."""
+    statuses = []
+    t_count = problem.n_steps
+    e_cols = model.e_offset + np.arange(t_count, dtype=np.int32)
+    n0 = model.n_cols
+    inf = highspy.kHighsInf
+    no_nz = (0, np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
+    if spec.name == "balance_imbalance":
+        # columns n0 + t: d+_t, n0 + T + t: d-_t
+        statuses.append(
+            h.addCols(2 * t_count, np.ones(2 * t_count), np.zeros(2 * t_count), np.full(2 * t_count, inf), *no_nz)
+        )
+        rhs = data["target_kwh"] - data["other_kwh"]
+        index = np.stack((e_cols, n0 + np.arange(t_count), n0 + t_count + np.arange(t_count)), axis=1)
+        values = np.tile([1.0, -1.0, 1.0], (t_count, 1))
+        starts = np.arange(0, 3 * t_count, 3, dtype=np.int32)
+        statuses.append(
+            h.addRows(t_count, rhs, rhs, 3 * t_count, starts, index.reshape(-1).astype(np.int32), values.reshape(-1))
+        )
+    elif spec.name == "peak_shaving":
+        statuses.append(h.addCols(1, np.ones(1), np.full(1, -inf), np.full(1, inf), *no_nz))
+        index = np.stack((e_cols, np.full(t_count, n0)), axis=1)
+        values = np.tile([1.0, -1.0], (t_count, 1))
+        starts = np.arange(0, 2 * t_count, 2, dtype=np.int32)
+        statuses.append(
+            h.addRows(
+                t_count,
+                np.full(t_count, -inf),
+                -data["base_kwh"],
+                2 * t_count,
+                starts,
+                index.reshape(-1).astype(np.int32),
+                values.reshape(-1),
+            )
+        )
+    return all(s != highspy.HighsStatus.kError for s in statuses)
+
+
+def _greedy_start(
+    problem: PlanningProblem, model: MilpModel, spec: ObjectiveSpec, data: dict[str, np.ndarray]
+) -> np.ndarray:
+    """A feasible starting point (all columns, extra ones included) for HiGHS, so that a time
+    limit still leaves a usable plan: aggregates in turn take the shift (and energies within
+    their bounds) that serve the objective best given those placed before."""
+    t_count = problem.n_steps
+    step_energy = np.zeros(t_count)
+    n_extra = 2 * t_count if spec.name == "balance_imbalance" else 1
+    col = np.zeros(model.n_cols + n_extra)
+    for g in range(problem.n_aggregates):
+        lower, upper = problem.bounds(g)
+        n = len(lower)
+        best_score, best_s, best_x = np.inf, 0, lower
+        for s in range(int(problem.n_shifts[g])):
+            t0 = int(problem.first_start_step[g]) + s
+            window = slice(t0, t0 + n)
+            if spec.name == "balance_imbalance":
+                want = data["target_kwh"][window] - data["other_kwh"][window] - step_energy[window]
+                x = np.clip(want, lower, upper)
+                score = float(np.abs(want - x).sum() - np.abs(want).sum())
+            else:
+                x = lower.copy()
+                score = float((step_energy[window] + data["base_kwh"][window] + x).max())
+            if score < best_score - 1e-12:
+                best_score, best_s, best_x = score, s, x
+        s, x = best_s, best_x
+        t0 = int(problem.first_start_step[g]) + s
+        step_energy[t0 : t0 + n] += x
+        col[model.y_offsets[g] + s] = 1.0
+        z0 = model.z_col0 + int(model.z_offsets[g]) + s * n
+        col[z0 : z0 + n] = x
+    col[model.e_offset : model.n_cols] = step_energy
+    if spec.name == "balance_imbalance":
+        residual = step_energy + data["other_kwh"] - data["target_kwh"]
+        col[model.n_cols : model.n_cols + t_count] = np.maximum(residual, 0.0)
+        col[model.n_cols + t_count :] = np.maximum(-residual, 0.0)
+    else:
+        col[model.n_cols] = float((step_energy + data["base_kwh"]).max()) if t_count else 0.0
+    return col
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a = np.array(a)
+    a.flags.writeable = False
+    return a
+
+
+def _fallback(
+    problem: PlanningProblem, spec: ObjectiveSpec, status: str, reason: str, build_s: float, solve_s: float
+) -> PlanSolution:
+    return PlanSolution(
+        status=status,
+        objective=spec.name,
+        objective_version=spec.version,
+        solver=_solver_name(),
+        objective_eur=None,
+        mip_gap=None,
+        build_s=build_s,
+        solve_s=solve_s,
+        start_step=_ro(np.full(problem.n_aggregates, -1, dtype=np.int64)),
+        energy_kwh=_ro(np.zeros(len(problem.lower_kwh))),
+        step_energy_kwh=_ro(np.zeros(problem.n_steps)),
+        fallback_reason=reason,
+    )
+
+
+def solve_objective(
+    problem: PlanningProblem,
+    objective: str,
+    *,
+    series: Mapping[str, Any] | None = None,
+    time_limit_s: float = 30.0,
+    mip_rel_gap: float = 1e-6,
+    random_seed: int = 0,
+) -> PlanSolution:
+    """Plan the problem for the objective named `objective` (a key of `OBJECTIVES`) with HiGHS
+    (one thread, fixed seed); `series` holds the arrays it needs (kWh per horizon step).
+
+    Raises UnknownObjectiveError for an unknown name and SeriesError for missing or misaligned
+    series; never raises for a failed solve: it falls back to default schedules with the reason.
+    `objective_eur` of the result is the energy cost at the problem's prices.
+    """
+    spec = _spec(objective)
+    data = _series(problem, spec, series or {})
+    if problem.n_aggregates == 0:
+        if problem.left_out:
+            first_id, first_reason = problem.left_out[0]
+            return _fallback(
+                problem,
+                spec,
+                "Empty",
+                f"no aggregate fits the planning horizon of {problem.n_steps} steps from "
+                f"{problem.horizon_start.isoformat()} ({len(problem.left_out)} left out; {first_id}: {first_reason})",
+                0.0,
+                0.0,
+            )
+        return PlanSolution(
+            status="Empty",
+            objective=spec.name,
+            objective_version=spec.version,
+            solver=_solver_name(),
+            objective_eur=0.0,
+            mip_gap=0.0,
+            build_s=0.0,
+            solve_s=0.0,
+            start_step=_ro(np.zeros(0, dtype=np.int64)),
+            energy_kwh=_ro(np.zeros(0)),
+            step_energy_kwh=_ro(np.zeros(problem.n_steps)),
+        )
+    t0 = time.perf_counter()
+    model = build_model(problem)
+    prices = np.asarray(problem.prices_eur_per_kwh, dtype=float)
+    cost = np.zeros(model.n_cols)
+    cost[model.e_offset :] = prices if spec.name == "max_profit" else TIE_BREAK_WEIGHT * prices
+    model.lp.col_cost_ = cost
+    h = _new_highs()
+    for name, value in (
+        ("time_limit", float(time_limit_s)),
+        ("mip_rel_gap", float(mip_rel_gap)),
+        ("random_seed", int(random_seed)),
+        ("threads", 1),
+        ("presolve", "on"),
+    ):
+        h.setOptionValue(name, value)
+    if h.passModel(model.lp) == highspy.HighsStatus.kError:
+        return _fallback(
+            problem, spec, "Not solved", "HiGHS refused the model (passModel failed)", time.perf_counter() - t0, 0.0
+        )
+    if not _add_terms(h, model, problem, spec, data):
+        return _fallback(
+            problem, spec, "Not solved", "HiGHS refused the objective's rows or columns", time.perf_counter() - t0, 0.0
+        )
+    if spec.name != "max_profit":
+        start = highspy.HighsSolution()
+        start.col_value = _greedy_start(problem, model, spec, data)
+        start.value_valid = True
+        h.setSolution(start)
+    build_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    run_status = h.run()
+    solve_s = time.perf_counter() - t1
+    status = h.getModelStatus()
+    status_text = h.modelStatusToString(status)
+    info = h.getInfo()
+    has_solution = int(info.primal_solution_status) == 2
+    if run_status == highspy.HighsStatus.kError:
+        return _fallback(problem, spec, status_text, f"HiGHS failed ({status_text})", build_s, solve_s)
+    if status != highspy.HighsModelStatus.kOptimal and not (
+        has_solution and status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit)
+    ):
+        what = "no solution within the time limit" if status == highspy.HighsModelStatus.kTimeLimit else status_text
+        return _fallback(
+            problem, spec, status_text, f"HiGHS found {what}; the offers run their defaults", build_s, solve_s
+        )
+    col = np.asarray(h.getSolution().col_value, dtype=float)
+    starts = np.zeros(problem.n_aggregates, dtype=np.int64)
+    energy = np.zeros(len(problem.lower_kwh))
+    step_energy = np.zeros(problem.n_steps)
+    for g in range(problem.n_aggregates):
+        s = int(np.argmax(col[model.y_offsets[g] : model.y_offsets[g + 1]]))
+        n = problem.profile_steps(g)
+        z0 = model.z_col0 + int(model.z_offsets[g]) + s * n
+        lower, upper = problem.bounds(g)
+        e = np.clip(col[z0 : z0 + n], lower, upper)
+        o = int(problem.profile_offsets[g])
+        energy[o : o + n] = e
+        starts[g] = int(problem.first_start_step[g]) + s
+        step_energy[starts[g] : starts[g] + n] += e
+    gap = float(info.mip_gap) if np.isfinite(info.mip_gap) else None
+    return PlanSolution(
+        status=status_text,
+        objective=spec.name,
+        objective_version=spec.version,
+        solver=_solver_name(),
+        objective_eur=float(prices @ step_energy),
+        mip_gap=gap,
+        build_s=build_s,
+        solve_s=solve_s,
+        start_step=_ro(starts),
+        energy_kwh=_ro(energy),
+        step_energy_kwh=_ro(step_energy),
+    )
