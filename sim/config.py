@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 SECONDS_PER_DAY = 86_400
+_FMAN_OBJECTIVES = ("least_cost", "peak_shaving", "balance_imbalance")  # the world supplies their series
 
 
 class ConfigError(ValueError):
@@ -316,8 +317,8 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         dso_horizon_steps=_int(cfg, "market.dso.horizon_steps", minimum=1),
     )
     objective = _str(cfg, "fman.objective")
-    if objective != "least_cost":
-        raise ConfigError(f"fman.objective: {objective!r} is not available (least_cost)")
+    if objective not in _FMAN_OBJECTIVES:
+        raise ConfigError(f"fman.objective: {objective!r} is not available ({', '.join(_FMAN_OBJECTIVES)})")
     planning_interval_s = _int(cfg, "fman.planning_interval_s", minimum=1)
     if planning_interval_s % slice_s:
         raise ConfigError(f"fman.planning_interval_s: (={planning_interval_s}) must be a multiple of sim.slice_s")

@@ -22,7 +22,7 @@ import pandas as pd
 import simpy
 
 from atp.flexoffer import Location, Mode, OfferState
-from atp.fman import AggregationParams
+from atp.fman import AggregationParams, PriceSeries
 from atp.fmar import FlexOfferMarket
 from atp.foa import FlexOfferAgent
 from atp.foa.pricing import priority_to_price
@@ -205,6 +205,18 @@ class World(mesa.Model):
             timezone=site.timezone,
             rng=rngs["brp"],
         )
+
+        # What the FMAN's objective needs besides prices, on the run's grid and one day beyond
+        # (beyond the run the site's last day repeats as its forecast): the site's load without
+        # flexible devices and the BRP's imbalance forecast.
+        base = nonflex.sum(axis=1) - self.pv_kwh.sum(axis=1)
+        ahead = self.forecast_steps + config.fman.horizon_steps
+        base_ext = np.concatenate([base, np.resize(base[-min(len(base), 86_400 // self.slice_s) :], ahead)])
+        target_ext = np.concatenate([self.brp.imbalance_kwh, np.zeros(ahead)])
+        self.aggregator.series_kwh = {
+            "base_kwh": PriceSeries(config.start, self.slice_s, base_ext),
+            "target_kwh": PriceSeries(config.start, self.slice_s, target_ext),
+        }
 
         # -- prosumers ----------------------------------------------------------------------------
         modes = [Mode.DELEGATED] * site.delegated + [Mode.DIRECT] * site.direct

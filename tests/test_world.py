@@ -156,6 +156,7 @@ def test_same_seed_reproduces_and_another_differs(tmp_path):
         ("+devices.toaster.delegated=1", "devices.toaster"),
         ("+devices.heat_pump.colour=red", "devices.heat_pump.colour"),
         ("devices.freezer.fridge_share=2", "devices.freezer.fridge_share"),
+        ("fman.objective=fastest", "fman.objective"),
     ],
 )
 def test_invalid_values_name_the_key(override, key):
@@ -256,3 +257,15 @@ def test_any_seed_gives_feasible_schedules_and_a_closed_balance(seed, start_hour
     net = np.array(world.datacollector.get_model_vars_dataframe()["site_net_kwh"])
     expected = world.nonflex_kwh.sum(axis=1) - world.pv_kwh.sum(axis=1) + world.metered_kwh.sum(axis=(1, 2))
     np.testing.assert_allclose(net, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("objective", ["peak_shaving", "balance_imbalance"])
+def test_other_fman_objectives_run_in_the_world(objective, tmp_path):
+    world = World(config_for("scenario=sww", f"fman={objective}", "sim.days=0.25", "sim.start=2026-01-12T16:00:00Z"))
+    world.run()
+    plans = world.aggregator.plans
+    assert plans and all(p.objective == objective for p in plans)
+    assert sum(p.n_assigned for p in plans) > 0
+    for record in world.aggregator.store.records():
+        if record.schedule is not None:
+            assert check_schedule(record.offer, record.schedule) == []

@@ -30,9 +30,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 from atp.errors import AtpError
 from atp.flexoffer import FlexOffer, Mode, Schedule
@@ -43,13 +46,17 @@ from atp.fman.aggregation import (
     aggregate_start_aligned,
     disaggregate,
 )
-from atp.fman.errors import AssignmentError
+from atp.fman.errors import AssignmentError, PriceError, UnknownObjectiveError
+from atp.fman.objectives import OBJECTIVES, solve_objective
 from atp.fman.planning import (
+    PlanningProblem,
     PlanSolution,
+    PriceSeries,
     as_price_series,
     build_problem,
     extract_schedules,
     get_objective,
+    objective_names,
     schedule_cost_eur,
     solve_highs,
 )
@@ -133,6 +140,31 @@ def _store_schedule(original: FlexOffer, schedule: Schedule) -> Schedule:
     )
 
 
+def _objective_spec(name: str) -> tuple[str, str]:
+    """(name, version) of a planning objective: a linear registered one or one of OBJECTIVES."""
+    if name in objective_names():
+        objective = get_objective(name)
+        return objective.name, objective.version
+    if name in OBJECTIVES:
+        return name, OBJECTIVES[name].version
+    known = sorted({*objective_names(), *OBJECTIVES})
+    raise UnknownObjectiveError(f"no planning objective {name!r}; known: {', '.join(known)}")
+
+
+def _series_on_grid(problem: PlanningProblem, series_kwh: Mapping[str, PriceSeries]) -> dict[str, np.ndarray]:
+    """Each series' values for the problem's horizon steps (PriceError when it does not cover them)."""
+    out = {}
+    for key, ps in series_kwh.items():
+        if ps.slice_s != problem.slice_s:
+            raise PriceError(f"series {key}: slice_s {ps.slice_s} differs from the plan's {problem.slice_s}")
+        offset = int((problem.horizon_start - ps.start).total_seconds() // problem.slice_s)
+        values = np.asarray(ps.values_eur_per_kwh, dtype=float)
+        if offset < 0 or offset + problem.n_steps > len(values):
+            raise PriceError(f"series {key} does not cover the planning horizon")
+        out[key] = values[offset : offset + problem.n_steps]
+    return out
+
+
 class FlexOfferManager:
     """The aggregator's service: plans the delegated offers of its `OfferStore`."""
 
@@ -147,7 +179,7 @@ class FlexOfferManager:
         time_limit_s: float = 30.0,
         mip_rel_gap: float = 1e-6,
     ) -> None:
-        get_objective(objective)
+        _objective_spec(objective)
         self.store = store
         self.name = name
         self.params = params
@@ -163,11 +195,17 @@ class FlexOfferManager:
         *,
         prices_start: datetime | None = None,
         prices_slice_s: int | None = None,
+        series_kwh: Mapping[str, PriceSeries] | None = None,
     ) -> PlanResult:
         """One planning round at `now` with `prices` (EUR/kWh: a PriceSeries, a pandas Series
-        on a DatetimeIndex, or an array with `prices_start` and `prices_slice_s`)."""
+        on a DatetimeIndex, or an array with `prices_start` and `prices_slice_s`).
+
+        Objectives other than the linear ones (`balance_imbalance`, `peak_shaving`, see
+        atp/fman/objectives.py) read their series from `series_kwh` (kWh per step, as
+        PriceSeries on the planning grid covering the horizon): `target_kwh`, `other_kwh`,
+        `base_kwh`."""
         series = as_price_series(prices, start=prices_start, slice_s=prices_slice_s)
-        objective = get_objective(self.objective)
+        objective_name, objective_version = _objective_spec(self.objective)
         offers = [o for o in self.store.open_offers(now=now) if o.mode is Mode.DELEGATED]
         originals = {o.id: o for o in offers}
         t0 = time.perf_counter()
@@ -187,10 +225,25 @@ class FlexOfferManager:
         baseline: float | None = 0.0
         for slice_s in sorted(by_slice):
             aggs = by_slice[slice_s]
+            linear = self.objective in objective_names()
             problem = build_problem(
-                aggs, series, now=now, horizon_steps=self.horizon_steps, objective=self.objective, slice_s=slice_s
+                aggs,
+                series,
+                now=now,
+                horizon_steps=self.horizon_steps,
+                objective=self.objective if linear else "least_cost",
+                slice_s=slice_s,
             )
-            solution = solve_highs(problem, time_limit_s=self.time_limit_s, mip_rel_gap=self.mip_rel_gap)
+            if linear:
+                solution = solve_highs(problem, time_limit_s=self.time_limit_s, mip_rel_gap=self.mip_rel_gap)
+            else:
+                solution = solve_objective(
+                    problem,
+                    self.objective,
+                    series=_series_on_grid(problem, series_kwh or {}),
+                    time_limit_s=self.time_limit_s,
+                    mip_rel_gap=self.mip_rel_gap,
+                )
             solutions.append(solution)
             build_s += solution.build_s
             solve_s += solution.solve_s
@@ -212,8 +265,8 @@ class FlexOfferManager:
         return PlanResult(
             planner=PLANNER_NAME,
             planner_version=PLANNER_VERSION,
-            objective=objective.name,
-            objective_version=objective.version,
+            objective=objective_name,
+            objective_version=objective_version,
             solver=solutions[0].solver if solutions else "",
             planned_at=now,
             n_offers=len(offers),

@@ -7,7 +7,7 @@ from datetime import datetime
 import mesa
 import pandas as pd
 
-from atp.fman import AggregationParams, FlexOfferManager, PlanResult
+from atp.fman import AggregationParams, FlexOfferManager, PlanResult, PriceSeries
 from atp.interface import InProcessClient, OfferStore
 
 __all__ = ["Aggregator"]
@@ -27,6 +27,7 @@ class Aggregator(mesa.Agent):
         horizon_steps: int,
         time_limit_s: float,
         prices: pd.Series,
+        series_kwh: dict[str, PriceSeries] | None = None,
     ) -> None:
         super().__init__(model)
         self.name = name
@@ -35,6 +36,7 @@ class Aggregator(mesa.Agent):
             store, name=name, params=params, objective=objective, horizon_steps=horizon_steps, time_limit_s=time_limit_s
         )
         self.prices = prices
+        self.series_kwh = series_kwh or {}  # what the objective needs besides prices (kWh per step)
         self.plans: list[PlanResult] = []
 
     def client(self, party: str) -> InProcessClient:
@@ -43,6 +45,6 @@ class Aggregator(mesa.Agent):
 
     def plan(self, now: datetime) -> PlanResult:
         """One planning round of the FMAN at `now` against the day-ahead prices."""
-        result = self.fman.plan(now, self.prices)
+        result = self.fman.plan(now, self.prices, series_kwh=self.series_kwh)
         self.plans.append(result)
         return result
