@@ -337,22 +337,32 @@ def _aggregate_default(
     return DefaultSchedule(start=start, profile=0, energy=tuple(float(v) for v in energy))
 
 
-def _build_aggregate(members: list[MemberBox], *, issuer: str, agg_id: str, now: datetime) -> Aggregate:
+def _build_aggregate(
+    members: list[MemberBox], *, issuer: str, agg_id: str, now: datetime, delays: list[int] | None = None
+) -> Aggregate:
+    """The aggregate of boxes aligned at their earliest starts, each delayed by `delays[i]` steps
+    (balance alignment; None = no delays, start alignment). Time flexibility lost is counted
+    against each member's own undelayed flexibility."""
     first = members[0].offer
     slice_s = first.slice_s
-    start_after = min(m.earliest for m in members)
-    flex = min(m.flexibility_steps for m in members)
+    delays = delays if delays is not None else [0] * len(members)
+    shifted = [
+        (m, m.earliest + timedelta(seconds=d * slice_s), m.flexibility_steps - d)
+        for m, d in zip(members, delays, strict=True)
+    ]
+    start_after = min(e for _, e, _ in shifted)
+    flex = min(f for _, _, f in shifted)
     placed = [
         MemberBox(
             offer=m.offer,
             profile=m.profile,
-            offset_steps=_steps(start_after, m.earliest, slice_s),
-            earliest=m.earliest,
-            flexibility_steps=m.flexibility_steps,
+            offset_steps=_steps(start_after, e, slice_s),
+            earliest=e,
+            flexibility_steps=f,
             lower_kwh=m.lower_kwh,
             upper_kwh=m.upper_kwh,
         )
-        for m in members
+        for m, e, f in shifted
     ]
     n = max(m.offset_steps + m.n_steps for m in placed)
     lower = np.zeros(n)
@@ -361,7 +371,7 @@ def _build_aggregate(members: list[MemberBox], *, issuer: str, agg_id: str, now:
         lower[m.offset_steps : m.offset_steps + m.n_steps] += m.lower_kwh
         upper[m.offset_steps : m.offset_steps + m.n_steps] += m.upper_kwh
     upper = np.maximum(upper, lower)
-    time_loss = sum(m.flexibility_steps - flex for m in placed)
+    time_loss = sum(m.flexibility_steps - flex for m in members)
     energy_loss = 0.0
     for m in placed:
         profile = m.offer.profiles[m.profile]

@@ -25,24 +25,28 @@ A member delayed by d is kept as a `MemberBox` whose `earliest` is d steps after
 earliest start and whose `flexibility_steps` is d smaller; the aggregate is then the box of the
 sums, exactly like start alignment, and `disaggregate` from `atp.fman.aggregation` applies
 unchanged (every member starts the aggregate's shift after its delayed earliest start, which
-stays inside its own window). The small builders of aggregation.py that are private there
-(runs of bounds as slices, the aggregate default) are reproduced here.
+stays inside its own window). The aggregate itself is built by aggregation.py's builder, given
+the delays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 
-from atp.flexoffer import DefaultSchedule, FlexOffer, Location, Mode, Price, Profile, Slice
+from atp.flexoffer import FlexOffer
 from atp.fman.aggregation import (
     Aggregate,
     AggregationParams,
     AggregationResult,
     MemberBox,
     Unaggregated,
+    _build_aggregate,
+    _group_key,
+    _split,
+    _steps,
     aggregate_start_aligned,
 )
 
@@ -70,37 +74,6 @@ def aggregate_baseline_kwh(aggregate: Aggregate) -> np.ndarray:
 
 
 # -- grouping --------------------------------------------------------------------------------
-def _steps(a: datetime, b: datetime, slice_s: int) -> int:
-    return round((b - a).total_seconds() / slice_s)
-
-
-def _group_key(offer: FlexOffer) -> tuple[int, str, str]:
-    cp = offer.location.congestion_point if offer.location is not None else None
-    return (offer.slice_s, offer.mode.value, cp or "")
-
-
-def _split(boxes: list[MemberBox], params: AggregationParams) -> list[list[MemberBox]]:
-    """Greedy grouping of one key's members in order of earliest start (as start alignment)."""
-    boxes = sorted(boxes, key=lambda m: (m.earliest, m.flexibility_steps, m.offer_id))
-    groups: list[list[MemberBox]] = []
-    current: list[MemberBox] = []
-    for m in boxes:
-        if current:
-            too_late = (m.earliest - current[0].earliest).total_seconds() > params.start_tolerance_s
-            full = len(current) >= params.max_group_size
-            flex = [c.flexibility_steps for c in current] + [m.flexibility_steps]
-            loss_s = (max(flex) - min(flex)) * m.offer.slice_s
-            too_lossy = params.max_time_flex_loss_s is not None and loss_s > params.max_time_flex_loss_s
-            if too_late or full or too_lossy:
-                groups.append(current)
-                current = []
-        current.append(m)
-    if current:
-        groups.append(current)
-    return groups
-
-
-# -- alignment -------------------------------------------------------------------------------
 def _cost(total: np.ndarray) -> tuple[float, float]:
     a = np.abs(total)
     return (float(a.max(initial=0.0)), float(a.sum()))
@@ -143,120 +116,6 @@ def _delays(members: list[MemberBox], params: AggregationParams) -> list[int]:
 
 
 # -- building --------------------------------------------------------------------------------
-def _slices(lower: np.ndarray, upper: np.ndarray) -> tuple[Slice, ...]:
-    """Runs of equal per-step bounds as slices."""
-    slices: list[Slice] = []
-    i = 0
-    n = len(lower)
-    while i < n:
-        j = i + 1
-        while j < n and lower[j] == lower[i] and upper[j] == upper[i]:
-            j += 1
-        slices.append(Slice(duration=j - i, energy=(float(lower[i]), float(upper[i]))))
-        i = j
-    return tuple(slices)
-
-
-def _aggregate_default(
-    members: Sequence[MemberBox], start_after: datetime, flex: int, n: int
-) -> DefaultSchedule | None:
-    """Sum of the member defaults when all sit at the same shift inside their boxes, else None."""
-    shifts = set()
-    energy = np.zeros(n)
-    for m in members:
-        d = m.offer.default_schedule
-        if d is None or d.profile != m.profile or len(d.energy) != m.n_steps:
-            return None
-        e = np.asarray(d.energy, dtype=float)
-        if np.any(e < m.lower_kwh - _BOX_TOL_KWH) or np.any(e > m.upper_kwh + _BOX_TOL_KWH):
-            return None
-        offset_s = (d.start - m.earliest).total_seconds()
-        if offset_s % m.offer.slice_s:
-            return None
-        shifts.add(int(offset_s // m.offer.slice_s))
-        energy[m.offset_steps : m.offset_steps + m.n_steps] += e
-    if len(shifts) != 1:
-        return None
-    (shift,) = shifts
-    if not 0 <= shift <= flex:
-        return None
-    start = start_after + timedelta(seconds=shift * members[0].offer.slice_s)
-    return DefaultSchedule(start=start, profile=0, energy=tuple(float(v) for v in energy))
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=float)
-    a.flags.writeable = False
-    return a
-
-
-def _build(members: list[MemberBox], delays: list[int], *, issuer: str, agg_id: str, now: datetime) -> Aggregate:
-    first = members[0].offer
-    slice_s = first.slice_s
-    shifted = [
-        (m, m.earliest + timedelta(seconds=d * slice_s), m.flexibility_steps - d)
-        for m, d in zip(members, delays, strict=True)
-    ]
-    start_after = min(e for _, e, _ in shifted)
-    flex = min(f for _, _, f in shifted)
-    placed = [
-        MemberBox(
-            offer=m.offer,
-            profile=m.profile,
-            offset_steps=_steps(start_after, e, slice_s),
-            earliest=e,
-            flexibility_steps=f,
-            lower_kwh=m.lower_kwh,
-            upper_kwh=m.upper_kwh,
-        )
-        for m, e, f in shifted
-    ]
-    n = max(m.offset_steps + m.n_steps for m in placed)
-    lower = np.zeros(n)
-    upper = np.zeros(n)
-    for m in placed:
-        lower[m.offset_steps : m.offset_steps + m.n_steps] += m.lower_kwh
-        upper[m.offset_steps : m.offset_steps + m.n_steps] += m.upper_kwh
-    upper = np.maximum(upper, lower)
-    # Time flexibility lost against each member's own (undelayed) flexibility.
-    time_loss = sum(m.flexibility_steps - flex for m in members)
-    energy_loss = 0.0
-    for m in placed:
-        profile = m.offer.profiles[m.profile]
-        energy_loss += float((profile.upper_kwh() - profile.lower_kwh()).sum()) - m.energy_flexibility_kwh
-    devices = {m.offer.device for m in placed}
-    cp = first.location.congestion_point if first.location is not None else None
-    deadlines = [m.offer.assignment_before for m in placed if m.offer.assignment_before is not None]
-    price = None
-    if first.mode is Mode.DIRECT:
-        asks = [m.offer.price.per_kwh_deviation for m in placed if m.offer.price and m.offer.price.per_kwh_deviation]
-        price = Price(per_kwh_deviation=max(asks) if asks else 0.0)
-    offer = FlexOffer(
-        issuer=issuer,
-        mode=first.mode,
-        profiles=(Profile(slices=_slices(lower, upper)),),
-        id=agg_id,
-        device=devices.pop() if len(devices) == 1 else "aggregate",
-        location=Location(meter_id=f"{issuer}:aggregate", congestion_point=cp),
-        created_at=now,
-        assignment_before=min(deadlines) if deadlines else None,
-        start_after=start_after,
-        start_before=start_after + timedelta(seconds=flex * slice_s),
-        slice_s=slice_s,
-        default_schedule=_aggregate_default(placed, start_after, flex, n),
-        price=price,
-        members=tuple(m.offer_id for m in placed),
-    )
-    return Aggregate(
-        offer=offer,
-        members=tuple(placed),
-        time_flex_loss_steps=int(time_loss),
-        energy_flex_loss_kwh=float(energy_loss),
-        lower_kwh=_frozen(lower),
-        upper_kwh=_frozen(upper),
-    )
-
-
 def aggregate_balance_aligned(
     offers: Sequence[FlexOffer],
     *,
@@ -277,5 +136,6 @@ def aggregate_balance_aligned(
     for key in sorted(groups):
         for members in _split(groups[key], params):
             agg_id = f"{issuer}-bal-{stamp}-{len(aggregates) + 1:05d}"
-            aggregates.append(_build(members, _delays(members, params), issuer=issuer, agg_id=agg_id, now=now))
+            delays = _delays(members, params)
+            aggregates.append(_build_aggregate(members, issuer=issuer, agg_id=agg_id, now=now, delays=delays))
     return AggregationResult(tuple(aggregates), tuple(unaggregated))
