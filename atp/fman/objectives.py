@@ -50,6 +50,9 @@ from atp.fman.planning import (
     _solver_name,
     build_model,
 )
+from atp.fman.planning import (
+    _fallback as _planning_fallback,
+)
 
 __all__ = [
     "MAX_PROFIT",
@@ -263,20 +266,7 @@ def _ro(a: np.ndarray) -> np.ndarray:
 def _fallback(
     problem: PlanningProblem, spec: ObjectiveSpec, status: str, reason: str, build_s: float, solve_s: float
 ) -> PlanSolution:
-    return PlanSolution(
-        status=status,
-        objective=spec.name,
-        objective_version=spec.version,
-        solver=_solver_name(),
-        objective_eur=None,
-        mip_gap=None,
-        build_s=build_s,
-        solve_s=solve_s,
-        start_step=_ro(np.full(problem.n_aggregates, -1, dtype=np.int64)),
-        energy_kwh=_ro(np.zeros(len(problem.lower_kwh))),
-        step_energy_kwh=_ro(np.zeros(problem.n_steps)),
-        fallback_reason=reason,
-    )
+    return _planning_fallback(problem, status, reason, build_s, solve_s, objective=(spec.name, spec.version))
 
 
 def solve_objective(

@@ -536,13 +536,21 @@ def _solver_name() -> str:
 
 
 def _fallback(
-    problem: PlanningProblem, status: str, reason: str, build_s: float = 0.0, solve_s: float = 0.0
+    problem: PlanningProblem,
+    status: str,
+    reason: str,
+    build_s: float = 0.0,
+    solve_s: float = 0.0,
+    *,
+    objective: tuple[str, str] | None = None,
 ) -> PlanSolution:
-    obj = get_objective(problem.objective)
+    """A solution that assigns nothing (defaults run), with the reason; `objective` = (name,
+    version) when it is not the problem's registered objective."""
+    name, version = objective or (get_objective(problem.objective).name, get_objective(problem.objective).version)
     return PlanSolution(
         status=status,
-        objective=obj.name,
-        objective_version=obj.version,
+        objective=name,
+        objective_version=version,
         solver=_solver_name(),
         objective_eur=None,
         mip_gap=None,
