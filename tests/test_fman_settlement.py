@@ -152,7 +152,7 @@ def test_no_reward_for_adaptation_not_delivered(default: list[float], rate: floa
     assert bill.scheduled_adaptation_kwh == pytest.approx(len(default))
     assert bill.delivered_adaptation_kwh == 0.0
     assert bill.activation_cents == 0
-    assert bill.predicted_total_cents == round((rate + 0.01) * len(default) * 100)
+    assert bill.predicted_total_cents == round((rate + 0.01) * bill.scheduled_adaptation_kwh * 100)
 
 
 def test_delivered_adaptation_is_paid_up_to_what_was_scheduled() -> None:

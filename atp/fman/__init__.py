@@ -49,6 +49,7 @@ from atp.fman.planning import (
     schedule_cost_eur,
     solve_highs,
 )
+from atp.fman.portfolio import Portfolio, RefreshStats
 from atp.fman.settlement import (
     SETTLEMENT_NAME,
     SETTLEMENT_VERSION,
@@ -92,9 +93,11 @@ __all__ = [
     "PlanResult",
     "PlanSolution",
     "PlanningProblem",
+    "Portfolio",
     "PriceError",
     "PriceSeries",
     "ProsumerPeriod",
+    "RefreshStats",
     "SeriesError",
     "Settlement",
     "SettlementError",

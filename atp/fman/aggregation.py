@@ -27,7 +27,10 @@ empty); every member starts the aggregate's shift after its own earliest start.
 Members are grouped by `slice_s`, `mode` and `location.congestion_point`; within a group they
 are taken in order of earliest start and a new aggregate begins when a member's earliest start
 lies more than `start_tolerance_s` after the aggregate's first, when a member would lose more
-than `max_time_flex_loss_s` of time flexibility, or when the aggregate is full.
+than `max_time_flex_loss_s` of time flexibility, when its duration differs from the
+aggregate's first member's by more than `max_duration_diff_steps`, or when the aggregate is
+full (`max_group_size` members, or the members' summed size - largest absolute energy per
+step, summed over steps - would pass `max_group_energy_kwh`).
 """
 
 from __future__ import annotations
@@ -63,9 +66,16 @@ __all__ = [
     "MemberBox",
     "Unaggregated",
     "aggregate_start_aligned",
+    "build_aggregate",
     "ceil_to_grid",
     "disaggregate",
     "floor_to_grid",
+    "group_key",
+    "member_box",
+    "member_order",
+    "member_size_kwh",
+    "split_members",
+    "starts_new_group",
 ]
 
 _BOX_TOL_KWH = 1e-9
@@ -77,12 +87,19 @@ class AggregationParams:
 
     - `start_tolerance_s`: members' earliest starts differ by at most this (seconds);
     - `max_time_flex_loss_s`: no member loses more time flexibility than this (None: no limit);
-    - `max_group_size`: at most this many members per aggregate.
+    - `max_group_size`: at most this many members per aggregate;
+    - `max_duration_diff_steps`: members' profile lengths differ from the first member's by at
+      most this many steps (None: no limit);
+    - `max_group_energy_kwh`: the members' summed size (largest absolute energy per step, summed
+      over steps) stays at or below this (None: no limit; a single larger member still forms
+      its own aggregate).
     """
 
     start_tolerance_s: int = 3600
     max_time_flex_loss_s: int | None = 3600
     max_group_size: int = 100
+    max_duration_diff_steps: int | None = None
+    max_group_energy_kwh: float | None = None
 
     def __post_init__(self) -> None:
         if self.start_tolerance_s < 0:
@@ -93,6 +110,14 @@ class AggregationParams:
             )
         if self.max_group_size < 1:
             raise ValidationError(f"max_group_size(={self.max_group_size}) must be at least 1 (e.g. 100)")
+        if self.max_duration_diff_steps is not None and self.max_duration_diff_steps < 0:
+            raise ValidationError(
+                f"max_duration_diff_steps(={self.max_duration_diff_steps}) must not be negative (or None for no limit)"
+            )
+        if self.max_group_energy_kwh is not None and not self.max_group_energy_kwh > 0:
+            raise ValidationError(
+                f"max_group_energy_kwh(={self.max_group_energy_kwh}) must be positive (or None for no limit)"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,7 +256,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 
 # -- members ---------------------------------------------------------------------------------
-def _member_box(offer: FlexOffer, now: datetime) -> MemberBox | str:
+def member_box(offer: FlexOffer, now: datetime) -> MemberBox | str:
     """The offer reduced to a box (not yet placed in an aggregate), or why it cannot be."""
     if offer.id is None:
         return "the offer has no id"
@@ -269,31 +294,53 @@ def _member_box(offer: FlexOffer, now: datetime) -> MemberBox | str:
     )
 
 
-def _group_key(offer: FlexOffer) -> tuple[int, str, str]:
+def group_key(offer: FlexOffer) -> tuple[int, str, str]:
     cp = offer.location.congestion_point if offer.location is not None else None
     return (offer.slice_s, offer.mode.value, cp or "")
 
 
-def _split(boxes: list[MemberBox], params: AggregationParams) -> list[list[MemberBox]]:
+def split_members(boxes: list[MemberBox], params: AggregationParams) -> list[list[MemberBox]]:
     """Greedy grouping of one key's members, in order of earliest start."""
-    boxes = sorted(boxes, key=lambda m: (m.earliest, m.flexibility_steps, m.offer_id))
     groups: list[list[MemberBox]] = []
     current: list[MemberBox] = []
-    for m in boxes:
-        if current:
-            slice_s = m.offer.slice_s
-            too_late = (m.earliest - current[0].earliest).total_seconds() > params.start_tolerance_s
-            full = len(current) >= params.max_group_size
-            flex = [c.flexibility_steps for c in current] + [m.flexibility_steps]
-            loss_s = (max(flex) - min(flex)) * slice_s
-            too_lossy = params.max_time_flex_loss_s is not None and loss_s > params.max_time_flex_loss_s
-            if too_late or full or too_lossy:
-                groups.append(current)
-                current = []
+    energy_kwh = 0.0
+    for m in sorted(boxes, key=member_order):
+        if current and starts_new_group(current, energy_kwh, m, params):
+            groups.append(current)
+            current = []
+            energy_kwh = 0.0
         current.append(m)
+        energy_kwh += member_size_kwh(m)
     if current:
         groups.append(current)
     return groups
+
+
+def member_order(m: MemberBox) -> tuple[datetime, int, str]:
+    """The order in which members of one group key are taken: earliest start, flexibility, id."""
+    return (m.earliest, m.flexibility_steps, m.offer_id)
+
+
+def member_size_kwh(m: MemberBox) -> float:
+    """A member's size for the group energy bound: its largest absolute energy per step, summed."""
+    return float(np.maximum(np.abs(m.lower_kwh), np.abs(m.upper_kwh)).sum())
+
+
+def starts_new_group(current: list[MemberBox], energy_kwh: float, m: MemberBox, params: AggregationParams) -> bool:
+    """Whether member `m` must begin a new aggregate after the members `current` (whose summed
+    upper energy is `energy_kwh`)."""
+    first = current[0]
+    if (m.earliest - first.earliest).total_seconds() > params.start_tolerance_s:
+        return True
+    if len(current) >= params.max_group_size:
+        return True
+    if params.max_time_flex_loss_s is not None:
+        flex = [c.flexibility_steps for c in current] + [m.flexibility_steps]
+        if (max(flex) - min(flex)) * m.offer.slice_s > params.max_time_flex_loss_s:
+            return True
+    if params.max_duration_diff_steps is not None and abs(m.n_steps - first.n_steps) > params.max_duration_diff_steps:
+        return True
+    return params.max_group_energy_kwh is not None and energy_kwh + member_size_kwh(m) > params.max_group_energy_kwh
 
 
 def _slices(lower: np.ndarray, upper: np.ndarray) -> tuple[Slice, ...]:
@@ -337,7 +384,7 @@ def _aggregate_default(
     return DefaultSchedule(start=start, profile=0, energy=tuple(float(v) for v in energy))
 
 
-def _build_aggregate(
+def build_aggregate(
     members: list[MemberBox], *, issuer: str, agg_id: str, now: datetime, delays: list[int] | None = None
 ) -> Aggregate:
     """The aggregate of boxes aligned at their earliest starts, each delayed by `delays[i]` steps
@@ -427,17 +474,17 @@ def aggregate_start_aligned(
             continue
         if offer.id is not None:
             seen.add(offer.id)
-        box = _member_box(offer, now)
+        box = member_box(offer, now)
         if isinstance(box, str):
             unaggregated.append(Unaggregated(offer.id, box))
         else:
-            groups.setdefault(_group_key(box.offer), []).append(box)
+            groups.setdefault(group_key(box.offer), []).append(box)
     aggregates: list[Aggregate] = []
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     for key in sorted(groups):
-        for members in _split(groups[key], params):
+        for members in split_members(groups[key], params):
             agg_id = f"{issuer}-agg-{stamp}-{len(aggregates) + 1:05d}"
-            aggregates.append(_build_aggregate(members, issuer=issuer, agg_id=agg_id, now=now))
+            aggregates.append(build_aggregate(members, issuer=issuer, agg_id=agg_id, now=now))
     return AggregationResult(tuple(aggregates), tuple(unaggregated))
 
 

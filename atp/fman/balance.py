@@ -43,11 +43,11 @@ from atp.fman.aggregation import (
     AggregationResult,
     MemberBox,
     Unaggregated,
-    _build_aggregate,
-    _group_key,
-    _split,
     _steps,
     aggregate_start_aligned,
+    build_aggregate,
+    group_key,
+    split_members,
 )
 
 __all__ = ["aggregate_balance_aligned", "aggregate_baseline_kwh", "member_baseline_kwh"]
@@ -130,12 +130,12 @@ def aggregate_balance_aligned(
     groups: dict[tuple[int, str, str], list[MemberBox]] = {}
     for single in singles:
         (box,) = single.members
-        groups.setdefault(_group_key(box.offer), []).append(box)
+        groups.setdefault(group_key(box.offer), []).append(box)
     aggregates: list[Aggregate] = []
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     for key in sorted(groups):
-        for members in _split(groups[key], params):
+        for members in split_members(groups[key], params):
             agg_id = f"{issuer}-bal-{stamp}-{len(aggregates) + 1:05d}"
             delays = _delays(members, params)
-            aggregates.append(_build_aggregate(members, issuer=issuer, agg_id=agg_id, now=now, delays=delays))
+            aggregates.append(build_aggregate(members, issuer=issuer, agg_id=agg_id, now=now, delays=delays))
     return AggregationResult(tuple(aggregates), tuple(unaggregated))

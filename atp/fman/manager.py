@@ -5,7 +5,9 @@
 1. take the store's open offers (accepted, assignment deadline not passed) that are
    `delegated` (direct offers belong to markets); assigned or executing offers are never
    touched, so a later round cannot change what is already decided;
-2. aggregate them start-aligned (`aggregate_start_aligned`);
+2. aggregate them start-aligned: the manager's `Portfolio` follows the store's events and
+   keeps the aggregates up to date incrementally (equal to `aggregate_start_aligned` of the
+   open offers);
 3. per step length (`slice_s`) build a planning problem over `horizon_steps`, solve it with
    HiGHS (`solve_highs`) and extract one schedule per aggregate;
 4. disaggregate each aggregate schedule and assign every member schedule through
@@ -43,7 +45,6 @@ from atp.fman.aggregation import (
     Aggregate,
     AggregationParams,
     AggregationResult,
-    aggregate_start_aligned,
     disaggregate,
 )
 from atp.fman.errors import AssignmentError, PriceError, UnknownObjectiveError
@@ -60,6 +61,7 @@ from atp.fman.planning import (
     schedule_cost_eur,
     solve_highs,
 )
+from atp.fman.portfolio import Portfolio
 from atp.interface.store import OfferStore
 
 __all__ = ["PLANNER_NAME", "PLANNER_VERSION", "FlexOfferManager", "NotPlanned", "PlanResult"]
@@ -187,6 +189,11 @@ class FlexOfferManager:
         self.horizon_steps = horizon_steps
         self.time_limit_s = time_limit_s
         self.mip_rel_gap = mip_rel_gap
+        # The delegated offers, aggregated incrementally as the store's events arrive.
+        self.portfolio = Portfolio(params=params, issuer=name, modes={Mode.DELEGATED})
+        for offer in store.open_offers():
+            self.portfolio.put(offer)
+        self._unsubscribe = store.subscribe(self.portfolio.on_event)
 
     def plan(
         self,
@@ -209,7 +216,7 @@ class FlexOfferManager:
         offers = [o for o in self.store.open_offers(now=now) if o.mode is Mode.DELEGATED]
         originals = {o.id: o for o in offers}
         t0 = time.perf_counter()
-        aggregation = aggregate_start_aligned(offers, now=now, params=self.params, issuer=self.name)
+        aggregation = self.portfolio.result(now)
         aggregation_s = time.perf_counter() - t0
         not_planned = [NotPlanned(u.offer_id, u.reason) for u in aggregation.unaggregated]
 
