@@ -75,10 +75,13 @@ def _brute_force(problem: PlanningProblem, objective: str, series: dict[str, np.
             o = int(problem.profile_offsets[g])
             for k in range(problem.profile_steps(g)):
                 a_e[int(problem.first_start_step[g]) + s + k, o + k] = 1.0
-        if objective == "balance_imbalance":
+        if objective in ("balance_imbalance", "follow_market"):
             c = np.concatenate((np.zeros(n_x), np.ones(2 * t_count)))
             a_eq = np.hstack((a_e, -np.eye(t_count), np.eye(t_count)))
-            b_eq = series["target_kwh"] - series.get("other_kwh", np.zeros(t_count))
+            if objective == "follow_market":
+                b_eq = series["market_kwh"]
+            else:
+                b_eq = series["target_kwh"] - series.get("other_kwh", np.zeros(t_count))
             res = linprog(c, A_eq=a_eq, b_eq=b_eq, bounds=bounds_x + [(0, None)] * (2 * t_count), method="highs")
         elif objective == "peak_shaving":
             c = np.concatenate((np.zeros(n_x), [1.0]))
@@ -97,6 +100,8 @@ def _series_for(objective: str, rng: np.random.Generator, n_steps: int) -> dict[
             "target_kwh": np.round(rng.uniform(-4, 4, n_steps), 2),
             "other_kwh": np.round(rng.uniform(-1, 1, n_steps), 2),
         }
+    if objective == "follow_market":
+        return {"market_kwh": np.round(rng.uniform(-3, 5, n_steps), 2)}
     if objective == "peak_shaving":
         return {"base_kwh": np.round(rng.uniform(0, 5, n_steps), 2)}
     return {}
@@ -292,7 +297,7 @@ def test_empty_problem():
     assert solution.step_energy_kwh.shape == (8,)
 
 
-@pytest.mark.parametrize("objective", ["balance_imbalance", "peak_shaving"])
+@pytest.mark.parametrize("objective", ["balance_imbalance", "follow_market", "peak_shaving"])
 def test_zero_time_limit_still_gives_a_feasible_plan(objective):
     """The greedy starting point is a feasible incumbent: a time limit never leaves no plan."""
     for seed in range(4):

@@ -9,6 +9,10 @@ e[t]); this module adds its own columns and rows after the base model is passed 
   portfolio should consume that much) and `other_kwh[t]` (optional, default 0) the energy of
   the rest of the portfolio. Linearised with d+_t, d-_t >= 0 and one row per step
   e_t - d+_t + d-_t = target_t - other_t; the objective is sum_t (d+_t + d-_t).
+- `follow_market`: deliver what the markets cleared: minimise sum_t |e_t - market_t|, where
+  `market_kwh[t]` is the portfolio's energy as committed by market results (its baseline plus
+  the cleared deviations, F2.FMAN2 "follow market results"); same linearisation as
+  `balance_imbalance` with target = market and no other energy.
 - `peak_shaving`: minimise the peak of e_t + base_t, where `base_kwh[t]` is the non-flexible
   load at the site or congestion point. One free column `peak`, one row per step
   e_t - peak <= -base_t.
@@ -107,6 +111,13 @@ OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType(
             optional_series=("other_kwh",),
             unit="kWh",
         ),
+        "follow_market": ObjectiveSpec(
+            name="follow_market",
+            version="1.0",
+            description="minimise sum_t |energy_t - market_t| (deliver the energy the market results commit to)",
+            required_series=("market_kwh",),
+            unit="kWh",
+        ),
         "peak_shaving": ObjectiveSpec(
             name="peak_shaving",
             version="1.0",
@@ -123,6 +134,17 @@ OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType(
     }
 )
 """The objectives `solve_objective` knows, by name."""
+
+
+_DEVIATION = frozenset({"balance_imbalance", "follow_market"})
+"""Objectives that minimise the absolute deviation from a wanted energy per step."""
+
+
+def _wanted_kwh(spec: ObjectiveSpec, data: dict[str, np.ndarray]) -> np.ndarray:
+    """The portfolio energy per step a deviation objective aims at."""
+    if spec.name == "follow_market":
+        return data["market_kwh"]
+    return data["target_kwh"] - data["other_kwh"]
 
 
 def _spec(name: str) -> ObjectiveSpec:
@@ -166,8 +188,8 @@ def evaluate_objective(
     spec = _spec(objective)
     data = _series(problem, spec, series)
     e = np.asarray(step_energy_kwh, dtype=float)
-    if spec.name == "balance_imbalance":
-        return float(np.abs(e + data["other_kwh"] - data["target_kwh"]).sum())
+    if spec.name in _DEVIATION:
+        return float(np.abs(e - _wanted_kwh(spec, data)).sum())
     if spec.name == "peak_shaving":
         return float((e + data["base_kwh"]).max()) if problem.n_steps else 0.0
     return float(problem.prices_eur_per_kwh @ e)
@@ -184,12 +206,12 @@ def _add_terms(
     n0 = model.n_cols
     inf = highspy.kHighsInf
     no_nz = (0, np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
-    if spec.name == "balance_imbalance":
+    if spec.name in _DEVIATION:
         # columns n0 + t: d+_t, n0 + T + t: d-_t
         statuses.append(
             h.addCols(2 * t_count, np.ones(2 * t_count), np.zeros(2 * t_count), np.full(2 * t_count, inf), *no_nz)
         )
-        rhs = data["target_kwh"] - data["other_kwh"]
+        rhs = _wanted_kwh(spec, data)
         index = np.stack((e_cols, n0 + np.arange(t_count), n0 + t_count + np.arange(t_count)), axis=1)
         values = np.tile([1.0, -1.0, 1.0], (t_count, 1))
         starts = np.arange(0, 3 * t_count, 3, dtype=np.int32)
@@ -223,7 +245,8 @@ def _greedy_start(
     their bounds) that serve the objective best given those placed before."""
     t_count = problem.n_steps
     step_energy = np.zeros(t_count)
-    n_extra = 2 * t_count if spec.name == "balance_imbalance" else 1
+    n_extra = 2 * t_count if spec.name in _DEVIATION else 1
+    wanted = _wanted_kwh(spec, data) if spec.name in _DEVIATION else np.zeros(t_count)
     col = np.zeros(model.n_cols + n_extra)
     for g in range(problem.n_aggregates):
         lower, upper = problem.bounds(g)
@@ -232,8 +255,8 @@ def _greedy_start(
         for s in range(int(problem.n_shifts[g])):
             t0 = int(problem.first_start_step[g]) + s
             window = slice(t0, t0 + n)
-            if spec.name == "balance_imbalance":
-                want = data["target_kwh"][window] - data["other_kwh"][window] - step_energy[window]
+            if spec.name in _DEVIATION:
+                want = wanted[window] - step_energy[window]
                 x = np.clip(want, lower, upper)
                 score = float(np.abs(want - x).sum() - np.abs(want).sum())
             else:
@@ -248,8 +271,8 @@ def _greedy_start(
         z0 = model.z_col0 + int(model.z_offsets[g]) + s * n
         col[z0 : z0 + n] = x
     col[model.e_offset : model.n_cols] = step_energy
-    if spec.name == "balance_imbalance":
-        residual = step_energy + data["other_kwh"] - data["target_kwh"]
+    if spec.name in _DEVIATION:
+        residual = step_energy - wanted
         col[model.n_cols : model.n_cols + t_count] = np.maximum(residual, 0.0)
         col[model.n_cols + t_count :] = np.maximum(-residual, 0.0)
     else:
