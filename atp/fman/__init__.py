@@ -20,6 +20,7 @@ from atp.fman.baselines import (
     characteristic_baseline,
     validate_against_submeter,
 )
+from atp.fman.bidding import BiddingParams, BidPlan, HeldAggregate, MarketBid, disaggregate_award, plan_bids
 from atp.fman.contracts import Contract, ContractError, DelegatedContract, DirectContract, contract_from_dict
 from atp.fman.errors import AssignmentError, DisaggregationError, FmanError, PriceError, UnknownObjectiveError
 from atp.fman.flexloss import (
@@ -74,6 +75,8 @@ __all__ = [
     "AggregatorStatement",
     "AssignmentError",
     "BaselineError",
+    "BidPlan",
+    "BiddingParams",
     "Bill",
     "Contract",
     "ContractError",
@@ -85,6 +88,8 @@ __all__ = [
     "FlexibilityError",
     "FlexibilityLoss",
     "FmanError",
+    "HeldAggregate",
+    "MarketBid",
     "MemberBox",
     "MilpModel",
     "NotPlanned",
@@ -117,6 +122,7 @@ __all__ = [
     "characteristic_baseline",
     "contract_from_dict",
     "disaggregate",
+    "disaggregate_award",
     "evaluate_objective",
     "extract_schedules",
     "floor_to_grid",
@@ -124,6 +130,7 @@ __all__ = [
     "member_baseline_kwh",
     "objective_names",
     "offer_flexibility",
+    "plan_bids",
     "portfolio_loss",
     "register_objective",
     "schedule_cost_eur",
