@@ -32,6 +32,7 @@ from atp.fman.flexloss import (
     offer_flexibility,
     portfolio_loss,
 )
+from atp.fman.kpi import PROJECTION_FACTORS, KpiInputs, compute_kpis
 from atp.fman.manager import PLANNER_NAME, PLANNER_VERSION, FlexOfferManager, NotPlanned, PlanResult
 from atp.fman.objectives import OBJECTIVES, ObjectiveSpec, SeriesError, evaluate_objective, solve_objective
 from atp.fman.planning import (
@@ -67,6 +68,7 @@ __all__ = [
     "OBJECTIVES",
     "PLANNER_NAME",
     "PLANNER_VERSION",
+    "PROJECTION_FACTORS",
     "SETTLEMENT_NAME",
     "SETTLEMENT_VERSION",
     "Aggregate",
@@ -89,6 +91,7 @@ __all__ = [
     "FlexibilityLoss",
     "FmanError",
     "HeldAggregate",
+    "KpiInputs",
     "MarketBid",
     "MemberBox",
     "MilpModel",
@@ -120,6 +123,7 @@ __all__ = [
     "build_problem",
     "ceil_to_grid",
     "characteristic_baseline",
+    "compute_kpis",
     "contract_from_dict",
     "disaggregate",
     "disaggregate_award",

@@ -1,0 +1,183 @@
+"""The KPIs of D2.1 section 7.6 (F2.5) for an FMAN's portfolio, from its time series.
+
+`compute_kpis(inputs)` is a pure function of a `KpiInputs` (arrays per step), so the world's
+`kpi.json` and the services' `GET /kpi` report the same figures for the same data:
+
+- hourly adaptation (MWh per hour): optimised (scheduled) minus baseline energy of the flexible
+  loads per hour, and the factual one (metered minus baseline) when meter data is given;
+- load adaptability level per hour = |adaptation| (MWh/h) / peak hourly load (MWh/h) of the
+  baseline (the site's, when given, else the flexible loads'); its mean and maximum;
+- savings: energy cost of the baseline minus that of the optimised (projected) and of the
+  metered (factual) energy at the given prices (EUR), plus market revenues and payments to
+  prosumers, and the aggregator's margin = market revenue + savings - payments;
+- every money figure also in EUR/MW/year: divided by the flexible capacity (peak flexible
+  baseline power, MW) and scaled from the covered days to 365;
+- projections for 10x, 100x and 1000x the participants. Flexibility (kWh shifted), offers and
+  savings at the given prices scale linearly with participants (each brings its devices; prices
+  are taken as given, so this ignores price feedback, and says so); market deals and revenue
+  scale linearly until they meet the buyers' requested volume, which caps them (market depth:
+  more sellers do not create more demand). The cap is reported beside each projection.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from atp.errors import ValidationError
+
+__all__ = ["PROJECTION_FACTORS", "KpiInputs", "compute_kpis"]
+
+PROJECTION_FACTORS = (10, 100, 1000)
+DAYS_PER_YEAR = 365.0
+
+
+@dataclass(frozen=True)
+class KpiInputs:
+    """Per-step series (kWh per `slice_s` step from `start`) and counts of one portfolio.
+
+    `baseline_kwh`: flexible loads without the ATP; `optimised_kwh`: their scheduled energy;
+    `metered_kwh`: what they really used (None when no meter data yet); `site_baseline_kwh`:
+    the whole site's baseline net load, for the peak in the adaptability level (None: use the
+    flexible baseline); `prices_eur_per_kwh`: energy prices per step. Market figures: energy
+    cleared for the portfolio (kWh, absolute), the buyers' requested volume (kWh, absolute),
+    revenue (EUR) and number of deals; `prosumer_payments_eur`: what the aggregator paid its
+    prosumers (rewards, activation payments).
+    """
+
+    start: datetime
+    slice_s: int
+    baseline_kwh: np.ndarray
+    optimised_kwh: np.ndarray
+    prices_eur_per_kwh: np.ndarray
+    participants: int
+    offers: int
+    metered_kwh: np.ndarray | None = None
+    site_baseline_kwh: np.ndarray | None = None
+    market_cleared_kwh: float = 0.0
+    market_requested_kwh: float = 0.0
+    market_revenue_eur: float = 0.0
+    market_deals: int = 0
+    prosumer_payments_eur: float = 0.0
+    scope: str = field(default="portfolio")
+
+    def __post_init__(self) -> None:
+        n = len(np.asarray(self.baseline_kwh))
+        for name in ("optimised_kwh", "prices_eur_per_kwh", "metered_kwh", "site_baseline_kwh"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            array = np.asarray(value, dtype=float)
+            if array.shape != (n,):
+                raise ValidationError(f"{name}: has {array.shape} values; baseline_kwh has {n} steps")
+            if not np.all(np.isfinite(array)):
+                raise ValidationError(f"{name}: must be finite numbers; found NaN or infinity")
+        if not isinstance(self.slice_s, int) or self.slice_s <= 0 or 3600 % self.slice_s:
+            raise ValidationError(f"slice_s(={self.slice_s}) must divide an hour (e.g. 900)")
+        for name in ("participants", "offers", "market_deals"):
+            if getattr(self, name) < 0:
+                raise ValidationError(f"{name}(={getattr(self, name)}) must not be negative")
+
+
+def _r(x: float, digits: int = 6) -> float:
+    return float(round(float(x), digits))
+
+
+def _hourly(values: np.ndarray, steps_per_hour: int) -> np.ndarray:
+    n_hours = len(values) // steps_per_hour
+    return values[: n_hours * steps_per_hour].reshape(n_hours, steps_per_hour).sum(axis=1)
+
+
+def compute_kpis(inputs: KpiInputs) -> dict[str, Any]:
+    """The D2.1 7.6 KPIs as a JSON-ready dict (see the module docstring for definitions)."""
+    steps_per_hour = 3600 // inputs.slice_s
+    baseline = np.asarray(inputs.baseline_kwh, dtype=float)
+    optimised = np.asarray(inputs.optimised_kwh, dtype=float)
+    prices = np.asarray(inputs.prices_eur_per_kwh, dtype=float)
+    metered = None if inputs.metered_kwh is None else np.asarray(inputs.metered_kwh, dtype=float)
+    site = baseline if inputs.site_baseline_kwh is None else np.asarray(inputs.site_baseline_kwh, dtype=float)
+    days = len(baseline) * inputs.slice_s / 86_400
+
+    projected_adapt = _hourly(optimised - baseline, steps_per_hour) / 1000
+    factual_adapt = None if metered is None else _hourly(metered - baseline, steps_per_hour) / 1000
+    peak_mwh_h = float(np.max(np.abs(_hourly(site, steps_per_hour)))) / 1000 if len(site) >= steps_per_hour else 0.0
+    adapt = factual_adapt if factual_adapt is not None else projected_adapt
+    level = np.abs(adapt) / peak_mwh_h if peak_mwh_h > 0 else np.zeros(len(adapt))
+
+    cost_baseline = float(baseline @ prices)
+    savings_projected = cost_baseline - float(optimised @ prices)
+    savings_factual = None if metered is None else cost_baseline - float(metered @ prices)
+    shifted = (np.abs((metered if metered is not None else optimised) - baseline).sum()) / 2
+    margin = inputs.market_revenue_eur + (savings_factual if savings_factual is not None else savings_projected)
+    margin -= inputs.prosumer_payments_eur
+    capacity_mw = float(np.max(np.abs(baseline))) / (inputs.slice_s / 3600) / 1000 if len(baseline) else 0.0
+
+    def per_mw_year(eur: float | None) -> float | None:
+        if eur is None or capacity_mw <= 0 or days <= 0:
+            return None
+        return _r(eur / capacity_mw * DAYS_PER_YEAR / days, 2)
+
+    money = {
+        "energy_cost_baseline_eur": _r(cost_baseline),
+        "savings_projected_eur": _r(savings_projected),
+        "savings_factual_eur": None if savings_factual is None else _r(savings_factual),
+        "market_revenue_eur": _r(inputs.market_revenue_eur),
+        "prosumer_payments_eur": _r(inputs.prosumer_payments_eur),
+        "aggregator_margin_eur": _r(margin),
+    }
+    money_per_mw_year = {
+        name.replace("_eur", "_eur_per_mw_year"): per_mw_year(value)
+        for name, value in money.items()
+        if name != "energy_cost_baseline_eur"
+    }
+
+    projections = {}
+    for factor in PROJECTION_FACTORS:
+        wanted_kwh = inputs.market_cleared_kwh * factor
+        cap = inputs.market_requested_kwh
+        sold_kwh = min(wanted_kwh, cap) if cap > 0 else 0.0
+        share = sold_kwh / wanted_kwh if wanted_kwh > 0 else 0.0
+        revenue = inputs.market_revenue_eur * factor * share
+        savings = (savings_factual if savings_factual is not None else savings_projected) * factor
+        projections[f"x{factor}"] = {
+            "participants": inputs.participants * factor,
+            "offers": inputs.offers * factor,
+            "flexible_energy_shifted_kwh": _r(shifted * factor),
+            "market_deals": math.floor(inputs.market_deals * factor * share),
+            "market_cleared_kwh": _r(sold_kwh),
+            "market_capped_by_requested_kwh": bool(wanted_kwh > cap),
+            "market_revenue_eur": _r(revenue),
+            "savings_eur": _r(savings),
+            "aggregator_margin_eur": _r(revenue + savings - inputs.prosumer_payments_eur * factor),
+        }
+
+    return {
+        "scope": inputs.scope,
+        "start": inputs.start.isoformat().replace("+00:00", "Z"),
+        "days": _r(days, 4),
+        "participants": inputs.participants,
+        "offers": inputs.offers,
+        "flexible_capacity_mw": _r(capacity_mw),
+        "flexible_energy_shifted_kwh": _r(shifted),
+        "hourly_adaptation_projected_mwh": [_r(v) for v in projected_adapt],
+        "hourly_adaptation_factual_mwh": None if factual_adapt is None else [_r(v) for v in factual_adapt],
+        "load_adaptability_level": [_r(v) for v in level],
+        "load_adaptability_level_mean": _r(float(level.mean()) if len(level) else 0.0),
+        "load_adaptability_level_max": _r(float(level.max()) if len(level) else 0.0),
+        "money": money,
+        "money_per_mw_year": money_per_mw_year,
+        "market": {
+            "deals": inputs.market_deals,
+            "cleared_kwh": _r(inputs.market_cleared_kwh),
+            "requested_kwh": _r(inputs.market_requested_kwh),
+        },
+        "projections": projections,
+        "projection_model": (
+            "flexibility, offers and savings scale with participants at the given prices (no price feedback); "
+            "market deals and revenue scale until the buyers' requested volume caps them"
+        ),
+    }
