@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sim.sources import CLIMATES, PRICE_MODELS
 
 __all__ = [
+    "BiddingConfig",
     "BrpConfig",
     "ConfigError",
     "DeviceMix",
@@ -92,6 +93,17 @@ class MarketConfig:
 
 
 @dataclass(frozen=True)
+class BiddingConfig:
+    """The FMAN's market bidding (fman.bidding): prices of its bids and the reference price
+    (None = the BRP's cut-off) a bid must beat to be made."""
+
+    cost_eur_per_kwh: float
+    margin_eur_per_kwh: float
+    max_volume_kwh: float | None
+    reference_eur_per_kwh: float | None
+
+
+@dataclass(frozen=True)
 class FmanConfig:
     objective: str
     planning_interval_s: int
@@ -99,6 +111,7 @@ class FmanConfig:
     start_tolerance_s: int
     max_group_size: int
     time_limit_s: float
+    bidding: BiddingConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,28 @@ def _clock(value: Any, key: str) -> time:
         return time.fromisoformat(str(value))
     except ValueError:
         raise ConfigError(f"{key}: {value!r} is not a time of day like '12:00'") from None
+
+
+def _optional_float(cfg: Mapping[str, Any], key: str, *, minimum: float) -> float | None:
+    return None if _get(cfg, key) is None else _float(cfg, key, minimum=minimum)
+
+
+def _bidding(cfg: Mapping[str, Any]) -> BiddingConfig | None:
+    """fman.bidding: absent or null = the FMAN does not bid into the market."""
+    fman = cfg.get("fman") if isinstance(cfg, Mapping) else None
+    if not isinstance(fman, Mapping) or fman.get("bidding") is None:
+        return None
+    if not isinstance(fman["bidding"], Mapping):
+        raise ConfigError(f"fman.bidding: must be a mapping of bidding settings or null, not {fman['bidding']!r}")
+    max_volume = _optional_float(cfg, "fman.bidding.max_volume_kwh", minimum=0.0)
+    if max_volume is not None and max_volume <= 0:
+        raise ConfigError(f"fman.bidding.max_volume_kwh: must be positive or null, not {max_volume}")
+    return BiddingConfig(
+        cost_eur_per_kwh=_float(cfg, "fman.bidding.cost_eur_per_kwh", minimum=0.0),
+        margin_eur_per_kwh=_float(cfg, "fman.bidding.margin_eur_per_kwh", minimum=0.0),
+        max_volume_kwh=max_volume,
+        reference_eur_per_kwh=_optional_float(cfg, "fman.bidding.reference_eur_per_kwh", minimum=0.0),
+    )
 
 
 def _optional_path(cfg: Mapping[str, Any], key: str) -> Path | None:
@@ -329,6 +364,7 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         start_tolerance_s=_int(cfg, "fman.aggregation.start_tolerance_s", minimum=0),
         max_group_size=_int(cfg, "fman.aggregation.max_group_size", minimum=1),
         time_limit_s=_float(cfg, "fman.time_limit_s", minimum=0.1),
+        bidding=_bidding(cfg),
     )
     grid_file = _optional_path(cfg, "grid.file")
     grid = GridConfig(kind=_str(cfg, "grid.kind"), code=_str(cfg, "grid.code"), file=grid_file)

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from atp.flexoffer import OfferState
+from atp.fman import KpiInputs
+from atp.fman import compute_kpis as compute_fman_kpis
 from sim.world import World
 
 __all__ = ["compute_kpis"]
@@ -120,6 +122,9 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "assigned": sum(p.n_assigned for p in plans),
             "fallbacks": sum(1 for p in plans if p.fallback_reason),
             "energy_flex_loss_kwh": _r(sum(p.energy_flex_loss_kwh for p in plans)),
+            "bids": world.aggregator.bids_made,
+            "bids_awarded": world.aggregator.bids_awarded,
+            "aggregates_postponed": world.aggregator.postponed,
         },
         "market": {
             "sessions": len({r.session for r in market_results}),
@@ -137,4 +142,33 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "offers_not_generated": generation_errors,
         },
     }
+    kpis["fman_kpi"] = _fman_kpis(world, prices, net_baseline)
     return kpis
+
+
+def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray) -> dict[str, Any]:
+    """The aggregator's D2.1 7.6 KPIs (atp.fman.kpi) over its delegated prosumers."""
+    cfg = world.config
+    portfolio = slice(0, cfg.site.delegated)  # prosumers are numbered delegated first
+    aggregator = world.aggregator
+    awards = [a for r in world.market_operator.market.results for a in r.awards if a.issuer == aggregator.name]
+    delivered_kwh = sum(a.delivered_kwh for a in awards)
+    rate = aggregator.bidding.cost_eur_per_kwh if aggregator.bidding is not None else 0.0
+    inputs = KpiInputs(
+        start=world.start,
+        slice_s=world.slice_s,
+        baseline_kwh=world.counterfactual_kwh[:, portfolio].sum(axis=(1, 2)),
+        optimised_kwh=world.scheduled_kwh[:, portfolio].sum(axis=(1, 2)),
+        metered_kwh=world.metered_kwh[:, portfolio].sum(axis=(1, 2)),
+        site_baseline_kwh=site_baseline,
+        prices_eur_per_kwh=prices,
+        participants=cfg.site.delegated,
+        offers=len(aggregator.store.records()),
+        market_cleared_kwh=delivered_kwh,
+        market_requested_kwh=float(world.market_operator.requested_kwh.sum()),
+        market_revenue_eur=sum(a.price_eur for a in awards),
+        market_deals=len(awards),
+        prosumer_payments_eur=rate * delivered_kwh,
+        scope=aggregator.name,
+    )
+    return compute_fman_kpis(inputs)

@@ -22,7 +22,7 @@ import pandas as pd
 import simpy
 
 from atp.flexoffer import Location, Mode, OfferState
-from atp.fman import AggregationParams, PriceSeries
+from atp.fman import AggregationParams, BiddingParams, PriceSeries
 from atp.fmar import FlexOfferMarket
 from atp.foa import FlexOfferAgent
 from atp.foa.pricing import priority_to_price
@@ -183,6 +183,7 @@ class World(mesa.Model):
             horizon_steps=config.fman.horizon_steps,
             time_limit_s=config.fman.time_limit_s,
             prices=self.prices,
+            planning_interval_s=config.fman.planning_interval_s,
         )
         market = FlexOfferMarket(f"{site.name}-fmar", clock=self.clock.now, mechanism=config.market.mechanism)
         self.market_operator = MarketOperator(
@@ -193,6 +194,13 @@ class World(mesa.Model):
             n_steps=self.n_steps,
             horizon_steps=config.market.intraday_horizon_steps,
         )
+        if config.fman.bidding is not None:
+            bidding = config.fman.bidding
+            self.aggregator.trade_on(
+                market.client(self.aggregator.name),
+                params=BiddingParams(bidding.cost_eur_per_kwh, bidding.margin_eur_per_kwh, bidding.max_volume_kwh),
+                reference_eur_per_kwh=bidding.reference_eur_per_kwh or site.brp.cutoff_eur_per_kwh,
+            )
         self.brp = Brp(
             self,
             name=f"{site.name}-brp",

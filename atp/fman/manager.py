@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,7 +62,7 @@ from atp.fman.planning import (
     solve_highs,
 )
 from atp.fman.portfolio import Portfolio
-from atp.interface.store import OfferStore
+from atp.interface.store import OPERATOR, OfferStore
 
 __all__ = ["PLANNER_NAME", "PLANNER_VERSION", "FlexOfferManager", "NotPlanned", "PlanResult"]
 
@@ -203,6 +203,7 @@ class FlexOfferManager:
         prices_start: datetime | None = None,
         prices_slice_s: int | None = None,
         series_kwh: Mapping[str, PriceSeries] | None = None,
+        skip: Collection[str] = (),
     ) -> PlanResult:
         """One planning round at `now` with `prices` (EUR/kWh: a PriceSeries, a pandas Series
         on a DatetimeIndex, or an array with `prices_start` and `prices_slice_s`).
@@ -210,13 +211,22 @@ class FlexOfferManager:
         Objectives other than the linear ones (`balance_imbalance`, `peak_shaving`, see
         atp/fman/objectives.py) read their series from `series_kwh` (kWh per step, as
         PriceSeries on the planning grid covering the horizon): `target_kwh`, `other_kwh`,
-        `base_kwh`."""
+        `base_kwh`. Aggregates with a member in `skip` (offer ids: bid into a market, or
+        postponed) are left alone this round."""
         series = as_price_series(prices, start=prices_start, slice_s=prices_slice_s)
         objective_name, objective_version = _objective_spec(self.objective)
         offers = [o for o in self.store.open_offers(now=now) if o.mode is Mode.DELEGATED]
         originals = {o.id: o for o in offers}
         t0 = time.perf_counter()
         aggregation = self.portfolio.result(now)
+        if skip:
+            skipped = frozenset(skip)
+            aggregation = AggregationResult(
+                tuple(a for a in aggregation if not any(m.offer_id in skipped for m in a.members)),
+                aggregation.unaggregated,
+            )
+            offers = [o for o in offers if o.id not in skipped]
+            originals = {o.id: o for o in offers}
         aggregation_s = time.perf_counter() - t0
         not_planned = [NotPlanned(u.offer_id, u.reason) for u in aggregation.unaggregated]
 
@@ -295,6 +305,23 @@ class FlexOfferManager:
             solutions=tuple(solutions),
         )
 
+    def assign_aggregate(self, agg: Aggregate, schedule: Schedule, *, now: datetime) -> list[Schedule]:
+        """Disaggregate a feasible schedule of one aggregate (from planning or a market award)
+        and assign every member through the store; returns the member schedules as assigned."""
+        assigned: list[Schedule] = []
+        for member, member_schedule in zip(agg.members, disaggregate(agg, schedule, assigned_at=now), strict=True):
+            original = self.store.get(OPERATOR, member.offer_id)
+            wire = _store_schedule(original, member_schedule)
+            try:
+                self.store.assign(member.offer_id, wire)
+            except AtpError as e:
+                raise AssignmentError(
+                    f"the store refused the schedule of {member.offer_id} from aggregate {agg.id}: {e} "
+                    "(disaggregation must always be feasible: this is a bug in the FMAN)"
+                ) from e
+            assigned.append(wire)
+        return assigned
+
     def _assign_members(
         self,
         agg: Aggregate,
@@ -306,17 +333,9 @@ class FlexOfferManager:
         baseline: float | None,
     ) -> float | None:
         """Disaggregate one aggregate schedule and assign its members; returns the baseline sum."""
-        for member, member_schedule in zip(agg.members, disaggregate(agg, schedule, assigned_at=now), strict=True):
+        assigned.extend(self.assign_aggregate(agg, schedule, now=now))
+        for member in agg.members:
             original = originals[member.offer_id]
-            wire = _store_schedule(original, member_schedule)
-            try:
-                self.store.assign(member.offer_id, wire)
-            except AtpError as e:
-                raise AssignmentError(
-                    f"the store refused the schedule of {member.offer_id} from aggregate {agg.id}: {e} "
-                    "(disaggregation must always be feasible: this is a bug in the FMAN)"
-                ) from e
-            assigned.append(wire)
             default = original.default_schedule
             cost = (
                 None if default is None else schedule_cost_eur(series, default.start, default.energy, original.slice_s)
