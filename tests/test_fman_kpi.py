@@ -112,3 +112,46 @@ def test_bad_inputs_name_the_field() -> None:
             participants=1,
             offers=1,
         )
+
+
+def test_kpis_from_a_store_follow_its_offers_and_scope() -> None:
+    """Baseline = defaults, optimised = schedules (else defaults), metered = measurements; a party
+    sees its own offers, the operator all."""
+    from datetime import timedelta
+
+    from atp.flexoffer import DefaultSchedule, FlexOffer, Measurement, Mode, Profile, Schedule, Slice
+    from atp.fman import kpi_inputs_from_store
+    from atp.interface import OPERATOR, InProcessClient, OfferStore
+
+    store = OfferStore("fman", clock=lambda: T0)
+    start = T0 + timedelta(hours=1)
+
+    def submit(party: str) -> FlexOffer:
+        return InProcessClient(store, party).submit(
+            FlexOffer(
+                issuer=party,
+                mode=Mode.DELEGATED,
+                profiles=(Profile(slices=(Slice(duration=4, energy=(0.0, 2.0)),)),),
+                start_after=start,
+                start_before=start + timedelta(hours=2),
+                default_schedule=DefaultSchedule(start, 0, (1.0,) * 4),
+            )
+        )
+
+    a, b = submit("a"), submit("b")
+    later = start + timedelta(hours=1)
+    store.assign(a.id, Schedule(flex_offer_id=a.id, start=later, profile=0, energy=(2.0,) * 4))
+    InProcessClient(store, "a").post_measurements(
+        [Measurement(a.id, "m-a", later + timedelta(minutes=15 * k), 1.5) for k in range(4)]
+    )
+    end = T0 + timedelta(hours=4)
+    mine = kpi_inputs_from_store(store, party="a", start=T0, end=end, slice_s=900)
+    assert mine.participants == 1 and mine.offers == 1
+    assert mine.baseline_kwh.sum() == pytest.approx(4.0) and mine.optimised_kwh.sum() == pytest.approx(8.0)
+    assert mine.metered_kwh is not None and mine.metered_kwh.sum() == pytest.approx(6.0)
+    everyone = kpi_inputs_from_store(store, party=OPERATOR, start=T0, end=end, slice_s=900)
+    assert everyone.participants == 2 and everyone.baseline_kwh.sum() == pytest.approx(8.0)
+    assert everyone.optimised_kwh.sum() == pytest.approx(12.0)  # b runs its default
+    report = compute_kpis(everyone)
+    assert report["scope"] == OPERATOR and sum(report["hourly_adaptation_projected_mwh"]) == pytest.approx(0.004)
+    del b

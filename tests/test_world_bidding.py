@@ -41,7 +41,7 @@ def test_awarded_bids_reach_the_prosumers_exactly(bidding_world):
             assert member.schedule is not None
             assert check_schedule(member.offer, member.schedule) == []
             k0 = int((member.schedule.start - bid.schedule.start).total_seconds() // step)
-            assert 0 <= k0 and k0 + len(member.schedule.energy) <= len(total)
+            assert k0 >= 0 and k0 + len(member.schedule.energy) <= len(total)
             total[k0 : k0 + len(member.schedule.energy)] += member.schedule.energy
         np.testing.assert_allclose(total, bid.schedule.energy, atol=1e-9)
 

@@ -32,7 +32,7 @@ from atp.fman.flexloss import (
     offer_flexibility,
     portfolio_loss,
 )
-from atp.fman.kpi import PROJECTION_FACTORS, KpiInputs, compute_kpis
+from atp.fman.kpi import PROJECTION_FACTORS, KpiInputs, compute_kpis, kpi_inputs_from_store
 from atp.fman.manager import PLANNER_NAME, PLANNER_VERSION, FlexOfferManager, NotPlanned, PlanResult
 from atp.fman.objectives import OBJECTIVES, ObjectiveSpec, SeriesError, evaluate_objective, solve_objective
 from atp.fman.planning import (
@@ -131,6 +131,7 @@ __all__ = [
     "extract_schedules",
     "floor_to_grid",
     "get_objective",
+    "kpi_inputs_from_store",
     "member_baseline_kwh",
     "objective_names",
     "offer_flexibility",

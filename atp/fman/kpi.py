@@ -22,15 +22,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from atp.errors import ValidationError
+from atp.interface.store import OPERATOR, OfferStore
 
-__all__ = ["PROJECTION_FACTORS", "KpiInputs", "compute_kpis"]
+__all__ = ["PROJECTION_FACTORS", "KpiInputs", "compute_kpis", "kpi_inputs_from_store"]
 
 PROJECTION_FACTORS = (10, 100, 1000)
 DAYS_PER_YEAR = 365.0
@@ -181,3 +183,64 @@ def compute_kpis(inputs: KpiInputs) -> dict[str, Any]:
             "market deals and revenue scale until the buyers' requested volume caps them"
         ),
     }
+
+
+def _add(series: np.ndarray, start: datetime, slice_s: int, at: datetime, energy: Sequence[float]) -> None:
+    """Add energy per step starting at `at` into `series` (steps outside it are dropped)."""
+    k0 = int((at - start).total_seconds() // slice_s)
+    for i, e in enumerate(energy):
+        if 0 <= k0 + i < len(series):
+            series[k0 + i] += e
+
+
+def kpi_inputs_from_store(
+    store: OfferStore,
+    *,
+    party: str,
+    start: datetime,
+    end: datetime,
+    slice_s: int,
+    prices_eur_per_kwh: np.ndarray | None = None,
+) -> KpiInputs:
+    """The KPI inputs of one receiver's store over [start, end): a party's own offers, or every
+    offer for the operator. Baseline = default schedules; optimised = assigned schedules, else
+    defaults; metered = the measurements (None when there are none). Without prices, money
+    figures are computed at 0 EUR/kWh. The store knows nothing of markets: market figures are 0
+    (the simulation adds them from the FMAR's results)."""
+    n = max(int((end - start).total_seconds() // slice_s), 0)
+    baseline = np.zeros(n)
+    optimised = np.zeros(n)
+    metered = np.zeros(n)
+    measured = False
+    owners: set[str] = set()
+    offers = 0
+    for record in store.records():
+        if party != OPERATOR and record.owner != party:
+            continue
+        offer = record.offer
+        if offer.slice_s != slice_s:
+            continue
+        offers += 1
+        owners.add(record.owner)
+        default = offer.default_schedule
+        if default is not None:
+            _add(baseline, start, slice_s, default.start, default.energy)
+        run = record.schedule or default
+        if run is not None:
+            _add(optimised, start, slice_s, run.start, run.energy)
+        for t, e in record.measurements.items():
+            if start <= t < start + timedelta(seconds=n * slice_s):
+                _add(metered, start, slice_s, t, [e])
+                measured = True
+    prices = np.zeros(n) if prices_eur_per_kwh is None else np.asarray(prices_eur_per_kwh, dtype=float)
+    return KpiInputs(
+        start=start,
+        slice_s=slice_s,
+        baseline_kwh=baseline,
+        optimised_kwh=optimised,
+        metered_kwh=metered if measured else None,
+        prices_eur_per_kwh=prices,
+        participants=len(owners),
+        offers=offers,
+        scope=party,
+    )
