@@ -229,7 +229,7 @@ def create_app(
     app.state.lock = guard
     _install_error_handlers(app)
 
-    def caller(request: Request) -> str:
+    async def caller(request: Request) -> str:
         return table.party_of(request.headers.get("authorization"))
 
     authenticated = Depends(caller)

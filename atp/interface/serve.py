@@ -88,7 +88,9 @@ def check_tls(certfile: str | Path | None, keyfile: str | Path | None) -> bool:
     return True
 
 
-def _config(app: Any, *, host: str, port: int, certfile: Any, keyfile: Any, log_level: str) -> uvicorn.Config:
+def _config(
+    app: Any, *, host: str, port: int, certfile: Any, keyfile: Any, log_level: str, graceful_s: float = 2.0
+) -> uvicorn.Config:
     tls = check_tls(certfile, keyfile)
     return uvicorn.Config(
         app,
@@ -100,7 +102,7 @@ def _config(app: Any, *, host: str, port: int, certfile: Any, keyfile: Any, log_
         log_level=log_level,
         ssl_certfile=str(certfile) if tls else None,
         ssl_keyfile=str(keyfile) if tls else None,
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=graceful_s,
     )
 
 
@@ -121,6 +123,7 @@ class ServerThread:
     """A uvicorn server on a background thread, on a free port unless one is given.
 
     Use as a context manager; `url` is its base URL (https when a certificate is given).
+    Stopping waits up to `graceful_s` for open responses (event streams never end by themselves).
     """
 
     def __init__(
@@ -133,9 +136,15 @@ class ServerThread:
         keyfile: str | Path | None = None,
         log_level: str = "warning",
         start_timeout_s: float = 10.0,
+        graceful_s: float = 2.0,
     ) -> None:
-        self._config = _config(app, host=host, port=port, certfile=certfile, keyfile=keyfile, log_level=log_level)
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self._config = _config(
+            app, host=host, port=port, certfile=certfile, keyfile=keyfile, log_level=log_level, graceful_s=graceful_s
+        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # proto=IPPROTO_TCP (not 0): asyncio switches Nagle off only on sockets that say they are TCP;
+        # with Nagle on, every answer written in two parts waits ~40 ms for a delayed ACK.
+        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host = host
