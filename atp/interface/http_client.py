@@ -282,7 +282,7 @@ class HttpClient:
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Deliver the caller's events after this call to `callback` (on a reader thread).
 
-        Raises CommunicationError when the stream cannot be opened within `timeout_s`.
+        Raises CommunicationError when the stream cannot be opened (tried `retries` + 1 times).
         Returns the function that stops the subscription.
         """
         subscription = _Subscription(self, callback)
@@ -311,13 +311,17 @@ class _Subscription:
         self._callback = callback
         self._stopped = threading.Event()
         self._positioned = threading.Event()
+        self._settled = threading.Event()  # positioned, or the first attempts all failed
         self._last_id: str | None = None
         self._response: httpx.Response | None = None
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"sse-{client.party}", daemon=True)
         self._thread.start()
-        if not self._positioned.wait(client.timeout_s) or self._last_id is None:
+        self._settled.wait(client.timeout_s * (client.retries + 1))
+        if not self._positioned.is_set() or self._last_id is None:
             self.stop()
+            if isinstance(self._failure, InterfaceError):  # a refusal (e.g. 401), not lost communication
+                raise self._failure
             why = f": {self._failure}" if self._failure is not None else ""
             raise _communication_error(f"GET {client.base_url}/flexoffer/stream could not be opened{why}")
 
@@ -341,6 +345,7 @@ class _Subscription:
 
     def _run(self) -> None:
         delay = self._client.backoff_s
+        failures = 0
         with self._client._new_http() as http:
             while not self._stopped.is_set():
                 try:
@@ -354,11 +359,17 @@ class _Subscription:
                             if message.id is not None:
                                 self._last_id = message.id
                             self._positioned.set()
+                            self._settled.set()
                             delay = self._client.backoff_s
                             if message.data is not None:
                                 self._deliver(event_from_message(message))
                 except Exception as exc:  # a broken stream: reconnect, never die
                     self._failure = exc
+                    if not self._positioned.is_set():
+                        failures += 1
+                        if failures > self._client.retries or isinstance(exc, InterfaceError):
+                            self._settled.set()
+                            return
                     if not self._stopped.is_set():
                         party = self._client.party
                         _log.warning("event stream of %s broke (%s); reconnecting in %.3g s", party, exc, delay)

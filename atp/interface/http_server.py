@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atp.errors import AtpError, InvalidOfferError, Problem, ValidationError
@@ -54,6 +56,8 @@ PartyProvider = Callable[[str], Mapping[str, Any]]
 """`contract(party)` / `bill(party)`: that party's document; NotFoundError when it has none."""
 
 MAX_IDEMPOTENCY_KEY_CHARS = 200
+
+_log = logging.getLogger(__name__)
 
 
 class PayloadTooLargeError(InterfaceError):
@@ -153,6 +157,28 @@ def _decode_measurements(data: Any) -> list[Measurement]:
     return out
 
 
+class _GuardedRoute(APIRoute):
+    """A route that answers 500 itself for an unexpected error (logged with its traceback).
+
+    Left to Starlette, the error would also propagate to the server, which then drops the
+    connection and the client's next request on it fails.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (AtpError, StarletteHTTPException, RequestValidationError):
+                raise
+            except Exception:
+                _log.exception("unexpected error in %s %s", request.method, request.url.path)
+                return _error(500, "internal server error")
+
+        return guarded
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error answers {"error", "details"}; none shows a stack trace."""
 
@@ -225,6 +251,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    app.router.route_class = _GuardedRoute
     app.state.store = store
     app.state.lock = guard
     _install_error_handlers(app)
