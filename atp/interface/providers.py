@@ -111,12 +111,12 @@ def store_kpis(store: OfferStore, party: str | None) -> dict[str, Any]:
         "n_parties": len({r.owner for r in records}),
         "n_offers": len(records),
         "offers_by_state": {s.value: states.get(s.value, 0) for s in OfferState},
-        "offered_flexible_kwh": sum(p[0] for p in parts),
-        "offered_energy_flexibility_kwh": sum(p[1] for p in parts),
-        "offered_time_flexibility_h": sum(p[2] for p in parts),
+        "offered_flexible_kwh": float(sum(p[0] for p in parts)),
+        "offered_energy_flexibility_kwh": float(sum(p[1] for p in parts)),
+        "offered_time_flexibility_h": float(sum(p[2] for p in parts)),
         "n_assigned": len(assigned),
         "assigned_kwh": float(sum(sum(r.schedule.energy) for r in assigned if r.schedule is not None)),
-        "adaptation_kwh": sum(_adaptation_kwh(r) for r in assigned),
+        "adaptation_kwh": float(sum(_adaptation_kwh(r) for r in assigned)),
         "metered_kwh": float(sum(sum(r.measurements.values()) for r in records)),
     }
 
