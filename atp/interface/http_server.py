@@ -317,9 +317,10 @@ def create_app(
             start = hub.last_seq
         if start > hub.last_seq:  # an id from before a receiver restart: replay this store's events
             start = 0
-        entry = hub.register()
 
         async def body() -> AsyncIterator[str]:
+            # Registered before the first read: a change after it wakes the loop, one before it is read.
+            entry = hub.register()
             pos = start
             try:
                 yield format_position(pos)
