@@ -220,7 +220,7 @@ def test_a_subscription_survives_a_receiver_restart_without_losing_events():
     first.stop()
     store.assign(offer.id, Schedule(offer.id, datetime(2026, 11, 25, 18, tzinfo=UTC), 0, (2.75,) * 8))
     with ServerThread(create_app(store, tokens=TOKENS, sse_keepalive_s=0.2), port=port, graceful_s=0.2) as second:
-        assert wait_until(lambda: len(seen) == 2)
+        assert wait_until(lambda: len(seen) == 2, timeout_s=15)
         client.withdraw(offer.id)
         assert wait_until(lambda: len(seen) == 3)
         stop()
