@@ -171,7 +171,12 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     app = build_receiver(args.role, tokens=tokens, contracts=contracts)
     scheme = "https" if tls else "http"
     print(f"serving {args.role} on {scheme}://{args.host}:{args.port} for {len(tokens)} tokens", file=out, flush=True)
-    serve(app, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level)
+    try:
+        serve(
+            app, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level
+        )
+    except SystemExit as exc:  # uvicorn exits when it cannot start (e.g. the port is in use); it logged why
+        return 1 if exc.code else 0
     return 0
 
 

@@ -489,3 +489,13 @@ def test_serve_refuses_bad_contracts_and_tls_options_in_one_sentence(tmp_path, c
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_serve_on_a_busy_port_exits_1(tmp_path):
+    tokens = write(tmp_path / "tokens.yaml", f"parties:\n  {TOKEN_OF[P17]}: {P17}\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["serve", "--role", "fmar", "--port", str(port), "--tokens", str(tokens), "--log-level", "critical"]
+        assert main(argv) == 1
