@@ -335,8 +335,12 @@ class LoseReply(httpx.BaseTransport):
 def test_a_submission_whose_reply_is_lost_is_retried_and_stored_once(receiver):
     transport = LoseReply("POST")
     client = HttpClient(receiver.url, TOKEN_OF[P17], party=P17, transport=transport, backoff_s=0.01)
+    seen: list[Any] = []
+    stop = client.subscribe(seen.append)
     offer = client.submit(ev_offer())
     assert transport.sent == 2 and len(receiver.store.records()) == 1
+    assert wait_until(lambda: len(seen) == 1) and seen[0].offer == offer
+    stop()  # the subscription leaves the caller's transport open
     assert client.get(offer.id) == offer
     client.close()
 

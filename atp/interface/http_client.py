@@ -344,37 +344,44 @@ class _Subscription:
                 self._response = None
 
     def _run(self) -> None:
+        http = self._client._new_http()
+        try:
+            self._read(http)
+        finally:
+            if self._client._transport is None:  # a transport given to the client is the caller's to close
+                http.close()
+
+    def _read(self, http: httpx.Client) -> None:
         delay = self._client.backoff_s
         failures = 0
-        with self._client._new_http() as http:
-            while not self._stopped.is_set():
-                try:
-                    with self._stream(http) as response:
-                        if not response.is_success:
-                            response.read()
-                            raise _refusal(response)
-                        for message in parse_messages(response.iter_lines()):
-                            if self._stopped.is_set():
-                                return
-                            if message.id is not None:
-                                self._last_id = message.id
-                            self._positioned.set()
-                            self._settled.set()
-                            delay = self._client.backoff_s
-                            if message.data is not None:
-                                self._deliver(event_from_message(message))
-                except Exception as exc:  # a broken stream: reconnect, never die
-                    self._failure = exc
-                    if not self._positioned.is_set():
-                        failures += 1
-                        if failures > self._client.retries or isinstance(exc, InterfaceError):
-                            self._settled.set()
+        while not self._stopped.is_set():
+            try:
+                with self._stream(http) as response:
+                    if not response.is_success:
+                        response.read()
+                        raise _refusal(response)
+                    for message in parse_messages(response.iter_lines()):
+                        if self._stopped.is_set():
                             return
-                    if not self._stopped.is_set():
-                        party = self._client.party
-                        _log.warning("event stream of %s broke (%s); reconnecting in %.3g s", party, exc, delay)
-                self._stopped.wait(delay)
-                delay = min(delay * 2, 30.0)
+                        if message.id is not None:
+                            self._last_id = message.id
+                        self._positioned.set()
+                        self._settled.set()
+                        delay = self._client.backoff_s
+                        if message.data is not None:
+                            self._deliver(event_from_message(message))
+            except Exception as exc:  # a broken stream: reconnect, never die
+                self._failure = exc
+                if not self._positioned.is_set():
+                    failures += 1
+                    if failures > self._client.retries or isinstance(exc, InterfaceError):
+                        self._settled.set()
+                        return
+                if not self._stopped.is_set():
+                    party = self._client.party
+                    _log.warning("event stream of %s broke (%s); reconnecting in %.3g s", party, exc, delay)
+            self._stopped.wait(delay)
+            delay = min(delay * 2, 30.0)
 
     def _deliver(self, event: Event) -> None:
         try:
