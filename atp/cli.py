@@ -1,4 +1,4 @@
-"""`goflex-atp`: the ATP command line (validate, check-schedule, convert, schema).
+"""`goflex-atp`: the ATP command line (validate, check-schedule, convert, schema, serve).
 
 Exit codes: 0 when everything checked is valid, 1 when any offer, schedule or file has a
 problem, 2 for a wrong command line. Bad input never produces a traceback: each problem is
@@ -158,6 +158,28 @@ def _cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from atp.interface.auth import load_tokens
+    from atp.interface.providers import load_contracts
+    from atp.interface.serve import ServeConfigError, build_receiver, check_tls, serve
+
+    if not 0 <= args.port <= 65535:
+        raise ServeConfigError(f"--port {args.port}: must lie in 0..65535 (e.g. 8080)")
+    tokens = load_tokens(args.tokens)
+    contracts = load_contracts(args.contracts) if args.contracts is not None else None
+    tls = check_tls(args.certfile, args.keyfile)
+    app = build_receiver(args.role, tokens=tokens, contracts=contracts)
+    scheme = "https" if tls else "http"
+    print(f"serving {args.role} on {scheme}://{args.host}:{args.port} for {len(tokens)} tokens", file=out, flush=True)
+    try:
+        serve(
+            app, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level
+        )
+    except SystemExit as exc:  # uvicorn exits when it cannot start (e.g. the port is in use); it logged why
+        return 1 if exc.code else 0
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="goflex-atp", description="GOFLEX ATP command line")
     parser.add_argument("--version", action="version", version=f"goflex-atp {__version__}")
@@ -189,6 +211,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of the wire format")
     p.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     p.set_defaults(run=_cmd_schema)
+
+    p = sub.add_parser("serve", help="run a receiver (FMAN or FMAR) as an HTTP service (docs/interface.md)")
+    p.add_argument("--role", choices=["fman", "fmar"], required=True, help="which receiver to run")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument("--tokens", type=Path, required=True, help="YAML file: bearer tokens of parties and operators")
+    p.add_argument("--contracts", type=Path, help="YAML file: the parties' contracts (fman only)")
+    p.add_argument("--certfile", type=Path, help="PEM certificate: switches TLS on (with --keyfile)")
+    p.add_argument("--keyfile", type=Path, help="PEM private key of --certfile")
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info")
+    p.set_defaults(run=_cmd_serve)
     return parser
 
 

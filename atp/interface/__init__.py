@@ -1,6 +1,16 @@
-"""The Flex-Offer Exchange Interface: one protocol, a receiver store, and its bindings."""
+"""The Flex-Offer Exchange Interface: one protocol, a receiver store, and its bindings.
 
+Bindings: `InProcessClient` (direct calls into an `OfferStore`) and the HTTP binding
+(`create_app` serves a store, `HttpClient` talks to it, `ServerThread` runs a server on a
+background thread). `atp.interface.providers` (KPIs, contracts and bills of a served receiver)
+and `atp.interface.serve` (`goflex-atp serve`) are imported from their modules: they use
+`atp.fman`, which itself imports this package.
+"""
+
+from atp.interface.auth import TokenFileError, TokenTable, load_tokens
 from atp.interface.errors import ConflictError, ForbiddenError, InterfaceError, NotFoundError, UnauthorizedError
+from atp.interface.http_client import HttpClient
+from atp.interface.http_server import PayloadTooLargeError, create_app
 from atp.interface.inprocess import InProcessClient
 from atp.interface.protocol import ExchangeInterface
 from atp.interface.store import OPERATOR, Event, OfferRecord, OfferStore, TimeSeries
@@ -11,11 +21,17 @@ __all__ = [
     "Event",
     "ExchangeInterface",
     "ForbiddenError",
+    "HttpClient",
     "InProcessClient",
     "InterfaceError",
     "NotFoundError",
     "OfferRecord",
     "OfferStore",
+    "PayloadTooLargeError",
     "TimeSeries",
+    "TokenFileError",
+    "TokenTable",
     "UnauthorizedError",
+    "create_app",
+    "load_tokens",
 ]

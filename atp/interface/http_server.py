@@ -1,0 +1,417 @@
+"""HTTP binding of the exchange interface, server side: a FastAPI app over one receiver's OfferStore.
+
+`create_app(store, tokens=..., ...)` serves every route of spec/interface.md (HTTP binding).
+The handlers are thin: authenticate the bearer token, decode the JSON (every problem listed,
+with its JSON path), call one `OfferStore` method, encode the answer. The store is the source of
+truth for the life cycle; its errors become status codes:
+
+    InvalidOfferError / bad JSON / bad parameter   422  {"error", "details": [{"path", "message", "rule"}]}
+    UnauthorizedError (no or unknown token)        401  (with WWW-Authenticate: Bearer)
+    ForbiddenError (issuing for another party)     403
+    NotFoundError (unknown id, another party's)    404
+    ConflictError (state forbids the operation)    409
+    body larger than `max_body_bytes`              413
+    anything unexpected                            500  {"error": "internal server error"}, never a trace
+
+Every error answers `{"error": "...", "details": [...]}`. `GET /contract`, `/bill` and `/kpi`
+call the provider callables given to `create_app` with the caller's party (the operator may
+name one with `?party=`; `/kpi` without it is the whole receiver, provider argument None); a
+receiver without a provider answers 404 saying so.
+
+Threads: handlers run on the server's event loop and take `app.state.lock` around every store
+call. Code in other threads that changes the store while it is served (a planning loop, a
+test) must hold the same lock. `GET /flexoffer/stream` wakes on the store's own event callback,
+so changes made by any thread reach the streams at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from atp.errors import AtpError, InvalidOfferError, Problem, ValidationError
+from atp.flexoffer import DEFAULT_SLICE_S, FlexOffer, Measurement, decode, encode, format_time, parse_time
+from atp.interface.auth import TokenTable
+from atp.interface.errors import InterfaceError, NotFoundError, UnauthorizedError
+from atp.interface.sse import KEEPALIVE, format_event, format_position
+from atp.interface.store import OPERATOR, Event, OfferStore
+
+__all__ = ["KpiProvider", "PartyProvider", "PayloadTooLargeError", "create_app"]
+
+KpiProvider = Callable[[str | None], Mapping[str, Any]]
+"""`kpi(party)`: the KPIs over one party's scope, or over the whole receiver for None."""
+PartyProvider = Callable[[str], Mapping[str, Any]]
+"""`contract(party)` / `bill(party)`: that party's document; NotFoundError when it has none."""
+
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+
+_log = logging.getLogger(__name__)
+
+
+class PayloadTooLargeError(InterfaceError):
+    """The request body is larger than the receiver accepts."""
+
+    status = 413
+
+
+def _error(status: int, message: str, details: list[dict[str, str]] | None = None, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message, "details": details or []}, status_code=status, headers=headers or None)
+
+
+def _problems(problems: list[Problem]) -> list[dict[str, str]]:
+    return [asdict(p) for p in problems]
+
+
+def _invalid(path: str, message: str, rule: str = "parameter") -> InvalidOfferError:
+    return InvalidOfferError([Problem(path, message, rule)], what="request")
+
+
+def _time(text: str, name: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        msg = str(exc) if "offset" in str(exc) else f"{text!r} is not an ISO 8601 time (e.g. 2026-11-25T18:00:00Z)"
+        raise _invalid(name, msg, "time") from None
+
+
+class _EventHub:
+    """Wakes the open event streams whenever the store records an event (from any thread)."""
+
+    def __init__(self, store: OfferStore) -> None:
+        events = store.events(OPERATOR)
+        self.last_seq = events[-1].seq if events else 0
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._guard = threading.Lock()
+        store.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        self.last_seq = max(self.last_seq, event.seq)
+        with self._guard:
+            waiters = list(self._waiters)
+        for loop, waiter in waiters:
+            try:
+                loop.call_soon_threadsafe(waiter.set)
+            except RuntimeError:  # the loop has closed (server stopped): forget the waiter
+                self.unregister((loop, waiter))
+
+    def register(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Event]:
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with self._guard:
+            self._waiters.add(entry)
+        return entry
+
+    def unregister(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Event]) -> None:
+        with self._guard:
+            self._waiters.discard(entry)
+
+
+async def _json_body(request: Request, max_bytes: int) -> Any:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLargeError(f"the body has {int(declared)} bytes, more than the limit of {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLargeError(f"the body is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    if not size:
+        raise InvalidOfferError([Problem("", "the request has no JSON body", "json")], what="request body")
+    try:
+        return json.loads(b"".join(chunks))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidOfferError([Problem("", f"malformed JSON: {exc}", "json")], what="request body") from None
+
+
+def _decode_offer(data: Any) -> FlexOffer:
+    offer, problems = decode(FlexOffer, data)
+    if problems or offer is None:
+        raise InvalidOfferError(problems)
+    return offer
+
+
+def _decode_measurements(data: Any) -> list[Measurement]:
+    items, prefix = (data, "[{}]") if isinstance(data, list) else ([data], "")
+    problems: list[Problem] = []
+    out: list[Measurement] = []
+    for i, item in enumerate(items):
+        m, item_problems = decode(Measurement, item, path=prefix.format(i))
+        problems.extend(item_problems)
+        if m is not None:
+            out.append(m)
+    if problems:
+        raise InvalidOfferError(problems, what="measurement")
+    return out
+
+
+class _GuardedRoute(APIRoute):
+    """A route that answers 500 itself for an unexpected error (logged with its traceback).
+
+    Left to Starlette, the error would also propagate to the server, which then drops the
+    connection and the client's next request on it fails.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (AtpError, StarletteHTTPException, RequestValidationError):
+                raise
+            except Exception:
+                _log.exception("unexpected error in %s %s", request.method, request.url.path)
+                return _error(500, "internal server error")
+
+        return guarded
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error answers {"error", "details"}; none shows a stack trace."""
+
+    @app.exception_handler(InvalidOfferError)
+    async def _invalid_offer(_: Request, exc: InvalidOfferError) -> JSONResponse:
+        return _error(422, str(exc), _problems(exc.problems))
+
+    @app.exception_handler(InterfaceError)
+    async def _interface(_: Request, exc: InterfaceError) -> JSONResponse:
+        if isinstance(exc, UnauthorizedError):
+            return _error(exc.status, str(exc), **{"WWW-Authenticate": "Bearer"})
+        return _error(exc.status, str(exc))
+
+    @app.exception_handler(AtpError)
+    async def _atp(_: Request, exc: AtpError) -> JSONResponse:
+        return _error(422 if isinstance(exc, ValidationError) else 500, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _parameters(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"path": ".".join(str(p) for p in e.get("loc", ())[1:]), "message": str(e.get("msg", "")), "rule": "type"}
+            for e in exc.errors()
+        ]
+        text = "; ".join(f"{d['path']}: {d['message']}" for d in details)
+        return _error(422, f"invalid request: {text}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return _error(exc.status_code, message, **dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal server error")
+
+
+def create_app(
+    store: OfferStore,
+    *,
+    tokens: Mapping[str, str] | TokenTable,
+    operator_tokens: Collection[str] = (),
+    kpi: KpiProvider | None = None,
+    contract: PartyProvider | None = None,
+    bill: PartyProvider | None = None,
+    lock: threading.Lock | None = None,
+    sse_keepalive_s: float = 15.0,
+    max_body_bytes: int = 8 * 2**20,
+    max_timeseries_steps: int = 100_000,
+) -> FastAPI:
+    """The FastAPI app of one receiver (an FMAN or FMAR) over `store`.
+
+    `tokens` maps bearer tokens to parties (or is a `TokenTable`, e.g. from `load_tokens`);
+    `operator_tokens` see every party. `kpi`, `contract` and `bill` answer `GET /kpi`,
+    `/contract` and `/bill`. `lock` guards the store (made when not given; `app.state.lock`).
+    """
+    table = tokens if isinstance(tokens, TokenTable) else TokenTable.of(tokens, operator_tokens)
+    if isinstance(tokens, TokenTable) and operator_tokens:
+        raise ValueError("give operator tokens inside the TokenTable, not beside it")
+    if sse_keepalive_s <= 0:
+        raise ValueError(f"sse_keepalive_s(={sse_keepalive_s}) must be > 0 (e.g. 15)")
+    guard = lock if lock is not None else threading.Lock()
+    hub = _EventHub(store)
+    app = FastAPI(
+        title=f"GOFLEX ATP receiver {store.name!r}: Flex-Offer Exchange Interface v1",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.router.route_class = _GuardedRoute
+    app.state.store = store
+    app.state.lock = guard
+    _install_error_handlers(app)
+
+    async def caller(request: Request) -> str:
+        return table.party_of(request.headers.get("authorization"))
+
+    authenticated = Depends(caller)
+
+    def scope(party: str, requested: str | None) -> str | None:
+        if party == OPERATOR:
+            return requested
+        if requested not in (None, party):
+            raise NotFoundError(f"no data of party {requested!r} for party {party!r}")
+        return party
+
+    def named(party: str, requested: str | None, route: str) -> str:
+        who = scope(party, requested)
+        if who is None:
+            raise _invalid("party", f"an operator names the party: {route}?party=<name>")
+        return who
+
+    def provided(provider: Any, route: str) -> Any:
+        if provider is None:
+            raise NotFoundError(f"receiver {store.name!r} serves no {route} (it was started without a provider for it)")
+        return provider
+
+    def offer_response(offer: FlexOffer, status: int = 200) -> JSONResponse:
+        headers = {"Location": f"/flexoffer/{offer.id}"} if status == 201 else None
+        return JSONResponse(encode(offer), status_code=status, headers=headers)
+
+    # -- offers ------------------------------------------------------------------------
+    @app.post("/flexoffer", status_code=201, summary="Submit an offer")
+    async def submit(request: Request, party: str = authenticated) -> JSONResponse:
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+            raise _invalid("Idempotency-Key", f"must have 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters", "header")
+        offer = _decode_offer(await _json_body(request, max_body_bytes))
+        with guard:
+            answer = store.submit(party, offer, idempotency_key=key)
+        return offer_response(answer, 201)
+
+    @app.get("/flexoffer", summary="The caller's active offers")
+    async def active(party: str = authenticated) -> JSONResponse:
+        with guard:
+            offers = store.active(party)
+        return JSONResponse(encode(offers))
+
+    @app.get("/flexoffer/stream", summary="Server-Sent Events of the caller's offers")
+    async def stream(
+        request: Request, after: int | None = None, follow: bool = True, party: str = authenticated
+    ) -> Any:
+        header = request.headers.get("last-event-id")
+        if header is not None:
+            if not header.strip().isdigit():
+                raise _invalid("Last-Event-ID", f"must be an event sequence number, not {header!r}", "header")
+            start = int(header)
+        elif after is not None:
+            if after < 0:
+                raise _invalid("after", f"must be >= 0, not {after}")
+            start = after
+        else:
+            start = hub.last_seq
+        if start > hub.last_seq:  # an id from before a receiver restart: replay this store's events
+            start = 0
+
+        async def body() -> AsyncIterator[str]:
+            # Registered before the first read: a change after it wakes the loop, one before it is read.
+            entry = hub.register()
+            pos = start
+            try:
+                yield format_position(pos)
+                while True:
+                    entry[1].clear()
+                    snapshot = hub.last_seq
+                    with guard:
+                        events = store.events(party, after=pos)
+                    for event in events:
+                        yield format_event(event)
+                    pos = max(events[-1].seq if events else pos, snapshot)
+                    if not follow:
+                        return
+                    try:
+                        await asyncio.wait_for(entry[1].wait(), sse_keepalive_s)
+                    except TimeoutError:
+                        yield KEEPALIVE
+            finally:
+                hub.unregister(entry)
+
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+
+    @app.post("/flexoffer/measurement", status_code=201, summary="Submit one measurement or a list")
+    async def measurements(request: Request, party: str = authenticated) -> JSONResponse:
+        items = _decode_measurements(await _json_body(request, max_body_bytes))
+        with guard:
+            stored = store.post_measurements(party, items)
+        return JSONResponse({"stored": stored}, status_code=201)
+
+    @app.get("/flexoffer/{offer_id}", summary="One offer with its state and schedule")
+    async def get(offer_id: str, party: str = authenticated) -> JSONResponse:
+        with guard:
+            return offer_response(store.get(party, offer_id))
+
+    @app.put("/flexoffer/{offer_id}", summary="Replace an offer that is not yet assigned")
+    async def update(offer_id: str, request: Request, party: str = authenticated) -> JSONResponse:
+        offer = _decode_offer(await _json_body(request, max_body_bytes))
+        with guard:
+            return offer_response(store.update(party, offer_id, offer))
+
+    @app.delete("/flexoffer/{offer_id}", summary="Withdraw an offer whose operation has not started")
+    async def withdraw(offer_id: str, party: str = authenticated) -> JSONResponse:
+        with guard:
+            return offer_response(store.withdraw(party, offer_id))
+
+    @app.get("/flexoffer/{start}/{end}", summary="The caller's offers submitted or updated in [from, to)")
+    async def between(start: str, end: str, party: str = authenticated) -> JSONResponse:
+        t0, t1 = _time(start, "from"), _time(end, "to")
+        with guard:
+            offers = store.between(party, t0, t1)
+        return JSONResponse(encode(offers))
+
+    # -- time series -------------------------------------------------------------------
+    @app.get("/timeseries/{kind}/{start}/{end}", summary="Measured, baseline or scheduled kWh per step")
+    async def timeseries(
+        kind: str, start: str, end: str, slice_s: int = DEFAULT_SLICE_S, party: str = authenticated
+    ) -> JSONResponse:
+        t0, t1 = _time(start, "from"), _time(end, "to")
+        if slice_s < 1:
+            raise _invalid("slice_s", f"must be a positive number of seconds (e.g. 900), not {slice_s}")
+        steps = int((t1 - t0).total_seconds() // slice_s)
+        if steps > max_timeseries_steps:
+            raise _invalid(
+                "slice_s", f"[from, to) holds {steps} steps of {slice_s} s, more than the limit {max_timeseries_steps}"
+            )
+        with guard:
+            series = store.timeseries(party, kind, t0, t1, slice_s=slice_s)
+        return JSONResponse({"start": format_time(series.start), "slice_s": series.slice_s, "values": series.values})
+
+    # -- contract, bill, KPIs ------------------------------------------------------------
+    @app.get("/contract", summary="The caller's flexibility contract")
+    async def get_contract(request: Request, party: str = authenticated) -> JSONResponse:
+        provider = provided(contract, "/contract")
+        who = named(party, request.query_params.get("party"), "/contract")
+        with guard:
+            return JSONResponse(dict(provider(who)))
+
+    @app.get("/bill", summary="The caller's bill")
+    async def get_bill(request: Request, party: str = authenticated) -> JSONResponse:
+        provider = provided(bill, "/bill")
+        who = named(party, request.query_params.get("party"), "/bill")
+        with guard:
+            return JSONResponse(dict(provider(who)))
+
+    @app.get("/kpi", summary="KPIs over the caller's scope")
+    async def get_kpi(request: Request, party: str = authenticated) -> JSONResponse:
+        provider = provided(kpi, "/kpi")
+        who = scope(party, request.query_params.get("party"))
+        with guard:
+            return JSONResponse(dict(provider(who)))
+
+    return app

@@ -1,0 +1,261 @@
+"""What a served receiver answers at GET /kpi, /contract and /bill: providers built from its store.
+
+`create_app` takes the three answers as callables; this module builds them for
+`goflex-atp serve`:
+
+- `store_kpis(store, party)`: the KPIs computable from the offer store alone (offers per state,
+  offered flexibility, assigned energy, adaptation, metered energy) over one party's offers or,
+  for None, the whole receiver. One small function, meant to be swapped for the FMAN's KPI
+  module once it exists.
+- `contract_provider(contracts)` and `bill_provider(store, contracts)`: an FMAN's electronic
+  contracts (`atp.fman.contracts`) and the bills `atp.fman.settlement.settle` makes from them.
+  Each offer with measurements is billed as its own period: the steps from the earliest to the
+  latest of its default schedule, assigned schedule and measurements, on the offer's grid;
+  steps without a measurement count as 0 kWh metered. Offers that cannot be settled (no
+  default schedule, a measurement off the grid) are listed in `not_billed` with the reason.
+
+The contracts file of `goflex-atp serve --contracts` (YAML or JSON):
+
+    default:                       # optional: the contract of every party not listed
+      kind: delegated
+      activation_eur_per_kwh: 0.10
+    parties:
+      foss-p017: {kind: direct, price_eur_per_kwh_deviation: 0.2, penalty_eur_per_kwh: 0.05}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atp.errors import ValidationError
+from atp.flexoffer import OfferState, format_time
+from atp.fman.contracts import Contract, ContractError, contract_from_dict
+from atp.fman.settlement import SETTLEMENT_NAME, SETTLEMENT_VERSION, ProsumerPeriod, SettlementError, settle
+from atp.interface.errors import NotFoundError
+from atp.interface.http_server import KpiProvider, PartyProvider
+from atp.interface.store import OfferRecord, OfferStore
+
+__all__ = [
+    "ContractBook",
+    "ContractsFileError",
+    "bill_provider",
+    "contract_provider",
+    "contracts_from_dict",
+    "load_contracts",
+    "store_kpi_provider",
+    "store_kpis",
+]
+
+_CLOSED = (OfferState.REJECTED, OfferState.WITHDRAWN)
+
+
+class ContractsFileError(ValidationError):
+    """The contracts file cannot be read or has a wrong key; the message names the file and key."""
+
+
+# -- KPIs --------------------------------------------------------------------------------------
+def _offered(record: OfferRecord) -> tuple[float, float, float]:
+    """(flexible kWh, energy flexibility kWh, time flexibility h) the offer puts on the table."""
+    offer = record.offer
+    default = offer.default_schedule
+    profile = offer.profiles[default.profile if default is not None and default.profile < len(offer.profiles) else 0]
+    lower, upper = profile.lower_kwh(), profile.upper_kwh()
+    energy_flex = float((upper - lower).sum())
+    if profile.total_energy is not None:
+        energy_flex = min(energy_flex, profile.total_energy[1] - profile.total_energy[0])
+    if default is not None:
+        flexible = float(np.abs(np.asarray(default.energy, dtype=float)).sum())
+    else:
+        flexible = float(np.maximum(np.abs(lower), np.abs(upper)).sum())
+    return flexible, max(energy_flex, 0.0), (offer.time_flexibility_s or 0) / 3600
+
+
+def _adaptation_kwh(record: OfferRecord) -> float:
+    """sum |assigned - default| per step, the adaptation an assignment asks for (0 without a default)."""
+    schedule, default = record.schedule, record.offer.default_schedule
+    if schedule is None or default is None:
+        return 0.0
+    step_s = record.offer.slice_s
+    offset = int((schedule.start - default.start).total_seconds() // step_s)
+    first = min(0, offset)
+    n = max(len(default.energy), offset + len(schedule.energy)) - first
+    grid = np.zeros(n)
+    grid[-first : -first + len(default.energy)] -= default.energy
+    grid[offset - first : offset - first + len(schedule.energy)] += schedule.energy
+    return float(np.abs(grid).sum())
+
+
+def store_kpis(store: OfferStore, party: str | None) -> dict[str, Any]:
+    """KPIs of the offers in `store` over `party`'s scope (None: every party).
+
+    Offered flexibility counts every offer that was accepted (rejected ones excluded);
+    adaptation is what assignments ask for relative to the default schedules (D2.1 7.6,
+    KPI 2.1.1.2.b); metered energy is the sum of the measurements received.
+    """
+    records = [r for r in store.records() if party is None or r.owner == party]
+    states = Counter(r.state.value for r in records)
+    offered = [r for r in records if r.state is not OfferState.REJECTED]
+    parts = [_offered(r) for r in offered]
+    assigned = [r for r in records if r.schedule is not None and r.state not in _CLOSED]
+    return {
+        "receiver": store.name,
+        "scope": party if party is not None else "all",
+        "n_parties": len({r.owner for r in records}),
+        "n_offers": len(records),
+        "offers_by_state": {s.value: states.get(s.value, 0) for s in OfferState},
+        "offered_flexible_kwh": float(sum(p[0] for p in parts)),
+        "offered_energy_flexibility_kwh": float(sum(p[1] for p in parts)),
+        "offered_time_flexibility_h": float(sum(p[2] for p in parts)),
+        "n_assigned": len(assigned),
+        "assigned_kwh": float(sum(sum(r.schedule.energy) for r in assigned if r.schedule is not None)),
+        "adaptation_kwh": float(sum(_adaptation_kwh(r) for r in assigned)),
+        "metered_kwh": float(sum(sum(r.measurements.values()) for r in records)),
+    }
+
+
+def store_kpi_provider(store: OfferStore) -> KpiProvider:
+    """`store_kpis` bound to `store`: the `kpi` callable of `create_app`."""
+    return lambda party: store_kpis(store, party)
+
+
+# -- contracts and bills -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ContractBook:
+    """An FMAN's contracts: one per party, and an optional default for every party not listed."""
+
+    parties: Mapping[str, Contract] = field(default_factory=dict)
+    default: Contract | None = None
+
+    def of(self, party: str) -> Contract | None:
+        """The contract of `party` (the default when it has none of its own)."""
+        return self.parties.get(party, self.default)
+
+
+def _contract_of(contracts: ContractBook, party: str, receiver: str) -> Contract:
+    contract = contracts.of(party)
+    if contract is None:
+        raise NotFoundError(f"party {party!r} has no contract at receiver {receiver!r}")
+    return contract
+
+
+def _contract_json(contract: Contract) -> dict[str, Any]:
+    return {"kind": contract.kind, **dataclasses.asdict(contract)}
+
+
+def contract_provider(contracts: ContractBook, *, receiver: str = "fman") -> PartyProvider:
+    """The `contract` callable of `create_app`: a party's contract as JSON (404 without one)."""
+
+    def contract(party: str) -> dict[str, Any]:
+        found = _contract_of(contracts, party, receiver)
+        return {"party": party, "receiver": receiver, "contract": _contract_json(found)}
+
+    return contract
+
+
+def _period(record: OfferRecord, contract: Contract) -> dict[str, Any]:
+    """The bill of one offer, settled over the steps its schedules and measurements cover."""
+    offer, step_s = record.offer, record.offer.slice_s
+    spans: list[tuple[datetime, int]] = [(t, 1) for t in record.measurements]
+    for sched in (offer.default_schedule, record.schedule):
+        if sched is not None:
+            spans.append((sched.start, len(sched.energy)))
+    start = min(t for t, _ in spans)
+    end = max(t + timedelta(seconds=n * step_s) for t, n in spans)
+    steps = int((end - start).total_seconds() // step_s)
+    metered = np.zeros(steps)
+    for t, energy_kwh in record.measurements.items():
+        offset_s = (t - start).total_seconds()
+        if offset_s % step_s:
+            raise SettlementError(f"the measurement at {format_time(t)} is not on the {step_s} s grid of the offer")
+        metered[int(offset_s // step_s)] += energy_kwh
+    item = ProsumerPeriod(offer, contract, metered, schedule=record.schedule)
+    result = settle([item], period_start=start, period_steps=steps, slice_s=step_s, market_revenue_eur=0.0)
+    return {
+        "period_start": format_time(start),
+        "period_steps": steps,
+        "slice_s": step_s,
+        "state": record.state.value,
+        **result.bills[0].as_dict(),
+    }
+
+
+def bill_provider(store: OfferStore, contracts: ContractBook) -> PartyProvider:
+    """The `bill` callable of `create_app`: one settled period per offer with measurements."""
+
+    def bill(party: str) -> dict[str, Any]:
+        contract = _contract_of(contracts, party, store.name)
+        periods: list[dict[str, Any]] = []
+        not_billed: list[dict[str, str]] = []
+        for record in store.records():
+            if record.owner != party or record.state in _CLOSED or not record.measurements:
+                continue
+            try:
+                periods.append(_period(record, contract))
+            except SettlementError as exc:
+                not_billed.append({"flex_offer_id": record.offer.id or "", "reason": str(exc)})
+        total_cents = sum(p["total_cents"] for p in periods)
+        return {
+            "party": party,
+            "receiver": store.name,
+            "contract_kind": contract.kind,
+            "settlement": {"name": SETTLEMENT_NAME, "version": SETTLEMENT_VERSION},
+            "periods": periods,
+            "not_billed": not_billed,
+            "total_cents": total_cents,
+            "total_eur": total_cents / 100,
+            "predicted_total_cents": sum(p["predicted_total_cents"] for p in periods),
+        }
+
+    return bill
+
+
+def contracts_from_dict(data: Any, *, source: str = "contracts") -> ContractBook:
+    """The contract book a parsed contracts file describes; ContractsFileError naming the key."""
+    if not isinstance(data, Mapping):
+        raise ContractsFileError(f"{source}: must be a mapping with the keys 'default' and/or 'parties'")
+    for key in data:
+        if key not in ("default", "parties"):
+            raise ContractsFileError(f"{source}: {key}: is not a known key (known: default, parties)")
+    parties = data.get("parties") or {}
+    if not isinstance(parties, Mapping):
+        raise ContractsFileError(f"{source}: parties: must map each party name to its contract")
+    book: dict[str, Contract] = {}
+    for party, spec in parties.items():
+        try:
+            book[str(party)] = contract_from_dict(spec)
+        except ContractError as exc:
+            raise ContractsFileError(f"{source}: parties.{party}: {exc}") from None
+    default = None
+    if data.get("default") is not None:
+        try:
+            default = contract_from_dict(data["default"])
+        except ContractError as exc:
+            raise ContractsFileError(f"{source}: default: {exc}") from None
+    return ContractBook(book, default)
+
+
+def load_contracts(path: str | Path) -> ContractBook:
+    """Read a contracts file (YAML or JSON); ContractsFileError with one sentence when it is wrong."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContractsFileError(f"{path}: no such contracts file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContractsFileError(f"{path}: cannot be read as text ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ContractsFileError(f"{path}: is not valid YAML{where}") from None
+    return contracts_from_dict(data, source=str(path))

@@ -1,0 +1,181 @@
+"""Running a receiver (FMAN or FMAR) as an HTTP service: the app per role, and uvicorn around it.
+
+`goflex-atp serve --role fman|fmar --tokens tokens.yaml` calls `serve`; `ServerThread` runs the
+same server on a background thread (tests, hardware-in-the-loop labs, one-process demos).
+
+Per role (`build_receiver`):
+
+- `fman`: the store of an aggregator; `/kpi` from `store_kpis`, `/contract` and `/bill` from
+  the contracts file (`--contracts`, see `atp.interface.providers`) and the FMAN's settlement;
+- `fmar`: the store of a market; `/kpi` from `store_kpis`; a market holds no contracts and
+  makes no bills, so `/contract` and `/bill` answer 404 saying so.
+
+TLS is on when a certificate and its key are given; both files are loaded before the server
+starts, so a wrong file is one sentence, not a traceback from inside the server.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from atp.errors import ValidationError
+from atp.interface.auth import TokenTable
+from atp.interface.http_server import create_app
+from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
+from atp.interface.store import OfferStore
+
+__all__ = ["ROLES", "ServeConfigError", "ServerThread", "build_receiver", "check_tls", "serve"]
+
+ROLES = ("fman", "fmar")
+
+
+class ServeConfigError(ValidationError):
+    """The serve command's options do not fit together (role, TLS files, contracts)."""
+
+
+def build_receiver(
+    role: str,
+    *,
+    tokens: TokenTable,
+    contracts: ContractBook | None = None,
+    store: OfferStore | None = None,
+    sse_keepalive_s: float = 15.0,
+) -> FastAPI:
+    """The app of a receiver of `role` ("fman" or "fmar") over `store` (a new one when None)."""
+    if role not in ROLES:
+        raise ServeConfigError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if role == "fmar" and contracts is not None:
+        raise ServeConfigError("--contracts: a market (fmar) holds no contracts; only an fman does")
+    store = store if store is not None else OfferStore(role)
+    kpi = store_kpi_provider(store)
+    if role == "fman":
+        book = contracts if contracts is not None else ContractBook()
+        return create_app(
+            store,
+            tokens=tokens,
+            kpi=kpi,
+            contract=contract_provider(book, receiver=store.name),
+            bill=bill_provider(store, book),
+            sse_keepalive_s=sse_keepalive_s,
+        )
+    return create_app(store, tokens=tokens, kpi=kpi, sse_keepalive_s=sse_keepalive_s)
+
+
+def check_tls(certfile: str | Path | None, keyfile: str | Path | None) -> bool:
+    """True when TLS is asked for and both files load; ServeConfigError naming the file otherwise."""
+    if certfile is None and keyfile is None:
+        return False
+    if certfile is None or keyfile is None:
+        raise ServeConfigError("--certfile and --keyfile go together: give both to switch TLS on, or neither")
+    for option, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        if not Path(path).is_file():
+            raise ServeConfigError(f"{option} {path}: no such file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(certfile), str(keyfile))
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        raise ServeConfigError(
+            f"--certfile {certfile} / --keyfile {keyfile}: not a PEM certificate and its private key ({reason})"
+        ) from None
+    return True
+
+
+def _config(
+    app: Any, *, host: str, port: int, certfile: Any, keyfile: Any, log_level: str, graceful_s: float = 2.0
+) -> uvicorn.Config:
+    tls = check_tls(certfile, keyfile)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="h11",
+        ws="none",
+        lifespan="off",
+        log_level=log_level,
+        ssl_certfile=str(certfile) if tls else None,
+        ssl_keyfile=str(keyfile) if tls else None,
+        timeout_graceful_shutdown=graceful_s,
+    )
+
+
+def serve(
+    app: FastAPI,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    certfile: str | Path | None = None,
+    keyfile: str | Path | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve `app` until interrupted (Ctrl-C or SIGTERM)."""
+    uvicorn.Server(_config(app, host=host, port=port, certfile=certfile, keyfile=keyfile, log_level=log_level)).run()
+
+
+class ServerThread:
+    """A uvicorn server on a background thread, on a free port unless one is given.
+
+    Use as a context manager; `url` is its base URL (https when a certificate is given).
+    Stopping waits up to `graceful_s` for open responses (event streams never end by themselves).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        certfile: str | Path | None = None,
+        keyfile: str | Path | None = None,
+        log_level: str = "warning",
+        start_timeout_s: float = 10.0,
+        graceful_s: float = 2.0,
+    ) -> None:
+        self._config = _config(
+            app, host=host, port=port, certfile=certfile, keyfile=keyfile, log_level=log_level, graceful_s=graceful_s
+        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # proto=IPPROTO_TCP (not 0): asyncio switches Nagle off only on sockets that say they are TCP;
+        # with Nagle on, every answer written in two parts waits ~40 ms for a delayed ACK.
+        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.host = host
+        self.port = self._socket.getsockname()[1]
+        scheme = "https" if certfile is not None else "http"
+        self.url = f"{scheme}://{host}:{self.port}"
+        self._server = uvicorn.Server(self._config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self._start_timeout_s = start_timeout_s
+
+    def start(self) -> ServerThread:
+        """Start serving; returns once the server accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + self._start_timeout_s
+        while not self._server.started and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server on {self.url} did not start within {self._start_timeout_s} s")
+            time.sleep(0.01)
+        if not self._server.started:
+            raise RuntimeError(f"the server on {self.url} stopped while starting")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread to end."""
+        self._server.should_exit = True
+        self._thread.join()
+        self._socket.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
