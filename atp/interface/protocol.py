@@ -2,7 +2,7 @@
 
 Everything that issues offers (an FOA, an FMAN bidding into an FMAR, a DSO's DOMS FOA) talks to
 its receiver only through an `ExchangeInterface`. Bindings implement it: `InProcessClient`
-(a direct call into the receiver's `OfferStore`), and the HTTP and MQTT clients of later issues.
+(a direct call into the receiver's `OfferStore`), the HTTP client (`HttpClient`), and the MQTT binding of a later issue.
 Tests use the in-process binding, never a mock.
 """
 

@@ -5,8 +5,10 @@
 
 - `store_kpis(store, party)`: the KPIs computable from the offer store alone (offers per state,
   offered flexibility, assigned energy, adaptation, metered energy) over one party's offers or,
-  for None, the whole receiver. One small function, meant to be swapped for the FMAN's KPI
-  module once it exists.
+  for None, the whole receiver, and under `d21` the FMAN's KPIs of D2.1 7.6
+  (`atp.fman.compute_kpis` on `kpi_inputs_from_store`: hourly adaptation, load adaptability,
+  savings, EUR/MW/year, projections) over the hours the offers cover, at 0 EUR/kWh (the
+  service has no price feed).
 - `contract_provider(contracts)` and `bill_provider(store, contracts)`: an FMAN's electronic
   contracts (`atp.fman.contracts`) and the bills `atp.fman.settlement.settle` makes from them.
   Each offer with measurements is billed as its own period: the steps from the earliest to the
@@ -38,10 +40,11 @@ import numpy as np
 from atp.errors import ValidationError
 from atp.flexoffer import OfferState, format_time
 from atp.fman.contracts import Contract, ContractError, contract_from_dict
+from atp.fman.kpi import compute_kpis, kpi_inputs_from_store
 from atp.fman.settlement import SETTLEMENT_NAME, SETTLEMENT_VERSION, ProsumerPeriod, SettlementError, settle
 from atp.interface.errors import NotFoundError
 from atp.interface.http_server import KpiProvider, PartyProvider
-from atp.interface.store import OfferRecord, OfferStore
+from atp.interface.store import OPERATOR, OfferRecord, OfferStore
 
 __all__ = [
     "ContractBook",
@@ -118,7 +121,30 @@ def store_kpis(store: OfferStore, party: str | None) -> dict[str, Any]:
         "assigned_kwh": float(sum(sum(r.schedule.energy) for r in assigned if r.schedule is not None)),
         "adaptation_kwh": float(sum(_adaptation_kwh(r) for r in assigned)),
         "metered_kwh": float(sum(sum(r.measurements.values()) for r in records)),
+        "d21": _d21_kpis(store, party, records),
     }
+
+
+def _d21_kpis(store: OfferStore, party: str | None, records: list[OfferRecord]) -> dict[str, Any] | None:
+    """The D2.1 7.6 KPIs over the whole hours the offers' schedules cover (None without any)."""
+    spans = []
+    for r in records:
+        for run in (r.offer.default_schedule, r.schedule):
+            if run is not None:
+                spans.append((run.start, run.start + timedelta(seconds=r.offer.slice_s * len(run.energy))))
+    if not spans:
+        return None
+    slice_s = Counter(r.offer.slice_s for r in records).most_common(1)[0][0]
+    if 3600 % slice_s:
+        return None
+    start = min(a for a, _ in spans).replace(minute=0, second=0, microsecond=0)
+    end = max(b for _, b in spans)
+    end_hour = end.replace(minute=0, second=0, microsecond=0)
+    end = end_hour if end_hour == end else end_hour + timedelta(hours=1)
+    inputs = kpi_inputs_from_store(
+        store, party=OPERATOR if party is None else party, start=start, end=end, slice_s=slice_s
+    )
+    return compute_kpis(inputs)
 
 
 def store_kpi_provider(store: OfferStore) -> KpiProvider:
