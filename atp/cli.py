@@ -168,15 +168,32 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     tokens = load_tokens(args.tokens)
     contracts = load_contracts(args.contracts) if args.contracts is not None else None
     tls = check_tls(args.certfile, args.keyfile)
+    if args.prices is not None and args.role != "fman":
+        raise ServeConfigError("--prices: only an fman plans; a market (fmar) clears sessions instead")
     app = build_receiver(args.role, tokens=tokens, contracts=contracts)
+    loop = None
+    if args.prices is not None:
+        from atp.fman import AggregationParams, FlexOfferManager
+        from atp.fman.service import PlanningLoop, load_prices
+
+        fman = FlexOfferManager(
+            app.state.store, name=app.state.store.name, params=AggregationParams(), horizon_steps=args.horizon_steps
+        )
+        loop = PlanningLoop(fman, load_prices(args.prices), every_s=args.plan_every, lock=app.state.lock)
     scheme = "https" if tls else "http"
     print(f"serving {args.role} on {scheme}://{args.host}:{args.port} for {len(tokens)} tokens", file=out, flush=True)
+    if loop is not None:
+        print(f"planning every {args.plan_every:g} s against {args.prices}", file=out, flush=True)
+        loop.start()
     try:
         serve(
             app, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level
         )
     except SystemExit as exc:  # uvicorn exits when it cannot start (e.g. the port is in use); it logged why
         return 1 if exc.code else 0
+    finally:
+        if loop is not None:
+            loop.stop()
     return 0
 
 
@@ -221,6 +238,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--certfile", type=Path, help="PEM certificate: switches TLS on (with --keyfile)")
     p.add_argument("--keyfile", type=Path, help="PEM private key of --certfile")
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info")
+    p.add_argument("--prices", type=Path, help="CSV time,eur_per_kwh: the fman plans its offers against these")
+    p.add_argument("--plan-every", type=float, default=900.0, help="seconds between planning rounds (default 900)")
+    p.add_argument("--horizon-steps", type=int, default=96, help="planning horizon in steps (default 96)")
     p.set_defaults(run=_cmd_serve)
     return parser
 

@@ -1,0 +1,142 @@
+"""The FMAN as a service: a planning loop beside the receiver's HTTP binding.
+
+`goflex-atp serve --role fman --prices prices.csv --plan-every 900` runs a `PlanningLoop`
+next to the HTTP server over the same `OfferStore`: every `every_s` seconds of wall-clock
+time it runs one rolling planning round (`FlexOfferManager.plan`) at the current time against
+the price file, under the server's store lock, so the FOAs connected over HTTP receive
+`assigned` events with their schedules. A failed round is logged and kept in `errors`; the
+loop goes on (a service must not die of one bad round).
+
+Price files (`load_prices`): CSV with a header `time,eur_per_kwh`, ISO 8601 times with a
+timezone, one row per step on a regular grid (e.g. hourly day-ahead prices).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from atp.errors import ValidationError
+from atp.fman.manager import FlexOfferManager, PlanResult
+from atp.fman.planning import PriceSeries
+
+__all__ = ["PlanningLoop", "PriceFileError", "load_prices"]
+
+_log = logging.getLogger(__name__)
+
+
+class PriceFileError(ValidationError):
+    """A price file cannot be read; the message names the file, the row and what is wrong."""
+
+
+def load_prices(path: str | Path) -> PriceSeries:
+    """A regular price series from a CSV file with columns `time` and `eur_per_kwh`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PriceFileError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
+    rows = list(csv.DictReader(text.splitlines()))
+    if not rows or not {"time", "eur_per_kwh"} <= set(rows[0]):
+        raise PriceFileError(f"{path}: needs a header 'time,eur_per_kwh' and at least one row")
+    times: list[datetime] = []
+    values: list[float] = []
+    for i, row in enumerate(rows, start=2):
+        try:
+            t = datetime.fromisoformat(row["time"].strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise PriceFileError(f"{path}: line {i}: time {row['time']!r} is not an ISO 8601 time") from None
+        if t.tzinfo is None:
+            raise PriceFileError(f"{path}: line {i}: time {row['time']!r} has no timezone (e.g. add Z for UTC)")
+        try:
+            value = float(row["eur_per_kwh"])
+        except (TypeError, ValueError):
+            raise PriceFileError(f"{path}: line {i}: eur_per_kwh {row['eur_per_kwh']!r} is not a number") from None
+        if not np.isfinite(value):
+            raise PriceFileError(f"{path}: line {i}: eur_per_kwh must be a finite number")
+        times.append(t.astimezone(UTC))
+        values.append(value)
+    if len(times) < 2:
+        raise PriceFileError(f"{path}: needs at least two rows to know the step length")
+    steps = {round((b - a).total_seconds()) for a, b in itertools.pairwise(times)}
+    if len(steps) != 1 or next(iter(steps)) <= 0:
+        raise PriceFileError(f"{path}: times must be increasing on a regular grid (found steps of {sorted(steps)} s)")
+    return PriceSeries(times[0], steps.pop(), np.asarray(values))
+
+
+class PlanningLoop:
+    """Runs `fman.plan` every `every_s` seconds on a background thread (see the module docstring).
+
+    `lock` is the lock that guards the store (the HTTP app's `app.state.lock`); `clock` gives
+    the planning time (wall-clock UTC by default).
+    """
+
+    def __init__(
+        self,
+        fman: FlexOfferManager,
+        prices: PriceSeries,
+        *,
+        every_s: float,
+        lock: AbstractContextManager | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not every_s > 0:
+            raise ValidationError(f"every_s(={every_s}) must be a positive number of seconds (e.g. 900)")
+        self.fman = fman
+        self.prices = prices
+        self.every_s = every_s
+        self.lock = lock if lock is not None else nullcontext()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.results: list[PlanResult] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fman-planning", daemon=True)
+
+    def plan_now(self) -> PlanResult | None:
+        """One planning round now (also what the loop calls); None when it failed (see `errors`)."""
+        now = self.clock()
+        try:
+            with self.lock:
+                result = self.fman.plan(now, self.prices)
+        except Exception as exc:  # a service logs a failed round and goes on
+            message = f"{now.isoformat()}: {exc.__class__.__name__}: {exc}"
+            self.errors.append(message)
+            _log.error("planning round failed: %s", message)
+            return None
+        self.results.append(result)
+        _log.info(
+            "planned %d offers in %d aggregates, %d assigned (%s)",
+            result.n_offers,
+            result.n_aggregates,
+            result.n_assigned,
+            result.model_status,
+        )
+        return result
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.plan_now()
+            self._stop.wait(self.every_s)
+
+    def start(self) -> PlanningLoop:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __enter__(self) -> PlanningLoop:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
