@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from atp.fman import Contract, ContractError, DelegatedContract, contract_from_dict
 from sim.sources import CLIMATES, PRICE_MODELS
 
 __all__ = [
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 SECONDS_PER_DAY = 86_400
+DEFAULT_CONTRACT = DelegatedContract(activation_eur_per_kwh=0.05, imbalance_tolerance_share=0.1)
+"""The delegated prosumers' contract when fman.contract is not given: 5 ct per kWh of delivered
+adaptation, 10 % imbalance tolerance, no penalty."""
 _FMAN_OBJECTIVES = ("least_cost", "peak_shaving", "balance_imbalance")  # the world supplies their series
 
 
@@ -112,6 +116,7 @@ class FmanConfig:
     max_group_size: int
     time_limit_s: float
     bidding: BiddingConfig | None = None
+    contract: Contract = DEFAULT_CONTRACT
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,18 @@ def _clock(value: Any, key: str) -> time:
 
 def _optional_float(cfg: Mapping[str, Any], key: str, *, minimum: float) -> float | None:
     return None if _get(cfg, key) is None else _float(cfg, key, minimum=minimum)
+
+
+def _contract(cfg: Mapping[str, Any]) -> Contract:
+    """fman.contract: the prosumers' flexibility contract (absent: `DEFAULT_CONTRACT`)."""
+    fman = cfg.get("fman") if isinstance(cfg, Mapping) else None
+    if not isinstance(fman, Mapping) or fman.get("contract") is None:
+        return DEFAULT_CONTRACT
+    try:
+        return contract_from_dict(fman["contract"])
+    except ContractError as exc:
+        message = str(exc).split(": ", 1)[-1]
+        raise ConfigError(f"fman.contract.{exc.field}: {message}") from None
 
 
 def _bidding(cfg: Mapping[str, Any]) -> BiddingConfig | None:
@@ -365,6 +382,7 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         max_group_size=_int(cfg, "fman.aggregation.max_group_size", minimum=1),
         time_limit_s=_float(cfg, "fman.time_limit_s", minimum=0.1),
         bidding=_bidding(cfg),
+        contract=_contract(cfg),
     )
     grid_file = _optional_path(cfg, "grid.file")
     grid = GridConfig(kind=_str(cfg, "grid.kind"), code=_str(cfg, "grid.code"), file=grid_file)

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from atp.flexoffer import OfferState
-from atp.fman import KpiInputs
+from atp.fman import KpiInputs, ProsumerPeriod, Settlement, settle
 from atp.fman import compute_kpis as compute_fman_kpis
+from atp.fmar import Award
 from sim.world import World
 
 __all__ = ["compute_kpis"]
@@ -142,18 +143,52 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "offers_not_generated": generation_errors,
         },
     }
-    kpis["fman_kpi"] = _fman_kpis(world, prices, net_baseline)
+    settlement = _settlement(world)
+    statement = settlement.statement
+    kpis["settlement"] = {
+        "name": f"{settlement.name} {settlement.version}",
+        "contract": cfg.fman.contract.kind,
+        "bills": statement.n_bills,
+        "market_revenue_eur": statement.market_revenue_eur,
+        "payments_to_prosumers_eur": statement.payments_to_prosumers_cents / 100,
+        "predicted_payments_eur": statement.predicted_payments_cents / 100,
+        "margin_eur": statement.margin_cents / 100,
+    }
+    kpis["fman_kpi"] = _fman_kpis(world, prices, net_baseline, statement.payments_to_prosumers_cents / 100)
     return kpis
 
 
-def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray) -> dict[str, Any]:
+def _aggregator_awards(world: World) -> list[Award]:
+    name = world.aggregator.name
+    return [a for r in world.market_operator.market.results for a in r.awards if a.issuer == name]
+
+
+def _settlement(world: World) -> Settlement:
+    """The run as one settlement period of the aggregator: a bill per delegated offer that was
+    metered in the run, under the configured contract, and the market revenue of its bids."""
+    periods = []
+    for record in world.aggregator.store.records():
+        if not record.measurements or record.offer.slice_s != world.slice_s:
+            continue
+        metered = np.zeros(world.n_steps)
+        for t, e in record.measurements.items():
+            k = int((t - world.start).total_seconds() // world.slice_s)
+            if 0 <= k < world.n_steps:
+                metered[k] += e
+        periods.append(ProsumerPeriod(record.offer, world.config.fman.contract, metered, record.schedule))
+    revenue = sum(a.price_eur for a in _aggregator_awards(world))
+    return settle(
+        periods, period_start=world.start, period_steps=world.n_steps, slice_s=world.slice_s, market_revenue_eur=revenue
+    )
+
+
+def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray, payments_eur: float) -> dict[str, Any]:
     """The aggregator's D2.1 7.6 KPIs (atp.fman.kpi) over its delegated prosumers."""
     cfg = world.config
     portfolio = slice(0, cfg.site.delegated)  # prosumers are numbered delegated first
     aggregator = world.aggregator
-    awards = [a for r in world.market_operator.market.results for a in r.awards if a.issuer == aggregator.name]
+    awards = _aggregator_awards(world)
     delivered_kwh = sum(a.delivered_kwh for a in awards)
-    rate = aggregator.bidding.cost_eur_per_kwh if aggregator.bidding is not None else 0.0
     inputs = KpiInputs(
         start=world.start,
         slice_s=world.slice_s,
@@ -168,7 +203,7 @@ def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray) -> d
         market_requested_kwh=float(world.market_operator.requested_kwh.sum()),
         market_revenue_eur=sum(a.price_eur for a in awards),
         market_deals=len(awards),
-        prosumer_payments_eur=rate * delivered_kwh,
+        prosumer_payments_eur=payments_eur,
         scope=aggregator.name,
     )
     return compute_fman_kpis(inputs)

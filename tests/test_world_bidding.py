@@ -86,3 +86,28 @@ def test_kpis_report_the_aggregators_market_revenue(bidding_world):
 def test_bad_bidding_settings_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         config_for("scenario=sww", "fman=market_bidding", override)
+
+
+def test_the_run_settles_every_metered_delegated_offer_to_the_cent(bidding_world):
+    kpis = compute_kpis(bidding_world)
+    settlement = kpis["settlement"]
+    metered = [r for r in bidding_world.aggregator.store.records() if r.measurements]
+    assert settlement["bills"] == len(metered) > 0
+    assert settlement["contract"] == "delegated"
+    assert settlement["market_revenue_eur"] == pytest.approx(kpis["fman_kpi"]["money"]["market_revenue_eur"], abs=0.005)
+    cents = round(settlement["payments_to_prosumers_eur"] * 100) + round(settlement["margin_eur"] * 100)
+    assert cents == round(settlement["market_revenue_eur"] * 100)  # revenue = payments + margin, exactly
+    assert settlement["payments_to_prosumers_eur"] > 0  # awarded adaptation was delivered and paid
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("+fman.contract={kind:delegated,activation_eur_per_kwh:-1}", "fman.contract.activation_eur_per_kwh"),
+        ("+fman.contract={kind:direct,rate:1}", "fman.contract.rate"),
+        ("+fman.contract={kind:lease}", "fman.contract.kind"),
+    ],
+)
+def test_bad_contracts_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config_for("scenario=sww", override)
