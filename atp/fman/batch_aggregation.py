@@ -320,34 +320,32 @@ def _flex_spread_end(flex: np.ndarray, limit: np.ndarray, window: int) -> np.nda
     """For each i, i + the largest length L <= `window` such that max - min of flex[i:i+L] is
     at most limit[i] (binary lifting over a sparse table of block max/min)."""
     n = len(flex)
-    f = flex.astype(np.int64)
+    small = np.int32 if int(flex.max(initial=0)) < 2**31 else np.int64
+    f = flex.astype(small)
+    lim = np.minimum(limit, np.iinfo(small).max).astype(small)
     levels = max(0, int(window).bit_length() - 1)
     maxs, mins = [f], [f]
     for p in range(1, levels + 1):
         h = 1 << (p - 1)
-        prev_max, prev_min = maxs[-1], mins[-1]
-        m = len(prev_max) - h
+        m = len(maxs[-1]) - h
         if m <= 0:
             break
-        maxs.append(np.maximum(prev_max[:m], prev_max[h : h + m]))
-        mins.append(np.minimum(prev_min[:m], prev_min[h : h + m]))
+        maxs.append(np.maximum(maxs[-1][:m], maxs[-1][h : h + m]))
+        mins.append(np.minimum(mins[-1][:m], mins[-1][h : h + m]))
     idx = np.arange(n, dtype=np.int64)
     length = np.ones(n, dtype=np.int64)
     cur_max, cur_min = f.copy(), f.copy()
     for p in range(len(maxs) - 1, -1, -1):
         block = 1 << p
-        pos = idx + length  # first index of the block to try
-        valid = (pos + block <= n) & (length + block <= window)
-        cand = np.flatnonzero(valid)
-        if not len(cand):
-            continue
-        bmax = np.maximum(cur_max[cand], maxs[p][pos[cand]])
-        bmin = np.minimum(cur_min[cand], mins[p][pos[cand]])
-        ok = bmax - bmin <= limit[cand]
-        take = cand[ok]
-        length[take] += block
-        cur_max[take] = bmax[ok]
-        cur_min[take] = bmin[ok]
+        pos = idx + length  # the block to try is flex[pos:pos + block]
+        valid = (pos <= n - block) & (length <= window - block)
+        np.minimum(pos, len(maxs[p]) - 1, out=pos)
+        bmax = np.maximum(cur_max, maxs[p][pos])
+        bmin = np.minimum(cur_min, mins[p][pos])
+        ok = valid & (bmax - bmin <= lim)
+        length += ok * block
+        np.copyto(cur_max, bmax, where=ok)
+        np.copyto(cur_min, bmin, where=ok)
     return idx + length
 
 
@@ -390,6 +388,65 @@ def _group_starts(
     return np.flatnonzero(opened[:n])
 
 
+_CHUNK_MEMBERS = 1 << 15  # members summed per chunk: keeps the step temporaries in cache
+
+
+def _member_order(members: MemberBatch) -> np.ndarray:
+    """Stable order of the members by (key, earliest, flexibility, rank): one argsort of a packed
+    int64 key when the four fields fit 63 bits, else a lexsort."""
+    fields = []
+    for a in (members.key, members.earliest_s, members.flexibility_steps, members.rank):
+        lo = int(a.min())
+        fields.append((a - lo, int(a.max()) - lo))
+    step = int(np.gcd.reduce(members.slice_s))
+    e, e_max = fields[1]
+    fields[1] = (e // step, e_max // step)
+    bits = [max(1, top.bit_length()) for _, top in fields]
+    if sum(bits) > 63:
+        return np.lexsort((members.rank, members.flexibility_steps, members.earliest_s, members.key))
+    packed = np.zeros(members.n_members, dtype=np.int64)
+    for (values, _), b in zip(fields, bits, strict=True):
+        packed <<= b
+        packed |= values
+    return np.argsort(packed, kind="stable")
+
+
+def _sum_bounds(
+    members: MemberBatch,
+    order: np.ndarray,
+    counts: np.ndarray,
+    starts: np.ndarray,
+    agg_step_offset: np.ndarray,
+    first_step: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per aggregate step, the sums of the member bounds, added member by member in aggregate
+    member order (`order`, sorted members; `first_step` = where each lands): the object path's
+    order of additions. Members go in chunks of whole aggregates, so that the per-step index
+    arrays stay in cache."""
+    total = int(agg_step_offset[-1])
+    lower = np.empty(total)
+    upper = np.empty(total)
+    n = len(order)
+    step_first = members.step_offset[:-1][order]
+    # chunk boundaries: the first aggregate opening at or before every multiple of the chunk size
+    cuts = np.unique(np.searchsorted(starts, np.arange(0, n, _CHUNK_MEMBERS), side="right") - 1)
+    group_cuts = np.append(cuts, len(starts)).tolist()
+    member_cuts = np.append(starts[cuts], n).tolist()
+    step_cuts = agg_step_offset[group_cuts].tolist()
+    for i in range(len(group_cuts) - 1):
+        a, b = member_cuts[i], member_cuts[i + 1]
+        s0, s1 = step_cuts[i], step_cuts[i + 1]
+        c = counts[a:b]
+        within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(_offsets(c)[:-1], c)
+        src = np.repeat(step_first[a:b], c) + within
+        dst = np.repeat(first_step[a:b] - s0, c) + within
+        lo = np.bincount(dst, weights=members.lower_kwh[src], minlength=s1 - s0)
+        hi = np.bincount(dst, weights=members.upper_kwh[src], minlength=s1 - s0)
+        lower[s0:s1] = lo
+        upper[s0:s1] = np.maximum(hi, lo)
+    return lower, upper
+
+
 def aggregate_batch(members: MemberBatch, params: AggregationParams = _DEFAULT_PARAMS) -> AggregateBatch:
     """Start-aligned aggregation of the member boxes: the grouping and sums of
     `aggregate_start_aligned`, on arrays."""
@@ -399,7 +456,7 @@ def aggregate_batch(members: MemberBatch, params: AggregationParams = _DEFAULT_P
         return AggregateBatch(
             zero_i, zero_i, zero_i, zero_i, one, zero_f, zero_f, zero_i, zero_f, one, zero_i, zero_i, zero_i
         )
-    order = np.lexsort((members.rank, members.flexibility_steps, members.earliest_s, members.key))
+    order = _member_order(members)
     key = members.key[order]
     earliest = members.earliest_s[order]
     flex = members.flexibility_steps[order]
@@ -415,13 +472,7 @@ def aggregate_batch(members: MemberBatch, params: AggregationParams = _DEFAULT_P
     offset = (earliest - agg_start[group]) // slice_s
     agg_steps = np.maximum.reduceat(offset + counts, starts)
     agg_step_offset = _offsets(agg_steps)
-    # member steps in aggregate member order, and where each lands in the aggregate profile
-    k = _ragged_arange(counts)
-    src = np.repeat(members.step_offset[:-1][order], counts) + k
-    dst = np.repeat(agg_step_offset[:-1][group] + offset, counts) + k
-    total = int(agg_step_offset[-1])
-    lower = np.bincount(dst, weights=members.lower_kwh[src], minlength=total)
-    upper = np.maximum(np.bincount(dst, weights=members.upper_kwh[src], minlength=total), lower)
+    lower, upper = _sum_bounds(members, order, counts, starts, agg_step_offset, agg_step_offset[:-1][group] + offset)
     box_flex = np.add.reduceat(members.upper_kwh - members.lower_kwh, members.step_offset[:-1])
     energy_loss = np.add.reduceat((members.profile_flex_kwh - box_flex)[order], starts)
     time_loss = np.add.reduceat(flex, starts) - size * agg_flex
