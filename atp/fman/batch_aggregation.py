@@ -565,8 +565,17 @@ def disaggregate_batch(
         fraction = np.where(width > _WIDTH_EPS_KWH, np.clip((x - lo) / width, 0.0, 1.0), 0.0)
     counts = members.n_steps
     agg = aggregates.member_aggregate
-    pos = np.repeat(aggregates.step_offset[:-1][agg] + aggregates.member_offset_steps, counts) + _ragged_arange(counts)
-    energy = members.lower_kwh + fraction[pos] * (members.upper_kwh - members.lower_kwh)
+    first = aggregates.step_offset[:-1][agg] + aggregates.member_offset_steps
+    energy = np.empty(len(members.lower_kwh))
+    cuts = members.step_offset[::_CHUNK_MEMBERS].tolist()
+    member_cuts = list(range(0, members.n_members, _CHUNK_MEMBERS))
+    for i, a in enumerate(member_cuts):  # chunks of members: the index arrays stay in cache
+        b = min(a + _CHUNK_MEMBERS, members.n_members)
+        s0, s1 = cuts[i], int(members.step_offset[b])
+        c = counts[a:b]
+        pos = np.repeat(first[a:b], c) + _ragged_arange(c)
+        lo = members.lower_kwh[s0:s1]
+        energy[s0:s1] = lo + fraction[pos] * (members.upper_kwh[s0:s1] - lo)
     start = members.earliest_s + shift[agg] * members.slice_s
     return MemberSchedules(start_s=start, step_offset=members.step_offset, energy_kwh=energy)
 
