@@ -21,6 +21,7 @@ from atp.fman import (
     aggregate_batch,
     aggregate_start_aligned,
     aggregate_start_aligned_batch,
+    batch_aggregation,
     batch_from_aggregates,
     disaggregate,
     disaggregate_batch,
@@ -201,11 +202,19 @@ def _greedy_reference(members: MemberBatch, params: AggregationParams) -> list[l
     return groups
 
 
+chunk_strategy = st.sampled_from([1, 3, 64, 1 << 15])  # members per chunk of the batch loops
+
+
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 400), params_strategy)
-def test_batch_grouping_equals_the_greedy_rule_and_loses_no_member(seed, n, params):
+@given(st.integers(0, 2**32 - 1), st.integers(1, 400), params_strategy, chunk_strategy)
+def test_batch_grouping_equals_the_greedy_rule_and_loses_no_member(seed, n, params, chunk):
     members = _random_members(np.random.default_rng(seed), n)
-    result = aggregate_batch(members, params)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(batch_aggregation, "_CHUNK_MEMBERS", chunk)
+        result = aggregate_batch(members, params)
+    reference = aggregate_batch(members, params)
+    assert np.array_equal(result.lower_kwh, reference.lower_kwh)
+    assert np.array_equal(result.upper_kwh, reference.upper_kwh)
     groups = _greedy_reference(members, params)
     assert [
         result.member_index[result.member_offset[g] : result.member_offset[g + 1]].tolist()
@@ -218,14 +227,17 @@ def test_batch_grouping_equals_the_greedy_rule_and_loses_no_member(seed, n, para
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 400), params_strategy)
-def test_batch_disaggregation_is_feasible_and_exact_for_random_aggregate_schedules(seed, n, params):
+@given(st.integers(0, 2**32 - 1), st.integers(1, 400), params_strategy, chunk_strategy)
+def test_batch_disaggregation_is_feasible_and_exact_for_random_aggregate_schedules(seed, n, params, chunk):
     rng = np.random.default_rng(seed)
     members = _random_members(rng, n)
     aggs = aggregate_batch(members, params)
     shift = rng.integers(0, aggs.flexibility_steps + 1)
     x = _random_schedule(aggs.lower_kwh, aggs.upper_kwh, rng)
-    out = disaggregate_batch(members, aggs, shift, x)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(batch_aggregation, "_CHUNK_MEMBERS", chunk)
+        out = disaggregate_batch(members, aggs, shift, x)
+    assert np.array_equal(out.energy_kwh, disaggregate_batch(members, aggs, shift, x).energy_kwh)
     # every member inside its box, inside its own window, shifted with its aggregate
     assert np.all(out.energy_kwh >= members.lower_kwh) and np.all(out.energy_kwh <= members.upper_kwh)
     delay_steps = (out.start_s - members.earliest_s) // members.slice_s
