@@ -69,10 +69,10 @@ def _lp_optimum(lp: highspy.HighsLp, *, relax: bool) -> float:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 12))
-def test_step_model_plans_the_brute_force_optimum_with_feasible_schedules(seed, n_aggregates):
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.booleans())
+def test_step_model_plans_the_brute_force_optimum_with_feasible_schedules(seed, n_aggregates, warm_start):
     problem = _problem(seed, n_aggregates)
-    solution = solve_highs(problem)
+    solution = solve_highs(problem, warm_start=warm_start)
     assert solution.ok
     assert solution.objective_eur == pytest.approx(_brute_force_eur(problem), abs=1e-6)
     step_energy = np.zeros(problem.n_steps)
@@ -103,3 +103,12 @@ def test_step_model_with_and_without_energy_rows_matches_the_yz_model(seed, n_ag
     relaxed_step = _lp_optimum(build_step_model(problem, energy_rows=True).lp, relax=True)
     relaxed_yz = _lp_optimum(build_model(problem).lp, relax=True)
     assert relaxed_step == pytest.approx(relaxed_yz, abs=1e-6)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_warm_start_leaves_a_usable_plan_without_time_to_solve(seed):
+    problem = _problem(seed, 12)
+    rushed = solve_highs(problem, time_limit_s=0.0)
+    assert rushed.ok, rushed.fallback_reason
+    assert rushed.objective_eur == pytest.approx(_brute_force_eur(problem), abs=1e-6)
