@@ -95,7 +95,7 @@ def _same_aggregates(a, b) -> None:
 
 
 # -- equal to the object path ----------------------------------------------------------------
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(member_offers(), params_strategy, st.integers(-2, 4))
 def test_batch_grouping_and_sums_equal_the_object_path(offers, params, now_h):
     now = T0 + timedelta(hours=now_h)
@@ -123,7 +123,7 @@ def test_batch_grouping_and_sums_equal_the_object_path(offers, params, now_h):
             assert result.member_offset_steps[row] == m.offset_steps
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(member_offers(max_size=16), params_strategy, st.integers(-2, 4), st.integers(0, 2**32 - 1))
 def test_disaggregation_is_feasible_exact_and_equal_to_the_object_path(offers, params, now_h, seed):
     now = T0 + timedelta(hours=now_h)
