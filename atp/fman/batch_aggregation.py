@@ -93,13 +93,6 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ragged_arange(counts: np.ndarray) -> np.ndarray:
-    """0..counts[i]-1 for every i, concatenated."""
-    total = int(counts.sum())
-    starts = _offsets(counts)[:-1]
-    return np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
-
-
 def _seconds(t: datetime) -> int:
     return (t - _EPOCH) // timedelta(seconds=1)
 
@@ -437,9 +430,9 @@ def _sum_bounds(
         a, b = member_cuts[i], member_cuts[i + 1]
         s0, s1 = step_cuts[i], step_cuts[i + 1]
         c = counts[a:b]
-        within = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(_offsets(c)[:-1], c)
-        src = np.repeat(step_first[a:b], c) + within
-        dst = np.repeat(first_step[a:b] - s0, c) + within
+        # step q of the chunk belongs to member m: src = step_first[m] + q - cum[m], dst likewise
+        src = np.arange(int(c.sum()), dtype=np.int64) + np.repeat(step_first[a:b] - _offsets(c)[:-1], c)
+        dst = src + np.repeat(first_step[a:b] - s0 - step_first[a:b], c)
         lo = np.bincount(dst, weights=members.lower_kwh[src], minlength=s1 - s0)
         hi = np.bincount(dst, weights=members.upper_kwh[src], minlength=s1 - s0)
         lower[s0:s1] = lo
@@ -573,7 +566,7 @@ def disaggregate_batch(
         b = min(a + _CHUNK_MEMBERS, members.n_members)
         s0, s1 = cuts[i], int(members.step_offset[b])
         c = counts[a:b]
-        pos = np.repeat(first[a:b], c) + _ragged_arange(c)
+        pos = np.arange(s0, s1, dtype=np.int64) + np.repeat(first[a:b] - members.step_offset[a:b], c)
         lo = members.lower_kwh[s0:s1]
         energy[s0:s1] = lo + fraction[pos] * (members.upper_kwh[s0:s1] - lo)
     start = members.earliest_s + shift[agg] * members.slice_s
