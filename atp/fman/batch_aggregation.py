@@ -1,8 +1,10 @@
 """Start-aligned aggregation and disaggregation over arrays: the fast path for many offers.
 
 The object path (`aggregation.py`) handles one `MemberBox` at a time; this module does the same
-work on a structure of arrays, with numpy over all members at once (no Python loop over members
-or aggregates in `aggregate_batch` and `disaggregate_batch`):
+work on a structure of arrays, with numpy over all members at once (`aggregate_batch` and
+`disaggregate_batch` loop in Python only over cache-sized chunks of members, about 2^15 at a
+time, and over the O(log n) levels of binary lifting and pointer doubling, never over members
+or aggregates):
 
 - `MemberBatch`: member boxes (after box reduction) as arrays: group key, `slice_s`, earliest
   start (seconds since the epoch, on the grid), time flexibility in steps, a tie-break rank and
