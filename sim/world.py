@@ -25,17 +25,18 @@ from atp.flexoffer import Location, Mode, OfferState
 from atp.fman import AggregationParams, PriceSeries
 from atp.fmar import FlexOfferMarket
 from atp.foa import FlexOfferAgent
+from atp.foa.doms import DomsFoa
 from atp.foa.pricing import priority_to_price
 from atp.interface import OPERATOR, InProcessClient, OfferStore
 from sim.agents.aggregator import Aggregator
 from sim.agents.brp import Brp
-from sim.agents.dso import Dso
+from sim.agents.dso import Dso, DsoStrategy
 from sim.agents.kinds import BuildContext, StepEnv, get_kind
 from sim.agents.market_operator import MarketOperator
 from sim.agents.prosumer import Prosumer
 from sim.clock import Phase, SimClock
 from sim.config import RunConfig
-from sim.grid import load_buses, place_prosumers
+from sim.grid import FlowResult, GridLimits, PowerFlow, build_site_grid, load_buses, load_network, place_prosumers
 from sim.sources import (
     CLIMATES,
     PRICE_MODELS,
@@ -163,9 +164,27 @@ class World(mesa.Model):
         self.nonflex_kwh = nonflex
         self.pv_kwh = per_kwp[:, None] * kwp[None, :]
 
-        # -- grid placement ---------------------------------------------------------------------
+        # -- grid: placement on the network's load buses, the prepared site grid, its power flow --
         t = wallclock.perf_counter()
-        self.buses = place_prosumers(load_buses(config.grid), n, rngs["grid"])
+        network_buses = load_buses(config.grid)
+        placed = place_prosumers(network_buses, n, rngs["grid"])
+        scale = config.grid.line_rating_scale
+        if scale is None:  # auto: cables reinforced where the site has more customers than the net had
+            scale = max(1.0, n / len(network_buses))
+        self.grid = build_site_grid(
+            load_network(config.grid),
+            placed,
+            site=site.name,
+            transformer_kva=config.grid.transformer_kva,
+            line_rating_scale=scale,
+        )
+        self.buses = self.grid.load_bus[self.grid.prosumer_load]  # bus indices of the site grid
+        self.power_flow = PowerFlow(self.grid)
+        self.grid_limits = GridLimits(config.grid.max_loading_percent, *config.grid.vm_pu)
+        self.strategy = DsoStrategy(config.dso.strategy)
+        n_bus, n_line, n_trafo = len(self.grid.net.bus), len(self.grid.net.line), len(self.grid.net.trafo)
+        self.flows = FlowResult.empty(self.n_steps, n_bus, n_line, n_trafo)
+        self.grid_injections_mw = np.zeros((3, self.n_steps, self.grid.n_loads))  # load p, load q, sgen p
         self.timings.grid_s += wallclock.perf_counter() - t
 
         # -- SimPy time and the ATP receivers ---------------------------------------------------
@@ -253,7 +272,8 @@ class World(mesa.Model):
                     devices[mix_cfg.load_type] = kind.build(dev_rng, mix_cfg.params, build_ctx)
                     generators[mix_cfg.load_type] = kind.generator(mix_cfg.params)
             meter_id = f"M-{name}"
-            location = Location(meter_id=meter_id, bus=int(self.buses[i]), congestion_point=f"{site.name}-cp")
+            bus = int(self.buses[i])
+            location = Location(meter_id=meter_id, bus=bus, congestion_point=self.grid.congestion_point_of_bus(bus))
             client = self.aggregator.client(name) if mode is Mode.DELEGATED else self.market_operator.client(name)
             foa = FlexOfferAgent(
                 client, issuer=name, location=location, mode=mode, generators=generators, sleep=lambda _s: None
@@ -274,17 +294,28 @@ class World(mesa.Model):
                     price_eur_per_kwh=price,
                 )
             )
+        dso_name = f"{site.name}-dso"
         self.dso = Dso(
             self,
-            name=f"{site.name}-dso",
+            name=dso_name,
             start=config.start,
             slice_s=self.slice_s,
-            transformer_kw=site.dso.transformer_kw,
+            strategy=self.strategy,
+            grid=self.grid,
+            flow=self.power_flow,
+            limits=self.grid_limits,
             cutoff_eur_per_kwh=site.dso.cutoff_eur_per_kwh,
-            base_forecast_kwh=nonflex.sum(axis=1) - self.pv_kwh.sum(axis=1),
+            tariff_eur_per_kwh=config.dso.tariff_eur_per_kwh,
+            nonflex_kwh=nonflex,
+            pv_kwh=self.pv_kwh,
+            meter_ids=[p.meter_id for p in self.prosumers],
             receivers=[InProcessClient(fman_store, OPERATOR), InProcessClient(market.store, OPERATOR)],
-            congestion_point=f"{site.name}-cp",
+            doms=DomsFoa(market.client(dso_name), issuer=dso_name, slice_s=self.slice_s, gate_lead_s=self.slice_s),
+            mean_price_eur_per_kwh=float(self.prices.iloc[: self.n_steps].mean()),
         )
+        controlled = config.dso.direct_control_load_types
+        self._controlled = [self.device_types.index(t) for t in controlled if t in self.device_types]
+        self._blocked = frozenset(config.dso.direct_control_load_types)
 
         # -- recording --------------------------------------------------------------------------
         shape = (self.n_steps, n, len(self.device_types))
@@ -340,12 +371,15 @@ class World(mesa.Model):
         )
 
     def _trigger(self, k: int) -> None:
+        if not self.strategy.trades:
+            return
         env = self.env_at(k)
         for p in self.prosumers:
             self.offers_generated += p.trigger(env)
 
     def _plan(self, k: int) -> None:
-        self.aggregator.plan(self.clock.now())
+        if self.strategy.trades:
+            self.aggregator.plan(self.clock.now())
 
     def _steps_to_next_local_midnight(self, k: int) -> int:
         local = self._local(k)
@@ -353,6 +387,8 @@ class World(mesa.Model):
         return int((midnight - local).total_seconds() // self.slice_s)
 
     def _market(self, k: int) -> None:
+        if not self.strategy.trades:
+            return
         now = self.clock.now()
         local = self._local(k)
         steps_per_day = 86_400 // self.slice_s
@@ -371,11 +407,22 @@ class World(mesa.Model):
             request = self.brp.request(first, steps_per_day)
             if request is not None:
                 self.market_operator.post(request)
-        if k == 0 or local.time() in self.config.market.dso_forecast_times:
-            request = self.dso.run_forecast(k, now, horizon_steps=self.config.market.dso_horizon_steps)
-            if request is not None:
-                self.market_operator.post(request, congestion_point=request.congestion_point)
+        if self.strategy.forecasts and (k == 0 or local.time() in self.config.market.dso_forecast_times):
+            self._dso_forecast(k, now)
         self.market_operator.clear(k, now)
+
+    def _dso_forecast(self, k: int, now: datetime) -> None:
+        """The DSO's forecast power flow and what its strategy makes of it (sim/agents/dso.py)."""
+        t = wallclock.perf_counter()
+        run = self.dso.run_forecast(k, now, horizon_steps=self.config.market.dso_horizon_steps)
+        if run is not None and self.strategy is DsoStrategy.LOCAL_MARKET:
+            for request in self.dso.local_requests(run, step_start=self.clock.step_start(k)):
+                self.market_operator.post(request, congestion_point=request.congestion_point)
+        elif run is not None and self.strategy is DsoStrategy.DYNAMIC_TARIFF:
+            tariff = np.zeros(len(self.prices))
+            tariff[: self.n_steps] = self.dso.tariff(run)
+            self.aggregator.prices = self.prices + tariff  # what the FMAN plans against
+        self.timings.add("dso", wallclock.perf_counter() - t)
 
     def _execute(self, k: int) -> None:
         self._k = k
@@ -386,8 +433,12 @@ class World(mesa.Model):
         k = self._k
         env = self.env_at(k)
         net = 0.0
+        blocked: set[int] = set()
+        if self.strategy is DsoStrategy.DIRECT_CONTROL:
+            recent = self.metered_kwh[k - 1][:, self._controlled].sum(axis=1) if k else np.zeros(len(self.prosumers))
+            blocked = self.dso.direct_control(k, self.clock.now(), recent)
         for i, p in enumerate(self.prosumers):
-            records = p.execute(env)
+            records = p.execute(env, blocked=self._blocked if i in blocked else frozenset())
             for d, device in enumerate(self.device_types):
                 r = records.get(device)
                 if r is None:
@@ -401,9 +452,23 @@ class World(mesa.Model):
                 self.offer_ids[k, i, d] = r.flex_offer_id
             net += p.net_kwh
         self.site_net_kwh = net
+        self._grid_step(k)
         self.datacollector.collect(self)
         if self._progress is not None:
             self._progress(k)
+
+    def _grid_step(self, k: int) -> None:
+        """The grid applies the step's real injections and runs its power flow (a failure is recorded)."""
+        t = wallclock.perf_counter()
+        load = self.nonflex_kwh[k] + self.metered_kwh[k].sum(axis=1)
+        injections = self.grid.injections_mw(load, self.pv_kwh[k], self.slice_s)
+        for j, values in enumerate(injections):
+            self.grid_injections_mw[j, k] = values
+        self.flows.put(k, self.power_flow.run(*injections))
+        dt = wallclock.perf_counter() - t
+        self.timings.grid_s += dt
+        self.timings.agents_s -= dt  # runs inside the EXECUTE phase, counted as grid time only
+        self.timings.add("power_flow", dt)
 
     def _settle(self, k: int) -> None:
         """Offers whose operation began start executing; those whose operation ended settle."""
