@@ -121,6 +121,7 @@ class DsoStrategyConfig:
     """The DSO's congestion strategy (sim/agents/dso.py) and its parameters."""
 
     strategy: str = "local_market"
+    forecast_interval_s: int | None = 3600  # None: at market.dso.forecast_times
     tariff_eur_per_kwh: float = 0.2
     direct_control_load_types: tuple[str, ...] = ("heat_pump", "water_heater", "ev")
 
@@ -349,7 +350,7 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         time_limit_s=_float(cfg, "fman.time_limit_s", minimum=0.1),
     )
     grid = _grid(cfg)
-    dso = _dso(cfg)
+    dso = _dso(cfg, slice_s)
     return RunConfig(
         site=site,
         devices=devices,
@@ -387,7 +388,7 @@ def _grid(cfg: Mapping[str, Any]) -> GridConfig:
     )
 
 
-def _dso(cfg: Mapping[str, Any]) -> DsoStrategyConfig:
+def _dso(cfg: Mapping[str, Any], slice_s: int) -> DsoStrategyConfig:
     """The `dso` group: the congestion strategy the DSO follows."""
     strategy = _str(cfg, "dso.strategy")
     if strategy not in DSO_STRATEGIES:
@@ -400,8 +401,13 @@ def _dso(cfg: Mapping[str, Any]) -> DsoStrategyConfig:
     for t in types:
         if t not in kind_names():
             raise ConfigError(f"dso.direct_control.load_types: {t!r} is not a device kind ({', '.join(kind_names())})")
+    interval = _get(cfg, "dso.forecast_interval_s")
+    forecast_interval_s = None if interval is None else _int(cfg, "dso.forecast_interval_s", minimum=1)
+    if forecast_interval_s is not None and forecast_interval_s % slice_s:
+        raise ConfigError(f"dso.forecast_interval_s: (={forecast_interval_s}) must be a multiple of sim.slice_s")
     return DsoStrategyConfig(
         strategy=strategy,
+        forecast_interval_s=forecast_interval_s,
         tariff_eur_per_kwh=_float(cfg, "dso.tariff_eur_per_kwh", minimum=0.0),
         direct_control_load_types=tuple(types),
     )

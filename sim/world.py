@@ -9,6 +9,7 @@ collects data: the EXECUTE phase calls `model.step()`, so Mesa's step counter fo
 
 from __future__ import annotations
 
+import copy
 import math
 import time as wallclock
 from collections.abc import Callable
@@ -294,6 +295,13 @@ class World(mesa.Model):
                     price_eur_per_kwh=price,
                 )
             )
+        # The DSO's baseline of the flexible devices: what they would draw uncontrolled, known
+        # ahead like the non-flexible profiles (computed on copies, before anything runs).
+        t = wallclock.perf_counter()
+        expected_flex = (
+            self._uncontrolled_kwh() if self.strategy.forecasts or self.strategy is DsoStrategy.DIRECT_CONTROL else None
+        )
+        self.timings.add("dso", wallclock.perf_counter() - t)
         dso_name = f"{site.name}-dso"
         self.dso = Dso(
             self,
@@ -308,6 +316,8 @@ class World(mesa.Model):
             tariff_eur_per_kwh=config.dso.tariff_eur_per_kwh,
             nonflex_kwh=nonflex,
             pv_kwh=self.pv_kwh,
+            expected_flex_kwh=expected_flex,
+            device_types=self.device_types,
             meter_ids=[p.meter_id for p in self.prosumers],
             receivers=[InProcessClient(fman_store, OPERATOR), InProcessClient(market.store, OPERATOR)],
             doms=DomsFoa(market.client(dso_name), issuer=dso_name, slice_s=self.slice_s, gate_lead_s=self.slice_s),
@@ -334,6 +344,19 @@ class World(mesa.Model):
         self._progress: Callable[[int], None] | None = None
         self._schedule_processes()
         self.timings.build_s = wallclock.perf_counter() - began
+
+    def _uncontrolled_kwh(self) -> np.ndarray:
+        """Per step, prosumer and device type: the energy of an uncontrolled copy of each device."""
+        out = np.zeros((self.n_steps, len(self.prosumers), len(self.device_types)))
+        envs = [self.env_at(k) for k in range(self.n_steps)]
+        for i, p in enumerate(self.prosumers):
+            for load_type, device in p.shadow.items():
+                d = self.device_types.index(load_type)
+                twin = copy.deepcopy(device)
+                kind = p.kinds[load_type]
+                for k, env in enumerate(envs):
+                    out[k, i, d] = kind.step(twin, None, env)
+        return out
 
     # -- the timeline -----------------------------------------------------------------------------
     def _timed(self, bucket: str, part: str, action: Callable[[int], None]) -> Callable[[int], None]:
@@ -392,6 +415,10 @@ class World(mesa.Model):
         now = self.clock.now()
         local = self._local(k)
         steps_per_day = 86_400 // self.slice_s
+        # The DSO forecasts first: its local requests, registered at the first forecast, clear
+        # before the BRP's in every session (grid safety before balancing).
+        if self.strategy.forecasts and self._dso_plans_at(k):
+            self._dso_forecast(k, now)
         if k == 0:
             # The run starts after today's day-ahead gate: the BRP asks for today up to the next
             # delivery day at once.
@@ -407,9 +434,14 @@ class World(mesa.Model):
             request = self.brp.request(first, steps_per_day)
             if request is not None:
                 self.market_operator.post(request)
-        if self.strategy.forecasts and (k == 0 or local.time() in self.config.market.dso_forecast_times):
-            self._dso_forecast(k, now)
         self.market_operator.clear(k, now)
+
+    def _dso_plans_at(self, k: int) -> bool:
+        """The DSO's planning times: every `dso.forecast_interval_s`, else `market.dso.forecast_times`."""
+        interval = self.config.dso.forecast_interval_s
+        if interval is not None:
+            return k % (interval // self.slice_s) == 0
+        return k == 0 or self._local(k).time() in self.config.market.dso_forecast_times
 
     def _dso_forecast(self, k: int, now: datetime) -> None:
         """The DSO's forecast power flow and what its strategy makes of it (sim/agents/dso.py)."""

@@ -1,8 +1,9 @@
 """DSO agent: forecast power flows on the site grid, congestion points, and the DSO's strategy.
 
 At its planning times the DSO forecasts every prosumer's consumption over the coming steps
-(known non-flexible profiles and PV, plus the planned schedule, else the default schedule, of
-every active offer both receivers hold, read through operator-scoped exchange clients), runs a
+(known non-flexible profiles and PV; per flexible device the planned schedule, else the default
+schedule, of an active offer covering the step, read through operator-scoped exchange clients,
+and the device's uncontrolled baseline where no offer covers it yet), runs a
 power flow per step on the site grid (`sim.grid`) and finds per feeder, its congestion points,
 the energy that would relieve its lines, its share of the transformer and its voltages
 (`feeder_excess_kwh`). What it does with that depends on its strategy (`dso.strategy`):
@@ -100,6 +101,8 @@ class Dso(mesa.Agent):
         tariff_eur_per_kwh: float,
         nonflex_kwh: np.ndarray,
         pv_kwh: np.ndarray,
+        expected_flex_kwh: np.ndarray | None,
+        device_types: tuple[str, ...],
         meter_ids: list[str],
         receivers: list[ExchangeInterface],
         doms: DomsFoa,
@@ -117,6 +120,11 @@ class Dso(mesa.Agent):
         self.tariff_eur_per_kwh = tariff_eur_per_kwh
         self.nonflex_kwh = nonflex_kwh  # (n_steps, n_prosumers)
         self.pv_kwh = pv_kwh
+        self.device_types = device_types
+        n_p = nonflex_kwh.shape[1]
+        self.expected_flex_kwh = (
+            expected_flex_kwh if expected_flex_kwh is not None else np.zeros((len(nonflex_kwh), n_p, len(device_types)))
+        )
         self.meter_index = {m: i for i, m in enumerate(meter_ids)}
         self.receivers = receivers  # operator-scoped exchange clients of the FMAN and the FMAR
         self.doms = doms
@@ -129,7 +137,6 @@ class Dso(mesa.Agent):
         self.controlled_kwh = np.zeros(self.n_steps)  # direct control: recent draw of blocked devices
         self.transport: list[tuple[datetime, pd.DataFrame]] = []
         self._dvm_per_mw: np.ndarray | None = None
-        self._posted: set[str] = set()
 
     # -- forecasts --------------------------------------------------------------------------
     def buyer(self, congestion_point: str) -> str:
@@ -137,23 +144,28 @@ class Dso(mesa.Agent):
         return f"{self.name}@{congestion_point}"
 
     def flexible_forecast_kwh(self, first: int, n: int) -> np.ndarray:
-        """Planned (else default) schedules of the active offers, per step and prosumer (kWh)."""
-        out = np.zeros((n, len(self.meter_index)))
+        """Per step and prosumer (kWh): each device's planned (else default) schedule where an
+        active offer covers the step, its uncontrolled baseline elsewhere."""
+        expected = self.expected_flex_kwh[first : first + n]
+        planned = np.zeros_like(expected)
+        covered = np.zeros(expected.shape, dtype=bool)
         for receiver in self.receivers:
             for offer in receiver.active():
                 schedule = offer.schedule or offer.default_schedule
-                if schedule is None or offer.location is None:
+                if schedule is None or offer.location is None or offer.device not in self.device_types:
                     continue
                 i = self.meter_index.get(offer.location.meter_id)
                 if i is None:
                     continue
+                d = self.device_types.index(offer.device)
                 k0 = (schedule.start - self.start).total_seconds() / self.slice_s
                 ratio = offer.slice_s / self.slice_s
                 for j, energy in enumerate(schedule.energy):
                     k = round(k0 + j * ratio) - first
                     if 0 <= k < n:
-                        out[k, i] += energy
-        return out
+                        planned[k, i, d] += energy
+                        covered[k, i, d] = True
+        return np.where(covered, planned, expected).sum(axis=2)
 
     def _feeder_net_mw(self, load_p: np.ndarray, sgen_p: np.ndarray) -> np.ndarray:
         feeder_of_load = self.grid.bus_feeder[self.grid.load_bus]
@@ -199,14 +211,16 @@ class Dso(mesa.Agent):
 
     # -- strategies -----------------------------------------------------------------------------
     def local_requests(self, run: GridForecastRun, *, step_start: datetime) -> list[Request]:
-        """Local market: one request per congested (or previously requested) feeder over the forecast."""
+        """Local market: one request per feeder over the forecast (zero where it is not congested).
+
+        Every feeder is requested at the first forecast, so the DSO's standing requests exist
+        from the start; later forecasts replace their volumes.
+        """
         n = len(run.excess_kwh)
         start = self.start + timedelta(seconds=run.first * self.slice_s)
         out = []
         for f, cp in enumerate(self.grid.feeders):
             excess = np.maximum(run.excess_kwh[:, f], 0.0)
-            if not np.any(excess > 1e-6) and cp not in self._posted:
-                continue
             volume = np.zeros(n)
             forecast = GridForecast(
                 start=start,
@@ -222,7 +236,6 @@ class Dso(mesa.Agent):
                 k0 = int((offer.start_after - start).total_seconds() // self.slice_s)
                 energy = np.round(np.asarray(offer.default_schedule.energy), 3)
                 volume[k0 : k0 + len(energy)] = energy
-            self._posted.add(cp)
             request = Request(
                 buyer=self.buyer(cp),
                 start=start,
