@@ -238,3 +238,32 @@ def test_direct_control_and_tariff_act_on_congestion(strategy):
 def test_invalid_grid_and_dso_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"^{key}"):
         config_for("scenario=sww", override)
+
+
+def test_a_sweep_over_strategies_writes_one_strategy_table(tmp_path):
+    import subprocess
+    import sys
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim.app",
+            "-m",
+            "scenario=sww",
+            "sim.days=0.125",
+            "sim.start=2026-01-12T16:00:00Z",
+            "dso.strategy=no_flex,direct_control",
+            "output.report=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(sweep / "strategies.csv")
+    assert sorted(table["run.dso_strategy"]) == ["direct_control", "no_flex"]
+    assert {"overload kWh", "DSO cost EUR", "prosumer rewards EUR", "flexible energy shifted kWh"} <= set(table)
+    assert "DSO strategies" in (sweep / "comparison.html").read_text()

@@ -165,8 +165,9 @@ def build_site_grid(
     for table in ("impedance", "ward", "xward", "motor", "asymmetric_load", "dcline", "storage", "gen"):
         if table in net and len(net[table]):
             raise ConfigError(f"grid: the network's {table} elements are not supported by the fast power flow")
-    if not net.bus.index.isin(np.unique(prosumer_buses)).sum() == len(np.unique(prosumer_buses)):
-        raise ConfigError("grid: prosumers were placed on buses the network does not have")
+    missing = sorted(set(np.unique(prosumer_buses).tolist()) - set(net.bus.index.tolist()))
+    if missing:
+        raise ConfigError(f"grid: prosumers were placed on buses the network does not have ({missing[:5]})")
     marker = "_prosumer_bus"
     net.bus[marker] = net.bus.index.to_numpy()
     _apply_switches(net)
