@@ -187,7 +187,7 @@ def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any]
         "forecast_runs": len(dso.forecasts),
         "forecast_congested_steps": forecast_congested,
         "requests": len(dso.requests),
-        "requested_kwh": _r(sum(r.total_kwh for r in dso.requests)),
+        "requested_kwh": _r(dso.requested_kwh_by_step.sum()),
         "cleared_kwh": _r(sum(float(np.abs(r.cleared_kwh).sum()) for r in own)),
         "controlled_kwh": _r(dso.controlled_kwh.sum()),
         "tariff_steps": int((tariff > 0).sum()),

@@ -133,6 +133,8 @@ class Dso(mesa.Agent):
         self.prosumer_feeder = grid.bus_feeder[grid.load_bus[grid.prosumer_load]]
         self.forecasts: list[GridForecastRun] = []
         self.requests: list[Request] = []
+        # local market: the largest reduction asked per step and feeder over all forecasts
+        self.requested_kwh_by_step = np.zeros((self.n_steps, len(grid.feeders)))
         self.tariff_eur_per_kwh_by_step = np.zeros(self.n_steps)
         self.controlled_kwh = np.zeros(self.n_steps)  # direct control: recent draw of blocked devices
         self.transport: list[tuple[datetime, pd.DataFrame]] = []
@@ -236,6 +238,8 @@ class Dso(mesa.Agent):
                 k0 = int((offer.start_after - start).total_seconds() // self.slice_s)
                 energy = np.round(np.asarray(offer.default_schedule.energy), 3)
                 volume[k0 : k0 + len(energy)] = energy
+            asked = self.requested_kwh_by_step[run.first : run.first + n, f]
+            np.maximum(asked, np.abs(volume), out=asked)
             request = Request(
                 buyer=self.buyer(cp),
                 start=start,
