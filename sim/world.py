@@ -325,6 +325,7 @@ class World(mesa.Model):
             doms=DomsFoa(market.client(dso_name), issuer=dso_name, slice_s=self.slice_s, gate_lead_s=self.slice_s),
             mean_price_eur_per_kwh=float(self.prices.iloc[: self.n_steps].mean()),
         )
+        self._dso_forecast_k = -1  # the step of the DSO's last forecast
         controlled = config.dso.direct_control_load_types
         self._controlled = [self.device_types.index(t) for t in controlled if t in self.device_types]
         self._blocked = frozenset(config.dso.direct_control_load_types)
@@ -403,8 +404,11 @@ class World(mesa.Model):
             self.offers_generated += p.trigger(env)
 
     def _plan(self, k: int) -> None:
-        if self.strategy.trades:
-            self.aggregator.plan(self.clock.now())
+        if not self.strategy.trades:
+            return
+        if self.strategy is DsoStrategy.DYNAMIC_TARIFF and self._dso_plans_at(k):
+            self._dso_forecast(k, self.clock.now(), part="fman")  # the tariff is out before the FMAN plans
+        self.aggregator.plan(self.clock.now())
 
     def _steps_to_next_local_midnight(self, k: int) -> int:
         local = self._local(k)
@@ -419,8 +423,8 @@ class World(mesa.Model):
         steps_per_day = 86_400 // self.slice_s
         # The DSO forecasts first: its local requests, registered at the first forecast, clear
         # before the BRP's in every session (grid safety before balancing).
-        if self.strategy.forecasts and self._dso_plans_at(k):
-            self._dso_forecast(k, now)
+        if self.strategy.forecasts and self._dso_plans_at(k) and self._dso_forecast_k != k:
+            self._dso_forecast(k, now, part="fmar")
         if k == 0:
             # The run starts after today's day-ahead gate: the BRP asks for today up to the next
             # delivery day at once.
@@ -445,8 +449,13 @@ class World(mesa.Model):
             return k % (interval // self.slice_s) == 0
         return k == 0 or self._local(k).time() in self.config.market.dso_forecast_times
 
-    def _dso_forecast(self, k: int, now: datetime) -> None:
-        """The DSO's forecast power flow and what its strategy makes of it (sim/agents/dso.py)."""
+    def _dso_forecast(self, k: int, now: datetime, *, part: str) -> None:
+        """The DSO's forecast power flow and what its strategy makes of it (sim/agents/dso.py).
+
+        A dynamic tariff is published in the PLAN phase, before the FMAN plans against it; local
+        requests in the MARKET phase, after the FMAN's plans (the forecast includes them).
+        """
+        self._dso_forecast_k = k
         t = wallclock.perf_counter()
         run = self.dso.run_forecast(k, now, horizon_steps=self.config.market.dso_horizon_steps)
         if run is not None and self.strategy is DsoStrategy.LOCAL_MARKET:
@@ -457,7 +466,7 @@ class World(mesa.Model):
             tariff[: self.n_steps] = self.dso.tariff(run)
             self.aggregator.prices = self.prices + tariff  # what the FMAN plans against
         dt = wallclock.perf_counter() - t
-        self.timings.add("fmar", -dt)  # runs inside the MARKET phase, counted as the DSO's time only
+        self.timings.add(part, -dt)  # runs inside the FMAN's or FMAR's phase, counted as the DSO's time only
         self.timings.add("dso", dt)
 
     def _execute(self, k: int) -> None:
