@@ -1,4 +1,4 @@
-"""One run's report: figures from timeseries.parquet and market.parquet, KPIs from kpi.json.
+"""One run's report: figures from timeseries.parquet, market.parquet and grid.parquet, KPIs from kpi.json.
 
 `build_report(run_dir)` writes `report.html` and `figures/*.png` into the run folder; the page
 links its figures relatively, so the folder can be moved or archived whole.
@@ -74,6 +74,59 @@ def _figures(run_dir: Path, ts: pd.DataFrame) -> list[tuple[str, str]]:
     return figs
 
 
+def _grid_figures(run_dir: Path, grid: pd.DataFrame, kpis: dict[str, Any]) -> list[tuple[str, str]]:
+    """Loadings and voltages per step from grid.parquet, with the limits the DSO works to."""
+    if grid.empty:
+        return []
+    branches = grid[grid.element != "bus"]
+    buses = grid[grid.element == "bus"]
+    fig, axes = plt.subplots(2, 1, figsize=(10, 5.4), sharex=True)
+    ax = axes[0]
+    trafo = branches[branches.element == "trafo"].groupby("time")["loading_percent"].max()
+    lines = branches[branches.element == "line"].groupby("time")["loading_percent"].max()
+    ax.plot(trafo.index, trafo.to_numpy(), label="transformer", color="tab:red")
+    ax.plot(lines.index, lines.to_numpy(), label="most loaded line", color="tab:blue")
+    ax.axhline(100.0, color="0.3", ls="--", lw=0.8, label="limit")
+    failed = grid[~grid.converged].time.unique()
+    for t in failed:
+        ax.axvline(t, color="k", lw=0.6, alpha=0.5)
+    ax.set_ylabel("loading, %")
+    ax.legend(loc="upper left", fontsize=8)
+    strategy = kpis.get("dso", {}).get("strategy", "?")
+    ax.set_title(
+        f"Grid loading (DSO strategy: {strategy})" + (f"; {len(failed)} steps did not converge" if len(failed) else "")
+    )
+    ax = axes[1]
+    vm = buses.groupby("time")["vm_pu"].agg(["min", "max"])
+    ax.plot(vm.index, vm["min"].to_numpy(), color="tab:purple", label="lowest bus voltage")
+    ax.plot(vm.index, vm["max"].to_numpy(), color="tab:orange", label="highest bus voltage")
+    ax.axhline(0.9, color="0.3", ls="--", lw=0.8)
+    ax.axhline(1.1, color="0.3", ls="--", lw=0.8)
+    ax.set_ylabel("voltage, pu")
+    ax.legend(loc="lower left", fontsize=8)
+    _save(fig, run_dir / "figures" / "grid.png")
+    figs = [
+        (
+            "figures/grid.png",
+            "Transformer and line loading, bus voltages per step (power flow on the metered injections)",
+        )
+    ]
+
+    per_line = branches[branches.element == "line"].pivot_table(
+        index="index", columns="time", values="loading_percent", aggfunc="max"
+    )
+    if len(per_line):
+        fig, ax = plt.subplots(figsize=(10, 3.6))
+        image = ax.imshow(per_line.to_numpy(), aspect="auto", cmap="magma_r", vmin=0, vmax=max(120.0, 1.0))
+        ax.set_ylabel("line")
+        ax.set_xlabel("step")
+        fig.colorbar(image, ax=ax, label="loading, %")
+        ax.set_title("Line loading per step")
+        _save(fig, run_dir / "figures" / "grid_lines.png")
+        figs.append(("figures/grid_lines.png", "Loading of every line per step"))
+    return figs
+
+
 def kpi_rows(kpis: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """Flatten the KPI dict into (dotted name, value) rows; long lists are summarised."""
     rows: list[tuple[str, Any]] = []
@@ -97,6 +150,8 @@ def build_report(run_dir: str | Path) -> Path:
     kpis = json.loads(kpi_path.read_text())
     ts = pd.read_parquet(run_dir / "timeseries.parquet")
     figs = _figures(run_dir, ts)
+    if (run_dir / "grid.parquet").is_file():
+        figs += _grid_figures(run_dir, pd.read_parquet(run_dir / "grid.parquet"), kpis)
     run = kpis.get("run", {})
     title = f"GOFLEX twin run: {run.get('scenario', '?')} from {run.get('start', '?')}, {run.get('days', '?')} days"
     table = "\n".join(
@@ -112,7 +167,8 @@ def build_report(run_dir: str | Path) -> Path:
 tr:nth-child(even){{background:#f3f3f3}}img{{max-width:100%}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p>Files of this run: flexoffers.jsonl, schedules.jsonl, measurements.parquet, timeseries.parquet,
-market.parquet, kpi.json (formats: docs/outputs.md).</p>
+market.parquet, grid.parquet, grid_injections.parquet, grid_forecast.parquet, grid_net.json,
+transport.parquet, kpi.json (formats: docs/outputs.md).</p>
 {images}
 <h2>KPIs</h2><table>{table}</table></body></html>
 """

@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "DeviceMix",
     "DsoConfig",
+    "DsoStrategyConfig",
     "FmanConfig",
     "GridConfig",
     "MarketConfig",
@@ -124,6 +125,23 @@ class GridConfig:
     kind: str
     code: str
     file: Path | None
+    transformer_kva: float | None = None  # None: the network's own rating
+    line_rating_scale: float | None = 1.0  # None: "auto", prosumers per network load bus (at least 1)
+    max_loading_percent: float = 100.0
+    vm_pu: tuple[float, float] = (0.9, 1.1)
+
+
+DSO_STRATEGIES = ("no_flex", "aggregator_only", "local_market", "direct_control", "dynamic_tariff")
+
+
+@dataclass(frozen=True)
+class DsoStrategyConfig:
+    """The DSO's congestion strategy (sim/agents/dso.py) and its parameters."""
+
+    strategy: str = "local_market"
+    forecast_interval_s: int | None = 3600  # None: at market.dso.forecast_times
+    tariff_eur_per_kwh: float = 0.2
+    direct_control_load_types: tuple[str, ...] = ("heat_pump", "water_heater", "ev")
 
 
 @dataclass(frozen=True)
@@ -140,6 +158,7 @@ class RunConfig:
     weather_file: Path | None
     prices_file: Path | None
     report: bool
+    dso: DsoStrategyConfig = DsoStrategyConfig()
 
     @property
     def n_steps(self) -> int:
@@ -384,8 +403,8 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         bidding=_bidding(cfg),
         contract=_contract(cfg),
     )
-    grid_file = _optional_path(cfg, "grid.file")
-    grid = GridConfig(kind=_str(cfg, "grid.kind"), code=_str(cfg, "grid.code"), file=grid_file)
+    grid = _grid(cfg)
+    dso = _dso(cfg, slice_s)
     return RunConfig(
         site=site,
         devices=devices,
@@ -399,4 +418,50 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         weather_file=_optional_path(cfg, "data.weather_file"),
         prices_file=_optional_path(cfg, "data.prices_file"),
         report=bool(_get(cfg, "output.report")),
+        dso=dso,
+    )
+
+
+def _grid(cfg: Mapping[str, Any]) -> GridConfig:
+    """The `grid` group: network, sizing to the site, and the congestion limits."""
+    transformer = _get(cfg, "grid.transformer_kva")
+    transformer_kva = None if transformer is None else _float(cfg, "grid.transformer_kva", minimum=1.0)
+    scale = _get(cfg, "grid.line_rating_scale")
+    line_rating_scale = None if scale == "auto" else _float(cfg, "grid.line_rating_scale", minimum=0.01)
+    vm = _range(cfg, "grid.limits.vm_pu", minimum=0.5)
+    if not vm[0] < 1.0 < vm[1]:
+        raise ConfigError(f"grid.limits.vm_pu: the band {list(vm)} must contain 1.0 pu")
+    return GridConfig(
+        kind=_str(cfg, "grid.kind"),
+        code=_str(cfg, "grid.code"),
+        file=_optional_path(cfg, "grid.file"),
+        transformer_kva=transformer_kva,
+        line_rating_scale=line_rating_scale,
+        max_loading_percent=_float(cfg, "grid.limits.max_loading_percent", minimum=1.0),
+        vm_pu=vm,
+    )
+
+
+def _dso(cfg: Mapping[str, Any], slice_s: int) -> DsoStrategyConfig:
+    """The `dso` group: the congestion strategy the DSO follows."""
+    strategy = _str(cfg, "dso.strategy")
+    if strategy not in DSO_STRATEGIES:
+        raise ConfigError(f"dso.strategy: {strategy!r} is not one of {', '.join(DSO_STRATEGIES)}")
+    types = _get(cfg, "dso.direct_control.load_types")
+    if not isinstance(types, list | tuple) or not all(isinstance(t, str) for t in types):
+        raise ConfigError(f"dso.direct_control.load_types: must be a list of load types, not {types!r}")
+    from sim.agents.kinds import kind_names
+
+    for t in types:
+        if t not in kind_names():
+            raise ConfigError(f"dso.direct_control.load_types: {t!r} is not a device kind ({', '.join(kind_names())})")
+    interval = _get(cfg, "dso.forecast_interval_s")
+    forecast_interval_s = None if interval is None else _int(cfg, "dso.forecast_interval_s", minimum=1)
+    if forecast_interval_s is not None and forecast_interval_s % slice_s:
+        raise ConfigError(f"dso.forecast_interval_s: (={forecast_interval_s}) must be a multiple of sim.slice_s")
+    return DsoStrategyConfig(
+        strategy=strategy,
+        forecast_interval_s=forecast_interval_s,
+        tariff_eur_per_kwh=_float(cfg, "dso.tariff_eur_per_kwh", minimum=0.0),
+        direct_control_load_types=tuple(types),
     )

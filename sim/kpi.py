@@ -14,6 +14,8 @@ from atp.flexoffer import OfferState
 from atp.fman import KpiInputs, ProsumerPeriod, Settlement, settle
 from atp.fman import compute_kpis as compute_fman_kpis
 from atp.fmar import Award
+from sim.agents.dso import DsoStrategy
+from sim.grid import detect, overload_kw
 from sim.world import World
 
 __all__ = ["compute_kpis"]
@@ -77,6 +79,7 @@ def compute_kpis(world: World) -> dict[str, Any]:
         }
         for d, device in enumerate(world.device_types)
     }
+    grid, dso = _grid_kpis(world, net_actual)
     kpis: dict[str, Any] = {
         "run": {
             "scenario": cfg.site.name,
@@ -87,6 +90,7 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "prosumers": {"delegated": cfg.site.delegated, "direct": cfg.site.direct},
             "market_mechanism": cfg.market.mechanism,
             "fman_objective": cfg.fman.objective,
+            "dso_strategy": cfg.dso.strategy,
             "planner": f"{plans[0].planner} {plans[0].planner_version}" if plans else None,
         },
         "energy": {
@@ -133,6 +137,8 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "cleared_kwh": _r(world.market_operator.cleared_kwh.sum()),
             "awards": sum(r.n_awards for r in market_results),
         },
+        "grid": grid,
+        "dso": dso,
         "devices": device_counts,
         "comfort": {
             # per load type: heat pumps count steps ending outside the comfort band, EVs count
@@ -207,3 +213,58 @@ def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray, paym
         scope=aggregator.name,
     )
     return compute_fman_kpis(inputs)
+
+
+def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Congestion on the actual flows (D2.1 7.6) and what the DSO's strategy cost and paid."""
+    dt_h = world.slice_s / 3600
+    flows = world.flows
+    flags = detect(flows, world.grid_limits)
+    line_kw, trafo_kw = overload_kw(world.grid, flows, world.grid_limits)
+    overloaded = flags.line_overloaded.any(axis=1) | flags.trafo_overloaded.any(axis=1)
+    volts = flags.voltage_violation.any(axis=1)
+
+    def peak(a: np.ndarray) -> float:
+        return _r(float(np.nanmax(a))) if a.size and np.isfinite(a).any() else 0.0
+
+    grid = {
+        "steps": world.n_steps,
+        "steps_not_converged": int((~flows.converged).sum()),
+        "overload_hours": _r(overloaded.sum() * dt_h),
+        "overload_energy_kwh": _r((line_kw.sum() + trafo_kw.sum()) * dt_h),
+        "overload_energy_lines_kwh": _r(line_kw.sum() * dt_h),
+        "overload_energy_trafo_kwh": _r(trafo_kw.sum() * dt_h),
+        "max_line_loading_percent": peak(flows.line_loading_percent),
+        "max_trafo_loading_percent": peak(flows.trafo_loading_percent),
+        "voltage_violation_hours": _r(volts.sum() * dt_h),
+        "voltage_violation_bus_steps": int(flags.voltage_violation.sum()),
+        "min_vm_pu": _r(float(np.nanmin(flows.vm_pu))) if np.isfinite(flows.vm_pu).any() else None,
+        "max_vm_pu": peak(flows.vm_pu),
+        "losses_kwh": _r(np.nansum(flows.losses_mw) * 1000 * dt_h),
+        "feeders": len(world.grid.feeders),
+    }
+    dso = world.dso
+    own = [r for r in world.market_operator.market.results if r.buyer.startswith(f"{dso.name}@")]
+    market_pays = sum(r.buyer_pays_eur for r in own)
+    market_receive = sum(r.sellers_receive_eur for r in own)
+    compensation = float(dso.controlled_kwh.sum()) * dso.cutoff_eur_per_kwh
+    tariff = dso.tariff_eur_per_kwh_by_step
+    tariff_income = float(tariff @ np.maximum(net_actual_kwh, 0.0))
+    forecast_congested = sum(int(np.any(run.excess_kwh > 1e-6, axis=1).sum()) for run in dso.forecasts)
+    section = {
+        "strategy": dso.strategy.value,
+        "forecast_runs": len(dso.forecasts),
+        "forecast_congested_steps": forecast_congested,
+        "requests": len(dso.requests),
+        "requested_kwh": _r(dso.requested_kwh_by_step.sum()),
+        "cleared_kwh": _r(sum(float(np.abs(r.cleared_kwh).sum()) for r in own)),
+        "controlled_kwh": _r(dso.controlled_kwh.sum()),
+        "tariff_steps": int((tariff > 0).sum()),
+        "tariff_income_eur": _r(tariff_income),
+        "cost_eur": _r(market_pays + compensation - tariff_income),
+        "prosumer_rewards_eur": _r(market_receive + compensation - tariff_income),
+        "transport_links": len(dso.transport[-1][1]) if dso.transport else 0,
+    }
+    if dso.strategy is DsoStrategy.NO_FLEX:
+        section["note"] = "no flexibility: devices ran uncontrolled, nothing traded"
+    return grid, section

@@ -18,6 +18,7 @@ import pandas as pd
 from atp.flexoffer import encode
 from atp.flexoffer.files import write_atomic
 from atp.fmar import results_frame
+from sim.grid import TRANSPORT_COLUMNS, detect
 from sim.world import World
 
 _MEASUREMENT_COLUMNS = (
@@ -34,7 +35,16 @@ _MEASUREMENT_COLUMNS = (
     "setpoint_kwh",
 )
 
-__all__ = ["OUTPUT_FILES", "measurements_frame", "timeseries_frame", "write_outputs"]
+__all__ = [
+    "OUTPUT_FILES",
+    "grid_forecast_frame",
+    "grid_frame",
+    "grid_injections_frame",
+    "measurements_frame",
+    "timeseries_frame",
+    "transport_frame",
+    "write_outputs",
+]
 
 OUTPUT_FILES = (
     "flexoffers.jsonl",
@@ -42,6 +52,11 @@ OUTPUT_FILES = (
     "measurements.parquet",
     "timeseries.parquet",
     "market.parquet",
+    "grid.parquet",
+    "grid_injections.parquet",
+    "grid_forecast.parquet",
+    "grid_net.json",
+    "transport.parquet",
     "kpi.json",
 )
 
@@ -118,12 +133,129 @@ def measurements_frame(world: World) -> pd.DataFrame:
     return frame
 
 
+def grid_frame(world: World) -> pd.DataFrame:
+    """One row per step and grid element (bus, line, transformer): loading, voltage, flags."""
+    grid, flows = world.grid, world.flows
+    flags = detect(flows, world.grid_limits)
+    net = grid.net
+    n = world.n_steps
+    parts = []
+    line_cp = [grid.feeders[f] if f >= 0 else grid.busbar_point for f in grid.line_feeder]
+    bus_cp = [grid.congestion_point_of_bus(b) for b in range(len(net.bus))]
+    trafo_cp = [grid.busbar_point] * len(net.trafo)
+    tables = (
+        ("bus", net.bus, bus_cp, None, flows.vm_pu, None, flags.voltage_violation),
+        ("line", net.line, line_cp, flows.line_loading_percent, None, flows.line_p_from_mw, flags.line_overloaded),
+        ("trafo", net.trafo, trafo_cp, flows.trafo_loading_percent, None, flows.trafo_p_hv_mw, flags.trafo_overloaded),
+    )
+    for element, table, cps, loading, vm, p_mw, flag in tables:
+        m = len(table)
+        if m == 0:
+            continue
+        k = np.repeat(np.arange(n), m)
+        e = np.tile(np.arange(m), n)
+        nan = np.full(n * m, np.nan)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "time": world.times[k],
+                    "element": element,
+                    "index": table.index.to_numpy()[e],
+                    "name": table["name"].astype(str).to_numpy()[e],
+                    "congestion_point": np.asarray(cps, dtype=object)[e],
+                    "loading_percent": loading.reshape(-1) if loading is not None else nan,
+                    "vm_pu": vm.reshape(-1) if vm is not None else nan,
+                    "p_mw": p_mw.reshape(-1) if p_mw is not None else nan,
+                    "overloaded": flag.reshape(-1) if element != "bus" else False,
+                    "voltage_violation": flag.reshape(-1) if element == "bus" else False,
+                    "converged": flows.converged[k],
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def grid_injections_frame(world: World) -> pd.DataFrame:
+    """The power flow's inputs: per step and prosumer load row (`grid_net.json` load/sgen index), MW."""
+    grid = world.grid
+    n, m = world.n_steps, grid.n_loads
+    k = np.repeat(np.arange(n), m)
+    j = np.tile(np.arange(m), n)
+    load_p, load_q, sgen_p = world.grid_injections_mw
+    return pd.DataFrame(
+        {
+            "time": world.times[k],
+            "load": grid.net.load.index.to_numpy()[j],
+            "sgen": grid.net.sgen.index.to_numpy()[j],
+            "bus": grid.load_bus[j],
+            "load_p_mw": load_p.reshape(-1),
+            "load_q_mvar": load_q.reshape(-1),
+            "sgen_p_mw": sgen_p.reshape(-1),
+        }
+    )
+
+
+def grid_forecast_frame(world: World) -> pd.DataFrame:
+    """The DSO's forecasts: per forecast run, step and feeder, the energy that would relieve it."""
+    rows = []
+    feeders = np.asarray(world.grid.feeders, dtype=object)
+    for run in world.dso.forecasts:
+        n, m = run.excess_kwh.shape
+        if m == 0:
+            continue
+        k = np.repeat(np.arange(n), m)
+        f = np.tile(np.arange(m), n)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "forecast_time": pd.Timestamp(run.made_at),
+                    "time": world.times[run.first + k],
+                    "congestion_point": feeders[f],
+                    "net_mw": run.feeder_net_mw.reshape(-1),
+                    "excess_kwh": run.excess_kwh.reshape(-1),
+                    "trafo_loading_percent": np.nanmax(run.flows.trafo_loading_percent, axis=1, initial=0.0)[k],
+                    "converged": run.flows.converged[k],
+                }
+            )
+        )
+    columns = [
+        "forecast_time",
+        "time",
+        "congestion_point",
+        "net_mw",
+        "excess_kwh",
+        "trafo_loading_percent",
+        "converged",
+    ]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+
+def transport_frame(world: World) -> pd.DataFrame:
+    """Transport links between feeders derived at each DSO forecast (`forecast_time` first)."""
+    frames = [links.assign(forecast_time=pd.Timestamp(t)) for t, links in world.dso.transport]
+    columns = ["forecast_time", *TRANSPORT_COLUMNS]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
 def _jsonl(items: list[Any]) -> str:
     buffer = io.StringIO()
     for item in items:
         buffer.write(json.dumps(item, allow_nan=False, sort_keys=False))
         buffer.write("\n")
     return buffer.getvalue()
+
+
+def _net_json(world: World) -> str:
+    """The site grid as pandapower JSON, injections zeroed (they are in grid_injections.parquet)."""
+    import pandapower
+
+    net = world.grid.net
+    saved = net.load.p_mw.copy(), net.load.q_mvar.copy(), net.sgen.p_mw.copy()
+    net.load["p_mw"], net.load["q_mvar"], net.sgen["p_mw"] = 0.0, 0.0, 0.0
+    try:
+        return pandapower.to_json(net)
+    finally:
+        net.load["p_mw"], net.load["q_mvar"], net.sgen["p_mw"] = saved
 
 
 def write_outputs(world: World, out_dir: Path, kpis: dict[str, Any]) -> list[Path]:
@@ -143,6 +275,21 @@ def write_outputs(world: World, out_dir: Path, kpis: dict[str, Any]) -> list[Pat
     _write_parquet(timeseries_frame(world), out_dir / "timeseries.parquet")
     _write_parquet(results_frame(world.market_operator.market.results), out_dir / "market.parquet")
     written += [out_dir / n for n in ("measurements.parquet", "timeseries.parquet", "market.parquet")]
+    _write_parquet(grid_frame(world), out_dir / "grid.parquet")
+    _write_parquet(grid_injections_frame(world), out_dir / "grid_injections.parquet")
+    _write_parquet(grid_forecast_frame(world), out_dir / "grid_forecast.parquet")
+    _write_parquet(transport_frame(world), out_dir / "transport.parquet")
+    write_atomic(out_dir / "grid_net.json", _net_json(world))
+    written += [
+        out_dir / n
+        for n in (
+            "grid.parquet",
+            "grid_injections.parquet",
+            "grid_forecast.parquet",
+            "transport.parquet",
+            "grid_net.json",
+        )
+    ]
     write_atomic(out_dir / "kpi.json", json.dumps(kpis, indent=2, sort_keys=True, allow_nan=False) + "\n")
     written.append(out_dir / "kpi.json")
     return written

@@ -1,14 +1,17 @@
 """The simulated world: a Mesa model of one demo site whose time is driven by SimPy.
 
-`World(config)` builds the site from a `RunConfig` (data sources, grid placement, prosumers
-with devices and FOAs, the aggregator's FMAN, the market operator's FMAR, a BRP and a DSO);
-`World.run()` advances SimPy through every step in the phases of `sim.clock` and keeps what
-happened in numpy arrays for the outputs. Mesa holds the population (AgentSets by type) and
+`World(config)` builds the site from a `RunConfig` (data sources, the site grid with the
+prosumers placed on it, prosumers with devices and FOAs, the aggregator's FMAN, the market
+operator's FMAR, a BRP and a DSO with its congestion strategy, `dso.strategy`);
+`World.run()` advances SimPy through every step in the phases of `sim.clock`, ends each step
+with a power flow on its metered injections, and keeps what happened in numpy arrays for the
+outputs. Mesa holds the population (AgentSets by type) and
 collects data: the EXECUTE phase calls `model.step()`, so Mesa's step counter follows SimPy.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time as wallclock
 from collections.abc import Callable
@@ -25,17 +28,18 @@ from atp.flexoffer import Location, Mode, OfferState
 from atp.fman import AggregationParams, BiddingParams, PriceSeries
 from atp.fmar import FlexOfferMarket
 from atp.foa import FlexOfferAgent
+from atp.foa.doms import DomsFoa
 from atp.foa.pricing import priority_to_price
 from atp.interface import OPERATOR, InProcessClient, OfferStore
 from sim.agents.aggregator import Aggregator
 from sim.agents.brp import Brp
-from sim.agents.dso import Dso
+from sim.agents.dso import Dso, DsoStrategy
 from sim.agents.kinds import BuildContext, StepEnv, get_kind
 from sim.agents.market_operator import MarketOperator
 from sim.agents.prosumer import Prosumer
 from sim.clock import Phase, SimClock
 from sim.config import RunConfig
-from sim.grid import load_buses, place_prosumers
+from sim.grid import FlowResult, GridLimits, PowerFlow, build_site_grid, load_buses, load_network, place_prosumers
 from sim.sources import (
     CLIMATES,
     PRICE_MODELS,
@@ -163,9 +167,27 @@ class World(mesa.Model):
         self.nonflex_kwh = nonflex
         self.pv_kwh = per_kwp[:, None] * kwp[None, :]
 
-        # -- grid placement ---------------------------------------------------------------------
+        # -- grid: placement on the network's load buses, the prepared site grid, its power flow --
         t = wallclock.perf_counter()
-        self.buses = place_prosumers(load_buses(config.grid), n, rngs["grid"])
+        network_buses = load_buses(config.grid)
+        placed = place_prosumers(network_buses, n, rngs["grid"])
+        scale = config.grid.line_rating_scale
+        if scale is None:  # auto: cables reinforced where the site has more customers than the net had
+            scale = max(1.0, n / len(network_buses))
+        self.grid = build_site_grid(
+            load_network(config.grid),
+            placed,
+            site=site.name,
+            transformer_kva=config.grid.transformer_kva,
+            line_rating_scale=scale,
+        )
+        self.buses = self.grid.load_bus[self.grid.prosumer_load]  # bus indices of the site grid
+        self.power_flow = PowerFlow(self.grid)
+        self.grid_limits = GridLimits(config.grid.max_loading_percent, *config.grid.vm_pu)
+        self.strategy = DsoStrategy(config.dso.strategy)
+        n_bus, n_line, n_trafo = len(self.grid.net.bus), len(self.grid.net.line), len(self.grid.net.trafo)
+        self.flows = FlowResult.empty(self.n_steps, n_bus, n_line, n_trafo)
+        self.grid_injections_mw = np.zeros((3, self.n_steps, self.grid.n_loads))  # load p, load q, sgen p
         self.timings.grid_s += wallclock.perf_counter() - t
 
         # -- SimPy time and the ATP receivers ---------------------------------------------------
@@ -261,7 +283,8 @@ class World(mesa.Model):
                     devices[mix_cfg.load_type] = kind.build(dev_rng, mix_cfg.params, build_ctx)
                     generators[mix_cfg.load_type] = kind.generator(mix_cfg.params)
             meter_id = f"M-{name}"
-            location = Location(meter_id=meter_id, bus=int(self.buses[i]), congestion_point=f"{site.name}-cp")
+            bus = int(self.buses[i])
+            location = Location(meter_id=meter_id, bus=bus, congestion_point=self.grid.congestion_point_of_bus(bus))
             client = self.aggregator.client(name) if mode is Mode.DELEGATED else self.market_operator.client(name)
             foa = FlexOfferAgent(
                 client, issuer=name, location=location, mode=mode, generators=generators, sleep=lambda _s: None
@@ -282,17 +305,38 @@ class World(mesa.Model):
                     price_eur_per_kwh=price,
                 )
             )
+        # The DSO's baseline of the flexible devices: what they would draw uncontrolled, known
+        # ahead like the non-flexible profiles (computed on copies, before anything runs).
+        t = wallclock.perf_counter()
+        expected_flex = (
+            self._uncontrolled_kwh() if self.strategy.forecasts or self.strategy is DsoStrategy.DIRECT_CONTROL else None
+        )
+        self.timings.add("dso", wallclock.perf_counter() - t)
+        dso_name = f"{site.name}-dso"
         self.dso = Dso(
             self,
-            name=f"{site.name}-dso",
+            name=dso_name,
             start=config.start,
             slice_s=self.slice_s,
-            transformer_kw=site.dso.transformer_kw,
+            strategy=self.strategy,
+            grid=self.grid,
+            flow=self.power_flow,
+            limits=self.grid_limits,
             cutoff_eur_per_kwh=site.dso.cutoff_eur_per_kwh,
-            base_forecast_kwh=nonflex.sum(axis=1) - self.pv_kwh.sum(axis=1),
+            tariff_eur_per_kwh=config.dso.tariff_eur_per_kwh,
+            nonflex_kwh=nonflex,
+            pv_kwh=self.pv_kwh,
+            expected_flex_kwh=expected_flex,
+            device_types=self.device_types,
+            meter_ids=[p.meter_id for p in self.prosumers],
             receivers=[InProcessClient(fman_store, OPERATOR), InProcessClient(market.store, OPERATOR)],
-            congestion_point=f"{site.name}-cp",
+            doms=DomsFoa(market.client(dso_name), issuer=dso_name, slice_s=self.slice_s, gate_lead_s=self.slice_s),
+            mean_price_eur_per_kwh=float(self.prices.iloc[: self.n_steps].mean()),
         )
+        self._dso_forecast_k = -1  # the step of the DSO's last forecast
+        controlled = config.dso.direct_control_load_types
+        self._controlled = [self.device_types.index(t) for t in controlled if t in self.device_types]
+        self._blocked = frozenset(config.dso.direct_control_load_types)
 
         # -- recording --------------------------------------------------------------------------
         shape = (self.n_steps, n, len(self.device_types))
@@ -311,6 +355,19 @@ class World(mesa.Model):
         self._progress: Callable[[int], None] | None = None
         self._schedule_processes()
         self.timings.build_s = wallclock.perf_counter() - began
+
+    def _uncontrolled_kwh(self) -> np.ndarray:
+        """Per step, prosumer and device type: the energy of an uncontrolled copy of each device."""
+        out = np.zeros((self.n_steps, len(self.prosumers), len(self.device_types)))
+        envs = [self.env_at(k) for k in range(self.n_steps)]
+        for i, p in enumerate(self.prosumers):
+            for load_type, device in p.shadow.items():
+                d = self.device_types.index(load_type)
+                twin = copy.deepcopy(device)
+                kind = p.kinds[load_type]
+                for k, env in enumerate(envs):
+                    out[k, i, d] = kind.step(twin, None, env)
+        return out
 
     # -- the timeline -----------------------------------------------------------------------------
     def _timed(self, bucket: str, part: str, action: Callable[[int], None]) -> Callable[[int], None]:
@@ -348,11 +405,17 @@ class World(mesa.Model):
         )
 
     def _trigger(self, k: int) -> None:
+        if not self.strategy.trades:
+            return
         env = self.env_at(k)
         for p in self.prosumers:
             self.offers_generated += p.trigger(env)
 
     def _plan(self, k: int) -> None:
+        if not self.strategy.trades:
+            return
+        if self.strategy is DsoStrategy.DYNAMIC_TARIFF and self._dso_plans_at(k):
+            self._dso_forecast(k, self.clock.now(), part="fman")  # the tariff is out before the FMAN plans
         self.aggregator.plan(self.clock.now())
 
     def _steps_to_next_local_midnight(self, k: int) -> int:
@@ -361,9 +424,15 @@ class World(mesa.Model):
         return int((midnight - local).total_seconds() // self.slice_s)
 
     def _market(self, k: int) -> None:
+        if not self.strategy.trades:
+            return
         now = self.clock.now()
         local = self._local(k)
         steps_per_day = 86_400 // self.slice_s
+        # The DSO forecasts first: its local requests, registered at the first forecast, clear
+        # before the BRP's in every session (grid safety before balancing).
+        if self.strategy.forecasts and self._dso_plans_at(k) and self._dso_forecast_k != k:
+            self._dso_forecast(k, now, part="fmar")
         if k == 0:
             # The run starts after today's day-ahead gate: the BRP asks for today up to the next
             # delivery day at once.
@@ -379,11 +448,34 @@ class World(mesa.Model):
             request = self.brp.request(first, steps_per_day)
             if request is not None:
                 self.market_operator.post(request)
-        if k == 0 or local.time() in self.config.market.dso_forecast_times:
-            request = self.dso.run_forecast(k, now, horizon_steps=self.config.market.dso_horizon_steps)
-            if request is not None:
-                self.market_operator.post(request, congestion_point=request.congestion_point)
         self.market_operator.clear(k, now)
+
+    def _dso_plans_at(self, k: int) -> bool:
+        """The DSO's planning times: every `dso.forecast_interval_s`, else `market.dso.forecast_times`."""
+        interval = self.config.dso.forecast_interval_s
+        if interval is not None:
+            return k % (interval // self.slice_s) == 0
+        return k == 0 or self._local(k).time() in self.config.market.dso_forecast_times
+
+    def _dso_forecast(self, k: int, now: datetime, *, part: str) -> None:
+        """The DSO's forecast power flow and what its strategy makes of it (sim/agents/dso.py).
+
+        A dynamic tariff is published in the PLAN phase, before the FMAN plans against it; local
+        requests in the MARKET phase, after the FMAN's plans (the forecast includes them).
+        """
+        self._dso_forecast_k = k
+        t = wallclock.perf_counter()
+        run = self.dso.run_forecast(k, now, horizon_steps=self.config.market.dso_horizon_steps)
+        if run is not None and self.strategy is DsoStrategy.LOCAL_MARKET:
+            for request in self.dso.local_requests(run, step_start=self.clock.step_start(k)):
+                self.market_operator.post(request, congestion_point=request.congestion_point)
+        elif run is not None and self.strategy is DsoStrategy.DYNAMIC_TARIFF:
+            tariff = np.zeros(len(self.prices))
+            tariff[: self.n_steps] = self.dso.tariff(run)
+            self.aggregator.prices = self.prices + tariff  # what the FMAN plans against
+        dt = wallclock.perf_counter() - t
+        self.timings.add(part, -dt)  # runs inside the FMAN's or FMAR's phase, counted as the DSO's time only
+        self.timings.add("dso", dt)
 
     def _execute(self, k: int) -> None:
         self._k = k
@@ -394,8 +486,12 @@ class World(mesa.Model):
         k = self._k
         env = self.env_at(k)
         net = 0.0
+        blocked: set[int] = set()
+        if self.strategy is DsoStrategy.DIRECT_CONTROL:
+            recent = self.metered_kwh[k - 1][:, self._controlled].sum(axis=1) if k else np.zeros(len(self.prosumers))
+            blocked = self.dso.direct_control(k, self.clock.now(), recent)
         for i, p in enumerate(self.prosumers):
-            records = p.execute(env)
+            records = p.execute(env, blocked=self._blocked if i in blocked else frozenset())
             for d, device in enumerate(self.device_types):
                 r = records.get(device)
                 if r is None:
@@ -409,9 +505,24 @@ class World(mesa.Model):
                 self.offer_ids[k, i, d] = r.flex_offer_id
             net += p.net_kwh
         self.site_net_kwh = net
+        self._grid_step(k)
         self.datacollector.collect(self)
         if self._progress is not None:
             self._progress(k)
+
+    def _grid_step(self, k: int) -> None:
+        """The grid applies the step's real injections and runs its power flow (a failure is recorded)."""
+        t = wallclock.perf_counter()
+        load = self.nonflex_kwh[k] + self.metered_kwh[k].sum(axis=1)
+        injections = self.grid.injections_mw(load, self.pv_kwh[k], self.slice_s)
+        for j, values in enumerate(injections):
+            self.grid_injections_mw[j, k] = values
+        self.flows.put(k, self.power_flow.run(*injections))
+        dt = wallclock.perf_counter() - t
+        self.timings.grid_s += dt
+        self.timings.agents_s -= dt  # runs inside the EXECUTE phase, counted as grid time only
+        self.timings.add("physics", -dt)
+        self.timings.add("power_flow", dt)
 
     def _settle(self, k: int) -> None:
         """Offers whose operation began start executing; those whose operation ended settle."""

@@ -1,27 +1,90 @@
-"""DSO agent: forecasts the site's load at its planning times and asks for local flexibility.
+"""DSO agent: forecast power flows on the site grid, congestion points, and the DSO's strategy.
 
-Until the grid issue brings power flow, the forecast is the site's load at the secondary
-substation: non-flexible load minus PV (known profiles) plus the default schedules of every
-offer both receivers hold, read through operator-scoped exchange clients. Steps above the
-transformer limit become a local request (less consumption, at the DSO's cut-off price) at
-the site's congestion point (F2.FMAR7).
+At its planning times the DSO forecasts every prosumer's consumption over the coming steps
+(known non-flexible profiles and PV; per flexible device the planned schedule, else the default
+schedule, of an active offer covering the step, read through operator-scoped exchange clients,
+and the device's uncontrolled baseline where no offer covers it yet), runs a
+power flow per step on the site grid (`sim.grid`) and finds per feeder, its congestion points,
+the energy that would relieve its lines, its share of the transformer and its voltages
+(`feeder_excess_kwh`). What it does with that depends on its strategy (`dso.strategy`):
+
+- `no_flex`: nothing trades; every device runs as it would without the ATP (the reference);
+- `aggregator_only`: the aggregator and the market trade for themselves; the DSO does nothing;
+- `local_market`: its DOMS FOA turns each congested feeder's excess into reduction requests
+  (`atp.foa.doms.DomsFoa`), posted as local FMAR requests at the feeder (F2.FMAR7), one
+  standing request per feeder, refreshed at every forecast;
+- `direct_control`: just before each step it forecasts that step and blocks the controllable
+  devices (`dso.direct_control.load_types`, ripple-control style) of prosumers on congested
+  feeders, largest recent consumers first, until their recent draw covers the feeder's excess;
+  blocked energy is compensated at the DSO's cut-off price;
+- `dynamic_tariff`: a grid tariff (`dso.tariff_eur_per_kwh`) on every step with forecast
+  congestion, added to the day-ahead prices the aggregator's FMAN plans against; the site's
+  consumption pays it in those steps.
+
+At every forecast it also derives the transport links between feeders (`sim.grid.transport`)
+for implicit capacity trading, kept in `transport`.
 """
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import mesa
 import numpy as np
+import pandas as pd
 
+from atp.flexoffer import Location
 from atp.fmar import Request
+from atp.foa.doms import DomsFoa, GridForecast
 from atp.interface import ExchangeInterface
+from sim.grid import (
+    FlowResult,
+    GridLimits,
+    PowerFlow,
+    SiteGrid,
+    feeder_excess_kwh,
+    feeder_sensitivities,
+    transport_links,
+)
 
-__all__ = ["Dso"]
+__all__ = ["Dso", "DsoStrategy", "GridForecastRun"]
+
+
+class DsoStrategy(enum.Enum):
+    """How the DSO manages congestion (module docstring)."""
+
+    NO_FLEX = "no_flex"
+    AGGREGATOR_ONLY = "aggregator_only"
+    LOCAL_MARKET = "local_market"
+    DIRECT_CONTROL = "direct_control"
+    DYNAMIC_TARIFF = "dynamic_tariff"
+
+    @property
+    def trades(self) -> bool:
+        """Whether FOAs offer flexibility and the FMAN and FMAR trade it."""
+        return self is not DsoStrategy.NO_FLEX
+
+    @property
+    def forecasts(self) -> bool:
+        """Whether the DSO runs forecast power flows at its planning times."""
+        return self in (DsoStrategy.LOCAL_MARKET, DsoStrategy.DYNAMIC_TARIFF)
+
+
+@dataclass
+class GridForecastRun:
+    """One forecast: steps [first, first + n) as seen at `made_at`."""
+
+    made_at: datetime
+    first: int
+    flows: FlowResult
+    excess_kwh: np.ndarray  # (n, n_feeders), + = less consumption would relieve the feeder
+    feeder_net_mw: np.ndarray  # (n, n_feeders)
 
 
 class Dso(mesa.Agent):
-    """A distribution system operator watching one transformer."""
+    """A distribution system operator watching the site grid."""
 
     def __init__(
         self,
@@ -30,53 +93,192 @@ class Dso(mesa.Agent):
         name: str,
         start: datetime,
         slice_s: int,
-        transformer_kw: float,
+        strategy: DsoStrategy,
+        grid: SiteGrid,
+        flow: PowerFlow,
+        limits: GridLimits,
         cutoff_eur_per_kwh: float,
-        base_forecast_kwh: np.ndarray,
+        tariff_eur_per_kwh: float,
+        nonflex_kwh: np.ndarray,
+        pv_kwh: np.ndarray,
+        expected_flex_kwh: np.ndarray | None,
+        device_types: tuple[str, ...],
+        meter_ids: list[str],
         receivers: list[ExchangeInterface],
-        congestion_point: str,
+        doms: DomsFoa,
+        mean_price_eur_per_kwh: float,
     ) -> None:
         super().__init__(model)
         self.name = name
         self.start = start
         self.slice_s = slice_s
-        self.limit_kwh = transformer_kw * slice_s / 3600
+        self.strategy = strategy
+        self.grid = grid
+        self.flow = flow
+        self.limits = limits
         self.cutoff_eur_per_kwh = cutoff_eur_per_kwh
-        self.base_forecast_kwh = base_forecast_kwh
-        self.receivers = receivers  # operator-scoped exchange clients of the FMAN and the FMAR
-        self.congestion_point = congestion_point
-        self.forecasts: list[tuple[datetime, float]] = []  # (time, forecast peak kWh per step)
-        self.requests: list[Request] = []
-
-    def forecast(self, first_step: int, n_steps: int) -> np.ndarray:
-        """Forecast site energy per step (kWh) for steps [first_step, first_step + n_steps)."""
-        end = min(first_step + n_steps, len(self.base_forecast_kwh))
-        total = self.base_forecast_kwh[first_step:end].copy()
-        t0 = self.start + timedelta(seconds=first_step * self.slice_s)
-        t1 = self.start + timedelta(seconds=end * self.slice_s)
-        for receiver in self.receivers:
-            series = receiver.timeseries("baseline", t0, t1, slice_s=self.slice_s)
-            total += np.asarray(series.values)
-        return total
-
-    def run_forecast(self, k: int, now: datetime, *, horizon_steps: int) -> Request | None:
-        """The forecast run at step k: a request for the overloaded steps ahead, or None."""
-        first = k + 1
-        forecast = self.forecast(first, horizon_steps)
-        if len(forecast) == 0:
-            return None
-        self.forecasts.append((now, float(forecast.max())))
-        excess = np.maximum(forecast - self.limit_kwh, 0.0)
-        if not np.any(excess > 1e-6):
-            return None
-        request = Request(
-            buyer=self.name,
-            start=self.start + timedelta(seconds=first * self.slice_s),
-            slice_s=self.slice_s,
-            volume_kwh=tuple(float(-v) for v in np.round(excess, 3)),
-            cutoff_eur_per_kwh=self.cutoff_eur_per_kwh,
-            congestion_point=self.congestion_point,
-            id=f"{self.name}-{len(self.requests) + 1:04d}",
+        self.tariff_eur_per_kwh = tariff_eur_per_kwh
+        self.nonflex_kwh = nonflex_kwh  # (n_steps, n_prosumers)
+        self.pv_kwh = pv_kwh
+        self.device_types = device_types
+        n_p = nonflex_kwh.shape[1]
+        self.expected_flex_kwh = (
+            expected_flex_kwh if expected_flex_kwh is not None else np.zeros((len(nonflex_kwh), n_p, len(device_types)))
         )
-        self.requests.append(request)
-        return request
+        self.meter_index = {m: i for i, m in enumerate(meter_ids)}
+        self.receivers = receivers  # operator-scoped exchange clients of the FMAN and the FMAR
+        self.doms = doms
+        self.mean_price_eur_per_kwh = mean_price_eur_per_kwh
+        self.n_steps = len(nonflex_kwh)
+        self.prosumer_feeder = grid.bus_feeder[grid.load_bus[grid.prosumer_load]]
+        self.forecasts: list[GridForecastRun] = []
+        self.requests: list[Request] = []
+        # local market: the largest reduction asked per step and feeder over all forecasts
+        self.requested_kwh_by_step = np.zeros((self.n_steps, len(grid.feeders)))
+        self.tariff_eur_per_kwh_by_step = np.zeros(self.n_steps)
+        self.controlled_kwh = np.zeros(self.n_steps)  # direct control: recent draw of blocked devices
+        self.transport: list[tuple[datetime, pd.DataFrame]] = []
+        self._dvm_per_mw: np.ndarray | None = None
+
+    # -- forecasts --------------------------------------------------------------------------
+    def buyer(self, congestion_point: str) -> str:
+        """The market party of the DSO's requests at one congestion point."""
+        return f"{self.name}@{congestion_point}"
+
+    def flexible_forecast_kwh(self, first: int, n: int) -> np.ndarray:
+        """Per step and prosumer (kWh): each device's planned (else default) schedule where an
+        active offer covers the step, its uncontrolled baseline elsewhere."""
+        expected = self.expected_flex_kwh[first : first + n]
+        planned = np.zeros_like(expected)
+        covered = np.zeros(expected.shape, dtype=bool)
+        for receiver in self.receivers:
+            for offer in receiver.active():
+                schedule = offer.schedule or offer.default_schedule
+                if schedule is None or offer.location is None or offer.device not in self.device_types:
+                    continue
+                i = self.meter_index.get(offer.location.meter_id)
+                if i is None:
+                    continue
+                d = self.device_types.index(offer.device)
+                k0 = (schedule.start - self.start).total_seconds() / self.slice_s
+                ratio = offer.slice_s / self.slice_s
+                for j, energy in enumerate(schedule.energy):
+                    k = round(k0 + j * ratio) - first
+                    if 0 <= k < n:
+                        planned[k, i, d] += energy
+                        covered[k, i, d] = True
+        return np.where(covered, planned, expected).sum(axis=2)
+
+    def _feeder_net_mw(self, load_p: np.ndarray, sgen_p: np.ndarray) -> np.ndarray:
+        feeder_of_load = self.grid.bus_feeder[self.grid.load_bus]
+        net = load_p - sgen_p
+        return (
+            np.stack([net[:, feeder_of_load == f].sum(axis=1) for f in range(len(self.grid.feeders))], axis=1)
+            if len(self.grid.feeders)
+            else np.zeros((len(net), 0))
+        )
+
+    def run_forecast(
+        self, k: int, now: datetime, *, horizon_steps: int, first: int | None = None
+    ) -> GridForecastRun | None:
+        """Forecast power flows for the steps after k (or from `first`), kept in `forecasts`."""
+        first = k + 1 if first is None else first
+        n = min(horizon_steps, self.n_steps - first)
+        if n <= 0:
+            return None
+        load = self.nonflex_kwh[first : first + n] + self.flexible_forecast_kwh(first, n)
+        load_p, load_q, sgen_p = self.grid.injections_mw(load, self.pv_kwh[first : first + n], self.slice_s)
+        if self._dvm_per_mw is None or self.strategy.forecasts:
+            sens = feeder_sensitivities(self.grid, self.flow, load_p[0], load_q[0], sgen_p[0])
+            self._dvm_per_mw = sens.dvm_per_mw
+            if self.strategy.forecasts:
+                feeder_net = self._feeder_net_mw(load_p[:1], sgen_p[:1])[0]
+                links = transport_links(
+                    self.grid,
+                    sens,
+                    self.limits,
+                    slice_s=self.slice_s,
+                    price_eur_per_kwh=self.mean_price_eur_per_kwh,
+                    feeder_net_mw=feeder_net,
+                )
+                self.transport.append((now, links))
+        flows = self.flow.run(load_p, load_q, sgen_p, remember=False)
+        feeder_net = self._feeder_net_mw(load_p, sgen_p)
+        excess = feeder_excess_kwh(
+            self.grid, flows, feeder_net, self.limits, slice_s=self.slice_s, dvm_per_mw=self._dvm_per_mw
+        )
+        run = GridForecastRun(now, first, flows, excess, feeder_net)
+        self.forecasts.append(run)
+        return run
+
+    # -- strategies -----------------------------------------------------------------------------
+    def local_requests(self, run: GridForecastRun, *, step_start: datetime) -> list[Request]:
+        """Local market: one request per feeder over the forecast (zero where it is not congested).
+
+        Every feeder is requested at the first forecast, so the DSO's standing requests exist
+        from the start; later forecasts replace their volumes.
+        """
+        n = len(run.excess_kwh)
+        start = self.start + timedelta(seconds=run.first * self.slice_s)
+        out = []
+        for f, cp in enumerate(self.grid.feeders):
+            excess = np.maximum(run.excess_kwh[:, f], 0.0)
+            volume = np.zeros(n)
+            forecast = GridForecast(
+                start=start,
+                step_s=self.slice_s,
+                forecast_kwh=tuple(float(v) for v in excess),
+                limit_kwh=0.0,
+                location=Location(meter_id=f"{cp}-asset", congestion_point=cp),
+                price_eur_per_kwh=self.cutoff_eur_per_kwh,
+            )
+            for offer in self.doms.requests(forecast, now=step_start):
+                if offer.default_schedule is None or offer.start_after is None:
+                    continue
+                k0 = int((offer.start_after - start).total_seconds() // self.slice_s)
+                energy = np.round(np.asarray(offer.default_schedule.energy), 3)
+                volume[k0 : k0 + len(energy)] = energy
+            asked = self.requested_kwh_by_step[run.first : run.first + n, f]
+            np.maximum(asked, np.abs(volume), out=asked)
+            request = Request(
+                buyer=self.buyer(cp),
+                start=start,
+                slice_s=self.slice_s,
+                volume_kwh=tuple(float(v) for v in volume),
+                cutoff_eur_per_kwh=self.cutoff_eur_per_kwh,
+                congestion_point=cp,
+                id=f"{self.name}-{len(self.requests) + 1:04d}",
+            )
+            self.requests.append(request)
+            out.append(request)
+        return out
+
+    def tariff(self, run: GridForecastRun) -> np.ndarray:
+        """Dynamic tariff: raise the grid tariff on every forecast step with congestion; returns all steps'."""
+        congested = np.any(run.excess_kwh > 1e-6, axis=1) | ~run.flows.converged
+        steps = run.first + np.flatnonzero(congested)
+        self.tariff_eur_per_kwh_by_step[steps] = self.tariff_eur_per_kwh
+        return self.tariff_eur_per_kwh_by_step
+
+    def direct_control(self, k: int, now: datetime, recent_kwh: np.ndarray) -> set[int]:
+        """Direct control: prosumers whose controllable devices are blocked at step k.
+
+        `recent_kwh[i]` is what prosumer i's controllable devices drew in the last step (what
+        blocking them is expected to remove now).
+        """
+        run = self.run_forecast(k, now, horizon_steps=1, first=k)
+        if run is None:
+            return set()
+        blocked: set[int] = set()
+        for f in np.flatnonzero(run.excess_kwh[0] > 1e-6):
+            need = float(run.excess_kwh[0, f])
+            candidates = np.flatnonzero((self.prosumer_feeder == f) & (recent_kwh > 1e-9))
+            order = candidates[np.argsort(-recent_kwh[candidates], kind="stable")]
+            covered = 0.0
+            for i in order:
+                if covered >= need:
+                    break
+                blocked.add(int(i))
+                covered += float(recent_kwh[i])
+            self.controlled_kwh[k] += covered
+        return blocked

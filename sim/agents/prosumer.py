@@ -86,12 +86,14 @@ class Prosumer(mesa.Agent):
             generated += self.foa.trigger(load_type, kind.state(device, env), ctx) is not None
         return generated
 
-    def _device_step(self, load_type: str, env: StepEnv) -> StepRecord:
+    def _device_step(self, load_type: str, env: StepEnv, *, blocked: bool = False) -> StepRecord:
         kind = self.kinds[load_type]
         physics = self.devices[load_type]
         now = env.now
         found = self.foa.in_force(load_type, now)
         setpoint = self.foa.setpoint(load_type, now, kind.state(physics, env)) if found is not None else None
+        if blocked:  # the DSO's direct load control switches the device off for this step
+            setpoint = 0.0
         metered = kind.step(physics, setpoint, env)
         counterfactual = kind.step(self.shadow[load_type], None, env)
         if found is None:
@@ -110,9 +112,14 @@ class Prosumer(mesa.Agent):
             flex_offer_id=tracked.id,
         )
 
-    def execute(self, env: StepEnv) -> dict[str, StepRecord]:
-        """Run step k: the EMS sets each device, physics advance, the meter reports."""
-        records = {load_type: self._device_step(load_type, env) for load_type in self.devices}
+    def execute(self, env: StepEnv, *, blocked: frozenset[str] = frozenset()) -> dict[str, StepRecord]:
+        """Run step k: the EMS sets each device, physics advance, the meter reports.
+
+        Devices whose load type is in `blocked` are switched off by the DSO for this step.
+        """
+        records = {
+            load_type: self._device_step(load_type, env, blocked=load_type in blocked) for load_type in self.devices
+        }
         flex = sum(r.metered_kwh for r in records.values())
         self.net_kwh = float(self.nonflex_kwh[env.k] - self.pv_kwh[env.k] + flex)
         return records

@@ -1,5 +1,28 @@
-"""The site's grid: network models and placement of prosumers (power flow arrives with the grid issue)."""
+"""The site's grid: network models, prosumer placement, fast power flow, congestion and transport."""
 
+from sim.grid.congestion import Congestion, GridLimits, detect, feeder_excess_kwh, overload_kw, rating_kva
+from sim.grid.model import SiteGrid, build_site_grid
 from sim.grid.network import load_buses, load_network, place_prosumers
+from sim.grid.powerflow import FlowResult, PowerFlow, run_pandapower
+from sim.grid.transport import TRANSPORT_COLUMNS, FeederSensitivities, feeder_sensitivities, transport_links
 
-__all__ = ["load_buses", "load_network", "place_prosumers"]
+__all__ = [
+    "TRANSPORT_COLUMNS",
+    "Congestion",
+    "FeederSensitivities",
+    "FlowResult",
+    "GridLimits",
+    "PowerFlow",
+    "SiteGrid",
+    "build_site_grid",
+    "detect",
+    "feeder_excess_kwh",
+    "feeder_sensitivities",
+    "load_buses",
+    "load_network",
+    "overload_kw",
+    "place_prosumers",
+    "rating_kva",
+    "run_pandapower",
+    "transport_links",
+]
