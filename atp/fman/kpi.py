@@ -36,6 +36,7 @@ __all__ = ["PROJECTION_FACTORS", "KpiInputs", "compute_kpis", "kpi_inputs_from_s
 
 PROJECTION_FACTORS = (10, 100, 1000)
 DAYS_PER_YEAR = 365.0
+_MIN_PEAK_MWH_H = 1e-6
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def compute_kpis(inputs: KpiInputs) -> dict[str, Any]:
     factual_adapt = None if metered is None else _hourly(metered - baseline, steps_per_hour) / 1000
     peak_mwh_h = float(np.max(np.abs(_hourly(site, steps_per_hour)))) / 1000 if len(site) >= steps_per_hour else 0.0
     adapt = factual_adapt if factual_adapt is not None else projected_adapt
-    level = np.abs(adapt) / peak_mwh_h if peak_mwh_h > 0 else np.zeros(len(adapt))
+    # a peak below 1 Wh/h carries no load to adapt (and dividing by it would overflow)
+    level = np.abs(adapt) / peak_mwh_h if peak_mwh_h > _MIN_PEAK_MWH_H else np.zeros(len(adapt))
 
     cost_baseline = float(baseline @ prices)
     savings_projected = cost_baseline - float(optimised @ prices)
@@ -119,7 +121,7 @@ def compute_kpis(inputs: KpiInputs) -> dict[str, Any]:
     capacity_mw = float(np.max(np.abs(baseline))) / (inputs.slice_s / 3600) / 1000 if len(baseline) else 0.0
 
     def per_mw_year(eur: float | None) -> float | None:
-        if eur is None or capacity_mw <= 0 or days <= 0:
+        if eur is None or capacity_mw <= _MIN_PEAK_MWH_H or days <= 0:
             return None
         return _r(eur / capacity_mw * DAYS_PER_YEAR / days, 2)
 
