@@ -1,0 +1,752 @@
+"""Many-to-many clearing (D2.1 F2.FMAR3, F2.FMAR4): welfare-maximising MILP solved by HiGHS.
+
+Problem data (`MarketProblem`, flat numpy arrays; built from `SellBid`s and `BuyBid`s by
+`MarketProblem.from_bids`) is kept apart from the solver: `build_model` lays the MILP out as a
+column-wise sparse matrix for highspy directly (no modelling layer: the build is a handful of
+vectorised numpy operations), `clear_many_to_many` solves it, prices it and removes
+paradoxically accepted bids.
+
+Products and signs. A change of consumption is traded as two products per zone and step:
+upward regulation (less consumption) and downward regulation (more). A sell bid entry j (one
+step of one option) has deviation bounds `lower_kwh[j] <= delta <= upper_kwh[j]` (change of
+consumption relative to the seller's default schedule) and is split into `up_j, down_j >= 0`
+with `delta = down_j - up_j`; the seller is paid for `up_j + down_j` at its price. A buyer
+(`BuyBid`, from a `Request`: a BRP or DSO) asks per step for a signed volume (negative =
+upward) at a limit price; it may receive any part `0 <= y <= |volume|` of it.
+
+Bid features with integer decisions (each option has a binary `u`, all deviations of the
+option scale with it):
+
+- XOR options: a sell bid has one or more options (a start time and profile of the
+  Flex-Offer: time flexibility and XOR profiles); at most one is accepted. Not accepted = the
+  default schedule (all deviations 0).
+- Indivisible (block) bids: an option with `lower == upper` is all or nothing.
+- Minimum activation: an accepted option delivers at least `min_activation_kwh` (sum over
+  steps of `up + down`).
+- Options whose bounds exclude 0 (a shifted start forces deviations) are all or nothing too.
+
+A bid with one option, bounds around 0 and no minimum activation is continuous (no binary).
+
+Maximise  sum_b limit_b * sum_t y_bt - sum_k price_k * sum_j (up_j + down_j) - sum_l fee_l * f_l
+subject to, per zone z, step t and product p:
+    supply_p(z, t) - demand_p(z, t) + sum_{l into z} f_lp - sum_{l out of z} f_lp = 0,
+per link l and step t: f_l,up + f_l,down <= capacity_l.
+
+Pricing (`atp.fmar.pricing`): pay-as-bid, or uniform per zone, step and product from the
+duals of the balance rows in the LP with the accepted options fixed. Under uniform pricing, a
+sell bid that would receive less than its own price asks (paradoxically accepted) is forbidden
+and the MILP solved again, until no such bid is left (every paradoxical bid of a round is
+removed at once; each round removes at least one, so the loop ends).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import highspy
+import numpy as np
+from scipy import sparse
+
+from atp.errors import Problem
+from atp.fman.planning import _new_highs
+from atp.fmar.errors import InvalidRequestError
+from atp.fmar.pricing import (
+    PRODUCT_DOWN,
+    PRODUCT_UP,
+    Pricing,
+    buyer_payments,
+    paradoxical_sellers,
+    seller_receipts,
+)
+from atp.fmar.transport import DEFAULT_ZONE, TransportLink, check_links
+
+__all__ = [
+    "EMPTY_MARKET",
+    "NO_BUYERS",
+    "NO_CROSSING",
+    "NO_SELLERS",
+    "BuyBid",
+    "Clearing",
+    "MarketModel",
+    "MarketProblem",
+    "SellBid",
+    "SellOption",
+    "build_model",
+    "clear_many_to_many",
+]
+
+EMPTY_MARKET = "empty market: no bids"
+NO_SELLERS = "no sell bids: nothing to buy from"
+NO_BUYERS = "no buy bids: nobody asks for flexibility"
+NO_CROSSING = "no crossing bids: no seller's price and the transport fees fit under any reachable buyer's limit"
+_EPS_KWH = 1e-7  # volumes below this count as zero
+
+
+# -- bids --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SellOption:
+    """One XOR alternative of a sell bid: deviation bounds from market step `first_step` on."""
+
+    first_step: int
+    lower_kwh: tuple[float, ...]
+    upper_kwh: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SellBid:
+    """A seller's Flex-Offer as the market trades it: options, a price, a zone, a minimum.
+
+    `price_eur_per_kwh` is paid per kWh of deviation in either direction;
+    `min_activation_kwh` > 0 makes an accepted option deliver at least that much.
+    """
+
+    id: str
+    zone: str
+    price_eur_per_kwh: float
+    options: tuple[SellOption, ...]
+    min_activation_kwh: float = 0.0
+
+
+@dataclass(frozen=True)
+class BuyBid:
+    """A buyer's wish per step from `first_step` on (signed: < 0 upward, > 0 downward)."""
+
+    id: str
+    zone: str
+    limit_eur_per_kwh: float
+    first_step: int
+    volume_kwh: tuple[float, ...]
+
+
+def _ro(a: np.ndarray, dtype: Any = None) -> np.ndarray:
+    out = np.ascontiguousarray(a, dtype=dtype)
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class MarketProblem:
+    """A many-to-many market as flat arrays (the solver-independent problem data).
+
+    Sell bid k owns options `opt_seg[k]:opt_seg[k+1]`; option o owns entries
+    `ent_seg[o]:ent_seg[o+1]`, entry j is market step `ent_step[j]` with deviation bounds
+    `ent_lower_kwh[j] <= delta <= ent_upper_kwh[j]`. Buy bid b owns entries
+    `buy_seg[b]:buy_seg[b+1]` (step `buy_step`, signed `buy_volume_kwh`). Zones are indices
+    into `zones` (0 = the default zone); links into `link_*`.
+    """
+
+    n_steps: int
+    zones: tuple[str, ...]
+    sell_ids: tuple[str, ...]
+    sell_zone: np.ndarray
+    sell_price_eur_per_kwh: np.ndarray
+    sell_min_kwh: np.ndarray
+    opt_seg: np.ndarray
+    ent_seg: np.ndarray
+    ent_step: np.ndarray
+    ent_lower_kwh: np.ndarray
+    ent_upper_kwh: np.ndarray
+    buy_ids: tuple[str, ...]
+    buy_zone: np.ndarray
+    buy_limit_eur_per_kwh: np.ndarray
+    buy_seg: np.ndarray
+    buy_step: np.ndarray
+    buy_volume_kwh: np.ndarray
+    links: tuple[TransportLink, ...]
+    link_from: np.ndarray
+    link_to: np.ndarray
+    link_fee_eur_per_kwh: np.ndarray
+    link_capacity_kwh: np.ndarray
+
+    @property
+    def n_sell(self) -> int:
+        return len(self.sell_ids)
+
+    @property
+    def n_buy(self) -> int:
+        return len(self.buy_ids)
+
+    @property
+    def n_options(self) -> int:
+        return len(self.ent_seg) - 1
+
+    @property
+    def n_entries(self) -> int:
+        return len(self.ent_step)
+
+    @property
+    def opt_owner(self) -> np.ndarray:
+        """Sell bid of every option."""
+        return np.repeat(np.arange(self.n_sell), np.diff(self.opt_seg))
+
+    @property
+    def ent_option(self) -> np.ndarray:
+        """Option of every sell entry."""
+        return np.repeat(np.arange(self.n_options), np.diff(self.ent_seg))
+
+    @property
+    def buy_owner(self) -> np.ndarray:
+        """Buy bid of every buy entry."""
+        return np.repeat(np.arange(self.n_buy), np.diff(self.buy_seg))
+
+    def binary_bids(self) -> np.ndarray:
+        """Which sell bids need integer decisions (XOR, minimum activation, 0 outside a box)."""
+        n_opt = np.diff(self.opt_seg)
+        ent_bid = self.opt_owner[self.ent_option]
+        off_zero = (self.ent_lower_kwh > _EPS_KWH) | (self.ent_upper_kwh < -_EPS_KWH)
+        forced = np.bincount(ent_bid[off_zero], minlength=self.n_sell) > 0
+        return (n_opt > 1) | (self.sell_min_kwh > _EPS_KWH) | forced
+
+    @classmethod
+    def from_bids(
+        cls,
+        sell: Sequence[SellBid],
+        buy: Sequence[BuyBid],
+        *,
+        n_steps: int,
+        links: Sequence[TransportLink] = (),
+    ) -> MarketProblem:
+        """Pack bids into arrays; InvalidRequestError lists every bad step, bound or price."""
+        links = check_links(links)
+        problems: list[Problem] = []
+        if not isinstance(n_steps, int) or n_steps < 1:
+            raise InvalidRequestError([Problem("n_steps", f"(={n_steps}) must be at least 1", "steps")])
+        zone_set = {DEFAULT_ZONE}
+        zone_set.update(b.zone for b in sell)
+        zone_set.update(b.zone for b in buy)
+        for link in links:
+            zone_set.update((link.from_zone, link.to_zone))
+        zones = (DEFAULT_ZONE, *sorted(zone_set - {DEFAULT_ZONE}))
+        zone_index = {z: i for i, z in enumerate(zones)}
+
+        n_s = len(sell)
+        opt_counts = np.fromiter((len(b.options) for b in sell), np.int64, n_s)
+        opt_seg = np.zeros(n_s + 1, np.int64)
+        np.cumsum(opt_counts, out=opt_seg[1:])
+        options = [o for b in sell for o in b.options]
+        ent_counts = np.fromiter((len(o.lower_kwh) for o in options), np.int64, len(options))
+        ent_seg = np.zeros(len(options) + 1, np.int64)
+        np.cumsum(ent_counts, out=ent_seg[1:])
+        n_e = int(ent_seg[-1])
+        lower = np.fromiter(chain.from_iterable(o.lower_kwh for o in options), float, n_e)
+        upper = np.fromiter(chain.from_iterable(o.upper_kwh for o in options), float, n_e)
+        first = np.fromiter((o.first_step for o in options), np.int64, len(options))
+        ent_option = np.repeat(np.arange(len(options)), ent_counts)
+        step = first[ent_option] + (np.arange(n_e) - ent_seg[:-1][ent_option])
+        prices = np.fromiter((b.price_eur_per_kwh for b in sell), float, n_s)
+        mins = np.fromiter((b.min_activation_kwh for b in sell), float, n_s)
+        opt_owner = np.repeat(np.arange(n_s), opt_counts)
+        for k in np.flatnonzero(opt_counts == 0):
+            problems.append(Problem(f"sell[{k}].options", "is empty; give at least one option", "options"))
+        for k in np.flatnonzero(~np.isfinite(prices)):
+            problems.append(Problem(f"sell[{k}].price_eur_per_kwh", f"{prices[k]} is not a finite price", "price"))
+        for k in np.flatnonzero(~np.isfinite(mins) | (mins < 0)):
+            problems.append(Problem(f"sell[{k}].min_activation_kwh", f"{mins[k]} must be >= 0 kWh", "volume"))
+        for o in np.flatnonzero(ent_counts != np.fromiter((len(o.upper_kwh) for o in options), np.int64)):
+            problems.append(
+                Problem(f"sell[{opt_owner[o]}].options", "lower_kwh and upper_kwh differ in length", "bounds")
+            )
+        if not problems:
+            bad = ~np.isfinite(lower) | ~np.isfinite(upper) | (lower > upper + 1e-12) | (step < 0) | (step >= n_steps)
+            for j in np.flatnonzero(bad)[:5]:
+                o = ent_option[j]
+                problems.append(
+                    Problem(
+                        f"sell[{opt_owner[o]}].options[{o - opt_seg[opt_owner[o]]}]",
+                        f"step {step[j]} must lie in [0, {n_steps}) with finite lower <= upper "
+                        f"(got {lower[j]}, {upper[j]})",
+                        "bounds",
+                    )
+                )
+
+        n_b = len(buy)
+        buy_counts = np.fromiter((len(b.volume_kwh) for b in buy), np.int64, n_b)
+        buy_seg = np.zeros(n_b + 1, np.int64)
+        np.cumsum(buy_counts, out=buy_seg[1:])
+        volume = np.fromiter(chain.from_iterable(b.volume_kwh for b in buy), float, int(buy_seg[-1]))
+        buy_owner = np.repeat(np.arange(n_b), buy_counts)
+        buy_first = np.fromiter((b.first_step for b in buy), np.int64, n_b)
+        buy_step = buy_first[buy_owner] + (np.arange(len(volume)) - buy_seg[:-1][buy_owner])
+        limits = np.fromiter((b.limit_eur_per_kwh for b in buy), float, n_b)
+        for b in np.flatnonzero(~np.isfinite(limits)):
+            problems.append(Problem(f"buy[{b}].limit_eur_per_kwh", f"{limits[b]} is not a finite price", "price"))
+        bad = ~np.isfinite(volume) | (buy_step < 0) | (buy_step >= n_steps)
+        for j in np.flatnonzero(bad)[:5]:
+            problems.append(
+                Problem(f"buy[{buy_owner[j]}]", f"step {buy_step[j]} must lie in [0, {n_steps}) with a finite volume")
+            )
+        for name, ids in (("sell", [b.id for b in sell]), ("buy", [b.id for b in buy])):
+            if len(set(ids)) != len(ids):
+                problems.append(Problem(name, "bid ids must be unique", "id"))
+        if problems:
+            raise InvalidRequestError(problems)
+        return cls(
+            n_steps=n_steps,
+            zones=zones,
+            sell_ids=tuple(b.id for b in sell),
+            sell_zone=_ro([zone_index[b.zone] for b in sell], np.int64),
+            sell_price_eur_per_kwh=_ro(prices, float),
+            sell_min_kwh=_ro(mins, float),
+            opt_seg=_ro(opt_seg),
+            ent_seg=_ro(ent_seg),
+            ent_step=_ro(step, np.int64),
+            ent_lower_kwh=_ro(lower, float),
+            ent_upper_kwh=_ro(upper, float),
+            buy_ids=tuple(b.id for b in buy),
+            buy_zone=_ro([zone_index[b.zone] for b in buy], np.int64),
+            buy_limit_eur_per_kwh=_ro(limits, float),
+            buy_seg=_ro(buy_seg),
+            buy_step=_ro(buy_step, np.int64),
+            buy_volume_kwh=_ro(volume, float),
+            links=links,
+            link_from=_ro([zone_index[link.from_zone] for link in links], np.int64),
+            link_to=_ro([zone_index[link.to_zone] for link in links], np.int64),
+            link_fee_eur_per_kwh=_ro([link.fee_eur_per_kwh for link in links], float),
+            link_capacity_kwh=_ro([link.capacity_kwh for link in links], float),
+        )
+
+
+# -- the matrix --------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class MarketModel:
+    """The MILP as a highspy HighsLp and where its columns and rows are.
+
+    Columns: up (n_e), down (n_e), y (buy entries), flows (link, step, product), u (one per
+    option of a binary bid, `u_option[i]` = its option). Rows: balances first, row
+    `(zone * n_steps + step) * 2 + product`.
+    """
+
+    lp: Any = field(repr=False)
+    n_entries: int
+    n_buy_entries: int
+    n_flows: int
+    u_option: np.ndarray
+    u_col0: int
+    n_balance_rows: int
+    binary_bid: np.ndarray
+
+    @property
+    def y_col0(self) -> int:
+        return 2 * self.n_entries
+
+    @property
+    def f_col0(self) -> int:
+        return self.y_col0 + self.n_buy_entries
+
+
+def build_model(problem: MarketProblem) -> MarketModel:
+    """The column-wise sparse MILP of `problem`, ready for `Highs.passModel`."""
+    inf = highspy.kHighsInf
+    n_t, n_z, n_e = problem.n_steps, len(problem.zones), problem.n_entries
+    n_y, n_l = len(problem.buy_step), len(problem.links)
+    ent_option = problem.ent_option
+    ent_bid = problem.opt_owner[ent_option]
+    binary_bid = problem.binary_bids()
+    u_option = np.flatnonzero(binary_bid[problem.opt_owner])
+    n_u = len(u_option)
+    n_f = n_l * n_t * 2
+    up0, down0, y0, f0, u0 = 0, n_e, 2 * n_e, 2 * n_e + n_y, 2 * n_e + n_y + n_f
+    n_cols = u0 + n_u
+    lower, upper = problem.ent_lower_kwh, problem.ent_upper_kwh
+    up_hi, down_hi = np.maximum(-lower, 0.0), np.maximum(upper, 0.0)
+    up_lo, down_lo = np.maximum(-upper, 0.0), np.maximum(lower, 0.0)
+
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+
+    def put(r: np.ndarray, c: np.ndarray, v: float | np.ndarray) -> None:
+        rows.append(r)
+        cols.append(c)
+        vals.append(np.broadcast_to(np.asarray(v, float), r.shape))
+
+    # Balances.
+    n_bal = n_z * n_t * 2
+    ent_row = (problem.sell_zone[ent_bid] * n_t + problem.ent_step) * 2
+    ent_cols = np.arange(n_e)
+    put(ent_row + PRODUCT_UP, up0 + ent_cols, 1.0)
+    put(ent_row + PRODUCT_DOWN, down0 + ent_cols, 1.0)
+    buy_product = np.where(problem.buy_volume_kwh < 0, PRODUCT_UP, PRODUCT_DOWN)
+    buy_row = (problem.buy_zone[problem.buy_owner] * n_t + problem.buy_step) * 2 + buy_product
+    put(buy_row, y0 + np.arange(n_y), -1.0)
+    if n_l:
+        lk, tk, pk = np.meshgrid(np.arange(n_l), np.arange(n_t), np.arange(2), indexing="ij")
+        lk, tk, pk = lk.ravel(), tk.ravel(), pk.ravel()
+        fcol = f0 + np.arange(n_f)
+        put((problem.link_to[lk] * n_t + tk) * 2 + pk, fcol, 1.0)
+        put((problem.link_from[lk] * n_t + tk) * 2 + pk, fcol, -1.0)
+        put(n_bal + lk * n_t + tk, fcol, 1.0)  # capacity rows: f_up + f_down <= cap
+    n_rows = n_bal + n_l * n_t
+    row_lower = [np.zeros(n_bal), np.full(n_l * n_t, -inf)]
+    row_upper = [
+        np.zeros(n_bal),
+        np.repeat(np.where(np.isfinite(problem.link_capacity_kwh), problem.link_capacity_kwh, inf), n_t),
+    ]
+
+    # Options with a binary: every deviation scales with u.
+    u_of_option = np.full(problem.n_options, -1, np.int64)
+    u_of_option[u_option] = u0 + np.arange(n_u)
+    ent_u = u_of_option[ent_option]
+    bin_ent = np.flatnonzero(ent_u >= 0)
+    for col0, hi, lo in ((up0, up_hi, up_lo), (down0, down_hi, down_lo)):
+        for bound, sense in ((hi, -1.0), (lo, 1.0)):
+            sel = bin_ent[bound[bin_ent] > _EPS_KWH]
+            r = n_rows + np.arange(len(sel))
+            put(r, col0 + sel, 1.0)
+            put(r, ent_u[sel], -bound[sel])
+            n_rows += len(sel)
+            if sense < 0:  # x - hi * u <= 0
+                row_lower.append(np.full(len(sel), -inf))
+                row_upper.append(np.zeros(len(sel)))
+            else:  # x - lo * u >= 0
+                row_lower.append(np.zeros(len(sel)))
+                row_upper.append(np.full(len(sel), inf))
+    # XOR: at most one option of a binary bid with several.
+    u_bid = problem.opt_owner[u_option]
+    n_opts = np.diff(problem.opt_seg)
+    multi = np.flatnonzero(n_opts[u_bid] > 1)
+    if len(multi):
+        xor_bids, xor_row = np.unique(u_bid[multi], return_inverse=True)
+        put(n_rows + xor_row, u0 + multi, 1.0)
+        n_rows += len(xor_bids)
+        row_lower.append(np.full(len(xor_bids), -inf))
+        row_upper.append(np.ones(len(xor_bids)))
+    # Minimum activation: sum(up + down) - min * u >= 0 per option.
+    with_min = problem.sell_min_kwh[u_bid] > _EPS_KWH
+    if with_min.any():
+        min_opts = u_option[with_min]
+        row_of = np.full(problem.n_options, -1, np.int64)
+        row_of[min_opts] = n_rows + np.arange(len(min_opts))
+        sel = bin_ent[row_of[ent_option[bin_ent]] >= 0]
+        put(row_of[ent_option[sel]], up0 + sel, 1.0)
+        put(row_of[ent_option[sel]], down0 + sel, 1.0)
+        put(n_rows + np.arange(len(min_opts)), u0 + np.flatnonzero(with_min), -problem.sell_min_kwh[u_bid[with_min]])
+        n_rows += len(min_opts)
+        row_lower.append(np.zeros(len(min_opts)))
+        row_upper.append(np.full(len(min_opts), inf))
+
+    matrix = sparse.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols)
+    )
+    matrix.sort_indices()
+    price = problem.sell_price_eur_per_kwh[ent_bid]
+    cost = np.concatenate(
+        (
+            price,
+            price,
+            -problem.buy_limit_eur_per_kwh[problem.buy_owner],
+            np.repeat(problem.link_fee_eur_per_kwh, n_t * 2),
+            np.zeros(n_u),
+        )
+    )
+    cap = np.where(np.isfinite(problem.link_capacity_kwh), problem.link_capacity_kwh, inf)
+    col_lower = np.zeros(n_cols)
+    col_upper = np.concatenate((up_hi, down_hi, np.abs(problem.buy_volume_kwh), np.repeat(cap, n_t * 2), np.ones(n_u)))
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_cols
+    lp.num_row_ = n_rows
+    lp.col_cost_ = cost
+    lp.col_lower_ = col_lower
+    lp.col_upper_ = col_upper
+    lp.row_lower_ = np.concatenate(row_lower)
+    lp.row_upper_ = np.concatenate(row_upper)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.num_col_ = n_cols
+    lp.a_matrix_.num_row_ = n_rows
+    lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+    lp.a_matrix_.value_ = matrix.data
+    if n_u:
+        lp.integrality_ = _integrality(n_cols, u0)
+    return MarketModel(
+        lp=lp,
+        n_entries=n_e,
+        n_buy_entries=n_y,
+        n_flows=n_f,
+        u_option=_ro(u_option, np.int64),
+        u_col0=u0,
+        n_balance_rows=n_bal,
+        binary_bid=_ro(binary_bid, bool),
+    )
+
+
+def _integrality(n_cols: int, first_integer: int) -> list[Any]:
+    """HiGHS integrality list: continuous columns, then integer ones from `first_integer`."""
+    cont, integer = highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger
+    return [cont] * first_integer + [integer] * (n_cols - first_integer)
+
+
+# -- solve, price, remove paradoxical bids -----------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Clearing:
+    """The outcome of one many-to-many clearing, in the problem's index space.
+
+    Volumes per sell entry (`up_kwh`, `down_kwh`; deviation = down - up), per buy entry
+    (`buy_kwh` >= 0, in the direction the buyer asked for) and per link, step and product
+    (`flow_kwh`). `option[k]` is the accepted option of sell bid k (-1 = not accepted: it runs
+    its default). `price_eur_per_kwh[z, t, p]` holds the uniform prices (None under
+    pay-as-bid). Money: `buyers_pay_eur` = `sellers_receive_eur` + `transport_fees_eur` +
+    `surplus_eur`. `removed` names the paradoxically accepted sell bids that were forbidden.
+    `reason` says why nothing cleared (None when something did).
+    """
+
+    pricing: Pricing
+    status: str
+    reason: str | None
+    welfare_eur: float
+    option: np.ndarray = field(repr=False)
+    up_kwh: np.ndarray = field(repr=False)
+    down_kwh: np.ndarray = field(repr=False)
+    buy_kwh: np.ndarray = field(repr=False)
+    flow_kwh: np.ndarray = field(repr=False)
+    price_eur_per_kwh: np.ndarray | None = field(repr=False)
+    sell_receives_eur: np.ndarray = field(repr=False)
+    sell_cost_eur: np.ndarray = field(repr=False)
+    buy_pays_eur: np.ndarray = field(repr=False)
+    buy_value_eur: np.ndarray = field(repr=False)
+    transport_fees_eur: float
+    buyers_pay_eur: float
+    sellers_receive_eur: float
+    surplus_eur: float
+    removed: tuple[str, ...]
+    rounds: int
+    build_s: float
+    solve_s: float
+    mip_gap: float | None
+
+    @property
+    def delta_kwh(self) -> np.ndarray:
+        """Change of consumption per sell entry (down - up)."""
+        return self.down_kwh - self.up_kwh
+
+    @property
+    def cleared_kwh(self) -> float:
+        """Volume bought over all buyers and steps (kWh)."""
+        return float(self.buy_kwh.sum())
+
+
+def _empty(problem: MarketProblem, pricing: Pricing, reason: str, status: str = "not solved", **extra: Any) -> Clearing:
+    n_s, n_b = problem.n_sell, problem.n_buy
+    return Clearing(
+        pricing=pricing,
+        status=status,
+        reason=reason,
+        welfare_eur=0.0,
+        option=_ro(np.full(n_s, -1), np.int64),
+        up_kwh=_ro(np.zeros(problem.n_entries)),
+        down_kwh=_ro(np.zeros(problem.n_entries)),
+        buy_kwh=_ro(np.zeros(len(problem.buy_step))),
+        flow_kwh=_ro(np.zeros((len(problem.links), problem.n_steps, 2))),
+        price_eur_per_kwh=None,
+        sell_receives_eur=_ro(np.zeros(n_s)),
+        sell_cost_eur=_ro(np.zeros(n_s)),
+        buy_pays_eur=_ro(np.zeros(n_b)),
+        buy_value_eur=_ro(np.zeros(n_b)),
+        transport_fees_eur=0.0,
+        buyers_pay_eur=0.0,
+        sellers_receive_eur=0.0,
+        surplus_eur=0.0,
+        removed=(),
+        rounds=0,
+        build_s=extra.get("build_s", 0.0),
+        solve_s=extra.get("solve_s", 0.0),
+        mip_gap=None,
+    )
+
+
+def _clean(x: np.ndarray) -> np.ndarray:
+    x = np.maximum(x, 0.0)
+    x[x < _EPS_KWH] = 0.0
+    return x
+
+
+def clear_many_to_many(
+    problem: MarketProblem,
+    *,
+    pricing: Pricing | str = Pricing.UNIFORM,
+    time_limit_s: float = 60.0,
+    mip_rel_gap: float = 1e-6,
+    max_rounds: int = 50,
+) -> Clearing:
+    """Clear the market: maximise welfare, price the volumes, forbid paradoxical bids.
+
+    Never raises for market outcomes: an empty market, no crossing bids, zero volumes or a
+    solver without a solution give a Clearing with nothing accepted and the `reason`.
+    `max_rounds` bounds the paradoxical-bid removal; if bids are still paradoxical after it,
+    the clearing reports so in `reason` and accepts nothing.
+    """
+    pricing = Pricing(pricing)
+    if problem.n_sell == 0 and problem.n_buy == 0:
+        return _empty(problem, pricing, EMPTY_MARKET)
+    if problem.n_sell == 0:
+        return _empty(problem, pricing, NO_SELLERS)
+    if problem.n_buy == 0:
+        return _empty(problem, pricing, NO_BUYERS)
+    if not (np.abs(problem.buy_volume_kwh) > _EPS_KWH).any():
+        return _empty(problem, pricing, "zero volume: no buyer asks for a change in any step")
+    t0 = time.perf_counter()
+    model = build_model(problem)
+    h = _new_highs()
+    for name, value in (
+        ("time_limit", float(time_limit_s)),
+        ("mip_rel_gap", float(mip_rel_gap)),
+        ("random_seed", 0),
+        ("threads", 1),
+    ):
+        h.setOptionValue(name, value)
+    h.passModel(model.lp)
+    build_s = time.perf_counter() - t0
+    solve_s = 0.0
+    n_e, n_t, n_z, n_l = problem.n_entries, problem.n_steps, len(problem.zones), len(problem.links)
+    u0, n_u = model.u_col0, len(model.u_option)
+    u_idx = (u0 + np.arange(n_u)).astype(np.int32)
+    u_upper = np.ones(n_u)
+    ent_bid = problem.opt_owner[problem.ent_option]
+    removed: list[int] = []
+    rounds = 0
+    mip_gap: float | None = None
+    while True:
+        rounds += 1
+        t1 = time.perf_counter()
+        h.run()
+        solve_s += time.perf_counter() - t1
+        status = h.getModelStatus()
+        status_text = h.modelStatusToString(status)
+        info = h.getInfo()
+        has_solution = int(info.primal_solution_status) == 2
+        if not has_solution or status not in (
+            highspy.HighsModelStatus.kOptimal,
+            highspy.HighsModelStatus.kTimeLimit,
+            highspy.HighsModelStatus.kIterationLimit,
+        ):
+            return _empty(
+                problem,
+                pricing,
+                f"solver found no solution ({status_text})",
+                status_text,
+                build_s=build_s,
+                solve_s=solve_s,
+            )
+        mip_gap = float(info.mip_gap) if n_u else None
+        col = np.asarray(h.getSolution().col_value, dtype=float)
+        prices = None
+        if pricing is Pricing.UNIFORM:
+            if n_u:  # fix the accepted options, solve the LP for the duals
+                fixed = np.round(col[u0:])
+                h.changeColsIntegrality(n_u, u_idx, np.zeros(n_u, np.uint8))
+                h.changeColsBounds(n_u, u_idx, fixed, fixed)
+                t1 = time.perf_counter()
+                h.run()
+                solve_s += time.perf_counter() - t1
+                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                    return _empty(
+                        problem,
+                        pricing,
+                        "the pricing LP with the accepted options fixed has no optimum",
+                        h.modelStatusToString(h.getModelStatus()),
+                        build_s=build_s,
+                        solve_s=solve_s,
+                    )
+                col = np.asarray(h.getSolution().col_value, dtype=float)
+                h.changeColsIntegrality(n_u, u_idx, np.ones(n_u, np.uint8))
+                h.changeColsBounds(n_u, u_idx, np.zeros(n_u), u_upper)
+            duals = np.asarray(h.getSolution().row_dual, dtype=float)[: model.n_balance_rows]
+            prices = duals.reshape(n_z, n_t, 2)
+        up, down = _clean(col[:n_e]), _clean(col[n_e : 2 * n_e])
+        y = _clean(col[model.y_col0 : model.f_col0])
+        flow = _clean(col[model.f_col0 : u0]).reshape(n_l, n_t, 2)
+        ent_zone = problem.sell_zone[ent_bid]
+        if prices is not None:
+            up_price = prices[ent_zone, problem.ent_step, PRODUCT_UP]
+            down_price = prices[ent_zone, problem.ent_step, PRODUCT_DOWN]
+        else:
+            up_price = down_price = None
+        price = problem.sell_price_eur_per_kwh
+        receipts = seller_receipts(
+            owner=ent_bid,
+            n_bids=problem.n_sell,
+            up_kwh=up,
+            down_kwh=down,
+            price_eur_per_kwh=price,
+            up_price=up_price,
+            down_price=down_price,
+        )
+        cost = np.bincount(ent_bid, weights=price[ent_bid] * (up + down), minlength=problem.n_sell)
+        paradox = paradoxical_sellers(receipts, cost) if prices is not None else np.zeros(0, np.int64)
+        if len(paradox) == 0:
+            break
+        if rounds >= max_rounds:
+            return _empty(
+                problem,
+                pricing,
+                f"{len(paradox)} bids still paradoxically accepted after {rounds} rounds",
+                status_text,
+                build_s=build_s,
+                solve_s=solve_s,
+            )
+        removed.extend(int(k) for k in paradox)
+        forbid = np.isin(problem.opt_owner[model.u_option], paradox)
+        u_upper[forbid] = 0.0
+        h.changeColsBounds(n_u, u_idx, np.zeros(n_u), u_upper)
+        cont = paradox[~model.binary_bid[paradox]]
+        if len(cont):  # numerically paradoxical continuous bids: hold their volumes at 0
+            ents = np.flatnonzero(np.isin(ent_bid, cont))
+            idx = np.concatenate((ents, n_e + ents)).astype(np.int32)
+            h.changeColsBounds(len(idx), idx, np.zeros(len(idx)), np.zeros(len(idx)))
+
+    buy_owner = problem.buy_owner
+    n_s = problem.n_sell
+    ent_option = problem.ent_option
+    used = np.bincount(ent_option, weights=up + down, minlength=problem.n_options) > 0
+    option = np.full(n_s, -1, np.int64)
+    if n_u:
+        chosen = model.u_option[np.round(col[u0:]) > 0.5]
+        option[problem.opt_owner[chosen]] = chosen - problem.opt_seg[problem.opt_owner[chosen]]
+    cont_used = np.flatnonzero(used & ~model.binary_bid[problem.opt_owner])
+    option[problem.opt_owner[cont_used]] = 0
+    if prices is not None:
+        buy_product = np.where(problem.buy_volume_kwh < 0, PRODUCT_UP, PRODUCT_DOWN)
+        buy_price = prices[problem.buy_zone[buy_owner], problem.buy_step, buy_product]
+    else:
+        buy_price = None
+    pays = buyer_payments(
+        owner=buy_owner,
+        n_bids=problem.n_buy,
+        cleared_kwh=y,
+        limit_eur_per_kwh=problem.buy_limit_eur_per_kwh,
+        price=buy_price,
+    )
+    value = np.bincount(buy_owner, weights=problem.buy_limit_eur_per_kwh[buy_owner] * y, minlength=problem.n_buy)
+    fees = float((problem.link_fee_eur_per_kwh[:, None, None] * flow).sum()) if n_l else 0.0
+    buyers_pay, sellers_receive = math.fsum(pays), math.fsum(receipts)
+    reason = None if y.sum() > 0 else NO_CROSSING
+    return Clearing(
+        pricing=pricing,
+        status=status_text,
+        reason=reason,
+        welfare_eur=math.fsum(value) - math.fsum(cost) - fees,
+        option=_ro(option),
+        up_kwh=_ro(up),
+        down_kwh=_ro(down),
+        buy_kwh=_ro(y),
+        flow_kwh=_ro(flow),
+        price_eur_per_kwh=_ro(prices) if prices is not None else None,
+        sell_receives_eur=_ro(receipts),
+        sell_cost_eur=_ro(cost),
+        buy_pays_eur=_ro(pays),
+        buy_value_eur=_ro(value),
+        transport_fees_eur=fees,
+        buyers_pay_eur=buyers_pay,
+        sellers_receive_eur=sellers_receive,
+        surplus_eur=buyers_pay - sellers_receive - fees,
+        removed=tuple(problem.sell_ids[k] for k in removed),
+        rounds=rounds,
+        build_s=build_s,
+        solve_s=solve_s,
+        mip_gap=mip_gap,
+    )
