@@ -318,7 +318,8 @@ class MarketModel:
 
     Columns: up (n_e), down (n_e), y (buy entries), flows (link, step, product), u (one per
     option of a binary bid, `u_option[i]` = its option). Rows: balances first, row
-    `(zone * n_steps + step) * 2 + product`.
+    `(zone * n_steps + step) * 2 + product`. The up/down columns of point entries are held
+    at 0; their volume is `point_kwh * u` (`volumes` puts it back).
     """
 
     lp: Any = field(repr=False)
@@ -329,6 +330,9 @@ class MarketModel:
     u_col0: int
     n_balance_rows: int
     binary_bid: np.ndarray
+    point_entry: np.ndarray  # entries held in their u column: value point_kwh * u[point_u]
+    point_kwh: np.ndarray
+    point_u: np.ndarray
 
     @property
     def y_col0(self) -> int:
@@ -388,19 +392,33 @@ def build_model(problem: MarketProblem) -> MarketModel:
         np.repeat(np.where(np.isfinite(problem.link_capacity_kwh), problem.link_capacity_kwh, inf), n_t),
     ]
 
-    # Options with a binary: every deviation scales with u.
+    # Options with a binary u: every deviation scales with u. A point entry (lower == upper)
+    # is u times its value: it lives in u's column, its up/down columns are held at 0. The
+    # others get x - hi * u <= 0 (u = 0 forces them to 0; per entry, which keeps the
+    # relaxation tight) and, for a forced range (0 outside [lower, upper]), x - lo * u >= 0.
     u_of_option = np.full(problem.n_options, -1, np.int64)
     u_of_option[u_option] = u0 + np.arange(n_u)
     ent_u = u_of_option[ent_option]
-    bin_ent = np.flatnonzero(ent_u >= 0)
+    point = (ent_u >= 0) & (upper - lower <= _EPS_KWH) & (np.abs(lower) > _EPS_KWH)
+    bin_ent = np.flatnonzero((ent_u >= 0) & ~point)
+    pts = np.flatnonzero(point)
+    value = (lower[pts] + upper[pts]) / 2
+    put(ent_row[pts] + PRODUCT_UP, ent_u[pts], np.maximum(-value, 0.0))
+    put(ent_row[pts] + PRODUCT_DOWN, ent_u[pts], np.maximum(value, 0.0))
+    u_cost = np.bincount(
+        ent_u[pts] - u0, weights=problem.sell_price_eur_per_kwh[ent_bid[pts]] * np.abs(value), minlength=n_u
+    )
+    u_point_kwh = np.bincount(ent_u[pts] - u0, weights=np.abs(value), minlength=n_u)
+    up_hi, down_hi = up_hi.copy(), down_hi.copy()
+    up_hi[pts] = down_hi[pts] = 0.0
     for col0, hi, lo in ((up0, up_hi, up_lo), (down0, down_hi, down_lo)):
-        for bound, sense in ((hi, -1.0), (lo, 1.0)):
+        for bound, at_most in ((hi, True), (lo, False)):
             sel = bin_ent[bound[bin_ent] > _EPS_KWH]
             r = n_rows + np.arange(len(sel))
             put(r, col0 + sel, 1.0)
             put(r, ent_u[sel], -bound[sel])
             n_rows += len(sel)
-            if sense < 0:  # x - hi * u <= 0
+            if at_most:  # x - hi * u <= 0
                 row_lower.append(np.full(len(sel), -inf))
                 row_upper.append(np.zeros(len(sel)))
             else:  # x - lo * u >= 0
@@ -416,7 +434,7 @@ def build_model(problem: MarketProblem) -> MarketModel:
         n_rows += len(xor_bids)
         row_lower.append(np.full(len(xor_bids), -inf))
         row_upper.append(np.ones(len(xor_bids)))
-    # Minimum activation: sum(up + down) - min * u >= 0 per option.
+    # Minimum activation: sum(up + down) + (point kWh - min) * u >= 0 per option.
     with_min = problem.sell_min_kwh[u_bid] > _EPS_KWH
     if with_min.any():
         min_opts = u_option[with_min]
@@ -425,7 +443,8 @@ def build_model(problem: MarketProblem) -> MarketModel:
         sel = bin_ent[row_of[ent_option[bin_ent]] >= 0]
         put(row_of[ent_option[sel]], up0 + sel, 1.0)
         put(row_of[ent_option[sel]], down0 + sel, 1.0)
-        put(n_rows + np.arange(len(min_opts)), u0 + np.flatnonzero(with_min), -problem.sell_min_kwh[u_bid[with_min]])
+        u_min = np.flatnonzero(with_min)
+        put(n_rows + np.arange(len(min_opts)), u0 + u_min, u_point_kwh[u_min] - problem.sell_min_kwh[u_bid[u_min]])
         n_rows += len(min_opts)
         row_lower.append(np.zeros(len(min_opts)))
         row_upper.append(np.full(len(min_opts), inf))
@@ -441,7 +460,7 @@ def build_model(problem: MarketProblem) -> MarketModel:
             price,
             -problem.buy_limit_eur_per_kwh[problem.buy_owner],
             np.repeat(problem.link_fee_eur_per_kwh, n_t * 2),
-            np.zeros(n_u),
+            u_cost,
         )
     )
     cap = np.where(np.isfinite(problem.link_capacity_kwh), problem.link_capacity_kwh, inf)
@@ -472,6 +491,9 @@ def build_model(problem: MarketProblem) -> MarketModel:
         u_col0=u0,
         n_balance_rows=n_bal,
         binary_bid=_ro(binary_bid, bool),
+        point_entry=_ro(pts, np.int64),
+        point_kwh=_ro(value, float),
+        point_u=_ro(ent_u[pts] - u0, np.int64),
     )
 
 
@@ -479,6 +501,99 @@ def _integrality(n_cols: int, first_integer: int) -> list[Any]:
     """HiGHS integrality list: continuous columns, then integer ones from `first_integer`."""
     cont, integer = highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger
     return [cont] * first_integer + [integer] * (n_cols - first_integer)
+
+
+_DIVE_ROUNDS = 4
+_OK = (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit)
+
+
+def _lp(h: Any) -> tuple[str | None, np.ndarray | None, float]:
+    """Run the (continuous) model; (why it failed or None, column values, welfare)."""
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return f"solver found no optimum ({h.modelStatusToString(h.getModelStatus())})", None, 0.0
+    return None, np.asarray(h.getSolution().col_value, dtype=float), -float(h.getInfo().objective_function_value)
+
+
+def _solve_integer(
+    h: Any, *, u_idx: np.ndarray, u_upper: np.ndarray, mip_rel_gap: float
+) -> tuple[str | None, np.ndarray | None, float | None]:
+    """Solve with the binaries u (columns `u_idx`, all continuous in `h` on entry and exit).
+
+    Relax-and-fix: the LP relaxation bounds the welfare; a short dive (warm LP re-solves)
+    fixes fractional u >= 1/2 to 1 where the LP stays feasible, the u still fractional go to 0
+    (always feasible: less supply only lowers what buyers receive). When that is within
+    `mip_rel_gap` of the bound it is the answer; otherwise HiGHS's MILP branches over every u
+    not at 1, starting from it (the gap reported is against the full relaxation, so it stays
+    a certificate).
+    On return the model's last solve is the LP with every u fixed, whose duals price.
+    Returns (why it failed or None, column values, gap to the relaxation bound).
+    """
+    n_u = len(u_idx)
+    if n_u == 0:
+        failure, col, _ = _lp(h)
+        return failure, col, None
+    h.changeColsBounds(n_u, u_idx, np.zeros(n_u), u_upper)
+    failure, col, bound = _lp(h)
+    if failure is not None or col is None:
+        return failure, None, None
+    # Dive: keep the relaxation's integral u, set fractional u >= 1/2 to 1 (or to 0 when that
+    # makes the LP infeasible), solve the rest again; a few rounds, then the rest go to 0.
+    lower, upper = np.zeros(n_u), u_upper.copy()
+    u = u_relax = col[u_idx]
+    open_u = np.flatnonzero((u_relax > 1e-6) & (u_relax < 1 - 1e-6))
+    for _ in range(_DIVE_ROUNDS):
+        fractional = (u > 1e-6) & (u < 1 - 1e-6)
+        if not fractional.any():
+            break
+        up = fractional & (u >= 0.5)
+        if not up.any():
+            break
+        trial_lower = np.where(up, 1.0, lower)
+        h.changeColsBounds(n_u, u_idx, trial_lower, upper)
+        failure, trial, _ = _lp(h)
+        if failure is None and trial is not None:
+            lower, col, u = trial_lower, trial, trial[u_idx]
+        else:
+            upper = np.where(up, 0.0, upper)
+            h.changeColsBounds(n_u, u_idx, lower, upper)
+            failure, col, _ = _lp(h)
+            if failure is not None or col is None:
+                return failure, None, None
+            u = col[u_idx]
+    fixed = np.where(u >= 1 - 1e-6, 1.0, 0.0) * (upper > 0)
+    h.changeColsBounds(n_u, u_idx, fixed, fixed)
+    failure, col, welfare = _lp(h)
+    if failure is not None or col is None:
+        return failure, None, None
+    gap = (bound - welfare) / max(abs(bound), 1e-9)
+    if gap > mip_rel_gap and len(open_u):  # the MILP decides the u the relaxation left open
+        base = np.where(u_relax >= 1 - 1e-6, 1.0, 0.0) * (u_upper > 0)
+        h.changeColsBounds(n_u, u_idx, base, base)
+        free = u_idx[open_u].astype(np.int32)
+        h.changeColsBounds(len(free), free, np.zeros(len(free)), u_upper[open_u])
+        h.changeColsIntegrality(len(free), free, np.ones(len(free), np.uint8))
+        h.setSolution(_solution(col))  # the dive's answer as a start, if it fits
+        h.run()
+        status = h.getModelStatus()
+        has_solution = int(h.getInfo().primal_solution_status) == 2
+        h.changeColsIntegrality(len(free), free, np.zeros(len(free), np.uint8))
+        if has_solution and status in _OK:
+            mip = np.asarray(h.getSolution().col_value, dtype=float)
+            fixed = np.round(mip[u_idx]) * (u_upper > 0)
+        h.changeColsBounds(n_u, u_idx, fixed, fixed)
+        failure, col, welfare = _lp(h)
+        if failure is not None or col is None:
+            return failure, None, None
+        gap = (bound - welfare) / max(abs(bound), 1e-9)
+    return None, col, max(gap, 0.0)
+
+
+def _solution(col: np.ndarray) -> Any:
+    solution = highspy.HighsSolution()
+    solution.col_value = col
+    solution.value_valid = True
+    return solution
 
 
 # -- solve, price, remove paradoxical bids -----------------------------------------------
@@ -610,54 +725,26 @@ def clear_many_to_many(
     removed: list[int] = []
     rounds = 0
     mip_gap: float | None = None
+    if n_u:  # the integer decisions are taken by _solve_integer, which starts from the relaxation
+        h.changeColsIntegrality(n_u, u_idx, np.zeros(n_u, np.uint8))
     while True:
         rounds += 1
         t1 = time.perf_counter()
-        h.run()
+        failure, col, mip_gap = _solve_integer(h, u_idx=u_idx, u_upper=u_upper, mip_rel_gap=mip_rel_gap)
         solve_s += time.perf_counter() - t1
-        status = h.getModelStatus()
-        status_text = h.modelStatusToString(status)
-        info = h.getInfo()
-        has_solution = int(info.primal_solution_status) == 2
-        if not has_solution or status not in (
-            highspy.HighsModelStatus.kOptimal,
-            highspy.HighsModelStatus.kTimeLimit,
-            highspy.HighsModelStatus.kIterationLimit,
-        ):
-            return _empty(
-                problem,
-                pricing,
-                f"solver found no solution ({status_text})",
-                status_text,
-                build_s=build_s,
-                solve_s=solve_s,
-            )
-        mip_gap = float(info.mip_gap) if n_u else None
-        col = np.asarray(h.getSolution().col_value, dtype=float)
+        status_text = h.modelStatusToString(h.getModelStatus())
+        if failure is not None or col is None:
+            return _empty(problem, pricing, failure or "no solution", status_text, build_s=build_s, solve_s=solve_s)
         prices = None
-        if pricing is Pricing.UNIFORM:
-            if n_u:  # fix the accepted options, solve the LP for the duals
-                fixed = np.round(col[u0:])
-                h.changeColsIntegrality(n_u, u_idx, np.zeros(n_u, np.uint8))
-                h.changeColsBounds(n_u, u_idx, fixed, fixed)
-                t1 = time.perf_counter()
-                h.run()
-                solve_s += time.perf_counter() - t1
-                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                    return _empty(
-                        problem,
-                        pricing,
-                        "the pricing LP with the accepted options fixed has no optimum",
-                        h.modelStatusToString(h.getModelStatus()),
-                        build_s=build_s,
-                        solve_s=solve_s,
-                    )
-                col = np.asarray(h.getSolution().col_value, dtype=float)
-                h.changeColsIntegrality(n_u, u_idx, np.ones(n_u, np.uint8))
-                h.changeColsBounds(n_u, u_idx, np.zeros(n_u), u_upper)
+        if pricing is Pricing.UNIFORM:  # the last LP had the accepted options fixed: its duals price
             duals = np.asarray(h.getSolution().row_dual, dtype=float)[: model.n_balance_rows]
             prices = duals.reshape(n_z, n_t, 2)
-        up, down = _clean(col[:n_e]), _clean(col[n_e : 2 * n_e])
+        up, down = col[:n_e].copy(), col[n_e : 2 * n_e].copy()
+        if len(model.point_entry):
+            u_val = col[u0:][model.point_u]
+            up[model.point_entry] = np.maximum(-model.point_kwh, 0.0) * u_val
+            down[model.point_entry] = np.maximum(model.point_kwh, 0.0) * u_val
+        up, down = _clean(up), _clean(down)
         y = _clean(col[model.y_col0 : model.f_col0])
         flow = _clean(col[model.f_col0 : u0]).reshape(n_l, n_t, 2)
         ent_zone = problem.sell_zone[ent_bid]
@@ -692,7 +779,6 @@ def clear_many_to_many(
         removed.extend(int(k) for k in paradox)
         forbid = np.isin(problem.opt_owner[model.u_option], paradox)
         u_upper[forbid] = 0.0
-        h.changeColsBounds(n_u, u_idx, np.zeros(n_u), u_upper)
         cont = paradox[~model.binary_bid[paradox]]
         if len(cont):  # numerically paradoxical continuous bids: hold their volumes at 0
             ents = np.flatnonzero(np.isin(ent_bid, cont))
