@@ -1,5 +1,7 @@
 """The Flex-Offer Market (FMAR): market data, clearing mechanisms and the market service."""
 
+from atp.fmar.calendar import MarketCalendar, open_days
+from atp.fmar.doms import CompletedBid, CongestionPoint, DomsInterface
 from atp.fmar.errors import InvalidRequestError, InvalidSessionError, MarketError, SessionError, UnknownMechanismError
 from atp.fmar.many_to_many import (
     BuyBid,
@@ -35,10 +37,14 @@ __all__ = [
     "Bid",
     "BuyBid",
     "Clearing",
+    "CompletedBid",
+    "CongestionPoint",
+    "DomsInterface",
     "FlexOfferMarket",
     "InvalidRequestError",
     "InvalidSessionError",
     "ManyToMany",
+    "MarketCalendar",
     "MarketError",
     "MarketModel",
     "MarketProblem",
@@ -67,6 +73,7 @@ __all__ = [
     "create_mechanism",
     "hub_links",
     "mechanism_names",
+    "open_days",
     "register_mechanism",
     "results_frame",
     "session_bids",
