@@ -65,6 +65,7 @@ class _Placement:
     first_step: int  # market step of deviation entry 0
     base_kwh: np.ndarray  # the default schedule's energy over the option's entries
     n_profile_steps: int
+    default_step: int  # market step of the default start
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,7 +115,7 @@ def _options(
             e_lo[s - first : s - first + m] = lo
             e_hi[s - first : s - first + m] = hi
             options.append(SellOption(first, tuple((e_lo - base).tolist()), tuple((e_hi - base).tolist())))
-            placements.append(_Placement(s, p, first, base, m))
+            placements.append(_Placement(s, p, first, base, m, step0))
     return options, placements
 
 
@@ -229,8 +230,12 @@ def _award_schedules(
         where = bids.placements[k][clearing.option[k]]
         dev = delta[a:b].copy()
         dev[np.abs(dev) < _EPS_KWH] = 0.0
-        energy = (where.base_kwh + dev)[where.start_step - where.first_step :][: where.n_profile_steps]
         offer = bids.offers[k]
+        default = offer.default_schedule
+        unchanged = default is not None and where.profile == default.profile and where.start_step == where.default_step
+        if unchanged and not dev.any():  # accepted with nothing to deliver: it runs its default
+            continue
+        energy = (where.base_kwh + dev)[where.start_step - where.first_step :][: where.n_profile_steps]
         schedule = Schedule(
             flex_offer_id=offer.id or "",
             start=bids.start + timedelta(seconds=bids.slice_s * where.start_step),
