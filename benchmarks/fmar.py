@@ -26,7 +26,7 @@ from collections import defaultdict
 import numpy as np
 
 from atp.fmar import BuyBid, MarketProblem, SellBid, SellOption, TransportLink, clear_many_to_many
-from atp.fmar.many_to_many import _EPS_KWH
+from atp.fmar.market_problem import EPS_KWH
 
 ZONES = ("", "cp-1", "cp-2", "cp-3", "cp-4")
 
@@ -131,7 +131,7 @@ def plain_pyomo(problem: MarketProblem, *, time_limit_s: float, mip_rel_gap: flo
             supply[zone, t, 1].append(m.down[j])
             objective += price * (m.up[j] + m.down[j])
             total += m.up[j] + m.down[j]
-        if binary[k] and p.sell_min_kwh[k] > _EPS_KWH:
+        if binary[k] and p.sell_min_kwh[k] > EPS_KWH:
             m.c.add(total >= float(p.sell_min_kwh[k]) * m.u[o])
     for k in range(p.n_sell):
         if binary[k] and p.opt_seg[k + 1] - p.opt_seg[k] > 1:

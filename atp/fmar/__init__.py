@@ -3,16 +3,7 @@
 from atp.fmar.calendar import MarketCalendar, open_days
 from atp.fmar.doms import CompletedBid, CongestionPoint, DomsInterface
 from atp.fmar.errors import InvalidRequestError, InvalidSessionError, MarketError, SessionError, UnknownMechanismError
-from atp.fmar.many_to_many import (
-    BuyBid,
-    Clearing,
-    MarketModel,
-    MarketProblem,
-    SellBid,
-    SellOption,
-    build_model,
-    clear_many_to_many,
-)
+from atp.fmar.many_to_many import Clearing, MarketModel, build_model, clear_many_to_many
 from atp.fmar.market import (
     RESULT_COLUMNS,
     FlexOfferMarket,
@@ -23,6 +14,7 @@ from atp.fmar.market import (
     register_mechanism,
     results_frame,
 )
+from atp.fmar.market_problem import BuyBid, MarketProblem, SellBid, SellOption
 from atp.fmar.model import Award, Bid, Rejection, Request, Session, SessionKind, SessionResult
 from atp.fmar.one_sided_pool import OneSidedPool, bids_from_offers, clear_one_sided_pool
 from atp.fmar.pricing import Pricing

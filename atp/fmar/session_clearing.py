@@ -36,16 +36,9 @@ import numpy as np
 
 from atp.flexoffer import TOLERANCE_KWH, FlexOffer, Schedule, check_schedule
 from atp.fmar.errors import MarketError
-from atp.fmar.many_to_many import (
-    EMPTY_MARKET,
-    BuyBid,
-    Clearing,
-    MarketProblem,
-    SellBid,
-    SellOption,
-    clear_many_to_many,
-)
+from atp.fmar.many_to_many import EMPTY_MARKET, Clearing, clear_many_to_many
 from atp.fmar.market import Mechanism, register_mechanism
+from atp.fmar.market_problem import BuyBid, MarketProblem, SellBid, SellOption
 from atp.fmar.model import Award, Bid, Rejection, Request, Session, SessionResult
 from atp.fmar.one_sided_pool import ZERO_VOLUME, bids_from_offers
 from atp.fmar.pricing import PRODUCT_DOWN, PRODUCT_UP, Pricing
