@@ -348,7 +348,9 @@ def _solve_integer(
         h.changeColsBounds(len(free), free, np.zeros(len(free)), u_upper[open_u])
         h.changeColsIntegrality(len(free), free, np.ones(len(free), np.uint8))
         h.setSolution(_solution(col))  # the dive's answer as a start, if it fits
+        h.setOptionValue("presolve", "on")
         h.run()
+        h.setOptionValue("presolve", "off")
         status = h.getModelStatus()
         has_solution = int(h.getInfo().primal_solution_status) == 2
         h.changeColsIntegrality(len(free), free, np.zeros(len(free), np.uint8))
@@ -486,6 +488,7 @@ def clear_many_to_many(
         ("mip_rel_gap", float(mip_rel_gap)),
         ("random_seed", 0),
         ("threads", 1),
+        ("presolve", "off"),  # LP presolve costs more than it saves here; the MILP fallback turns it on
     ):
         h.setOptionValue(name, value)
     h.passModel(model.lp)

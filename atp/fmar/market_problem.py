@@ -222,6 +222,9 @@ class MarketProblem:
                 problems.append(Problem(name, "bid ids must be unique", "id"))
         if problems:
             raise InvalidRequestError(problems)
+        lower[np.abs(lower) < 1e-12] = 0.0  # float dust from subtractions, not a bound
+        upper[np.abs(upper) < 1e-12] = 0.0
+        volume[np.abs(volume) < 1e-12] = 0.0
         return cls(
             n_steps=n_steps,
             zones=zones,
