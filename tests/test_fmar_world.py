@@ -23,6 +23,7 @@ HALF_DAY = ("scenario=sww", "sim.days=0.5", "sim.start=2026-01-12T06:00:00Z")
         (("market=two_sided_pool",), TwoSidedPool, "uniform"),
         (("market=many_to_many",), ManyToMany, "uniform"),
         (("market=many_to_many", "market.pricing=pay_as_bid"), ManyToMany, "pay_as_bid"),
+        (("market=many_to_many", "market.transport.hub_fee_eur_per_kwh=0.01"), ManyToMany, "uniform"),
     ],
 )
 def test_mechanism_runs_in_the_world_with_feasible_schedules_and_balanced_money(overrides, cls, pricing):

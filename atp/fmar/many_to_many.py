@@ -277,7 +277,7 @@ def _integrality(n_cols: int, first_integer: int) -> list[Any]:
     return [cont] * first_integer + [integer] * (n_cols - first_integer)
 
 
-_DIVE_ROUNDS = 4
+_DIVE_ROUNDS = 12
 _OK = (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit)
 
 

@@ -378,6 +378,7 @@ RESULT_COLUMNS = (
     "max_price_eur_per_kwh",
     "buyer_pays_eur",
     "sellers_receive_eur",
+    "transport_fees_eur",
     "surplus_eur",
     "reason",
 )
@@ -407,6 +408,7 @@ def results_frame(results: Sequence[SessionResult]) -> pd.DataFrame:
             "max_price_eur_per_kwh": r.max_price_eur_per_kwh,
             "buyer_pays_eur": r.buyer_pays_eur,
             "sellers_receive_eur": r.sellers_receive_eur,
+            "transport_fees_eur": r.transport_fees_eur,
             "surplus_eur": r.surplus_eur,
             "reason": r.reason,
         }
