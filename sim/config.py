@@ -6,6 +6,7 @@ sentence naming the key (e.g. `sim.days: must be at least 1, not -2`) before any
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -14,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from atp.fman import Contract, ContractError, DelegatedContract, contract_from_dict
+from atp.fmar import InvalidRequestError, Pricing, TransportLink, check_links, mechanism_names
 from sim.sources import CLIMATES, PRICE_MODELS
 
 __all__ = [
@@ -95,6 +97,25 @@ class MarketConfig:
     intraday_horizon_steps: int
     dso_forecast_times: tuple[time, ...]
     dso_horizon_steps: int
+    pricing: str | None = None  # None: the mechanism's own rule (one_sided_pool: pay-as-bid)
+    links: tuple[TransportLink, ...] = ()
+    hub_fee_eur_per_kwh: float | None = 0.0
+    hub_capacity_kwh: float | None = None
+    max_starts: int = 1
+
+    def mechanism_options(self) -> dict[str, Any]:
+        """Keyword options for `create_mechanism(self.mechanism, ...)`."""
+        if self.mechanism == "many_to_many":
+            return {
+                "pricing": self.pricing or "uniform",
+                "links": self.links,
+                "hub_fee_eur_per_kwh": self.hub_fee_eur_per_kwh,
+                "hub_capacity_kwh": self.hub_capacity_kwh,
+                "max_starts": self.max_starts,
+            }
+        if self.mechanism == "two_sided_pool":
+            return {"pricing": self.pricing or "uniform"}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -312,6 +333,61 @@ def _device_mixes(cfg: Mapping[str, Any], delegated: int, direct: int) -> tuple[
     return tuple(sorted(mixes, key=lambda m: order[m.load_type]))
 
 
+def _has(cfg: Mapping[str, Any], key: str) -> bool:
+    try:
+        _get(cfg, key)
+    except ConfigError:
+        return False
+    return True
+
+
+def _market_options(cfg: Mapping[str, Any], mechanism: str) -> dict[str, Any]:
+    """The optional `market` keys of the clearing mechanisms: pricing, transport, time flexibility."""
+    options: dict[str, Any] = {}
+    if _has(cfg, "market.pricing"):
+        pricing = _str(cfg, "market.pricing")
+        rules = [p.value for p in Pricing]
+        if mechanism == "one_sided_pool" and pricing != "pay_as_bid":
+            raise ConfigError(f"market.pricing: the one-sided pool pays as bid, not {pricing!r}")
+        if pricing not in rules:
+            raise ConfigError(f"market.pricing: {pricing!r} is not a pricing rule ({', '.join(rules)})")
+        options["pricing"] = pricing
+    if _has(cfg, "market.max_starts"):
+        options["max_starts"] = _int(cfg, "market.max_starts", minimum=1)
+    if _has(cfg, "market.transport"):
+        links = []
+        raw = _get(cfg, "market.transport.links") if _has(cfg, "market.transport.links") else []
+        if not isinstance(raw, list | tuple):
+            raise ConfigError(f"market.transport.links: must be a list of links, not {raw!r}")
+        for i, link in enumerate(raw):
+            key = f"market.transport.links[{i}]"
+            if not isinstance(link, Mapping):
+                raise ConfigError(f"{key}: must have from_zone, to_zone, fee_eur_per_kwh, capacity_kwh")
+            try:
+                capacity = link.get("capacity_kwh")
+                links.append(
+                    TransportLink(
+                        from_zone=_str(link, "from_zone"),
+                        to_zone=_str(link, "to_zone"),
+                        fee_eur_per_kwh=_float(link, "fee_eur_per_kwh", minimum=0.0),
+                        capacity_kwh=math.inf if capacity is None else _float(link, "capacity_kwh", minimum=0.0),
+                    )
+                )
+            except ConfigError as exc:
+                raise ConfigError(f"{key}.{exc}") from None
+        try:
+            options["links"] = check_links(links)
+        except InvalidRequestError as exc:
+            raise ConfigError(f"market.transport.{exc.problems[0]}") from None
+        hub_key, cap_key = "market.transport.hub_fee_eur_per_kwh", "market.transport.hub_capacity_kwh"
+        if _has(cfg, hub_key):
+            hub = _get(cfg, hub_key)
+            options["hub_fee_eur_per_kwh"] = None if hub is None else _float(cfg, hub_key, minimum=0.0)
+        if _has(cfg, cap_key) and _get(cfg, cap_key) is not None:
+            options["hub_capacity_kwh"] = _float(cfg, cap_key, minimum=0.0)
+    return options
+
+
 def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
     """Check the composed config (a plain dict or an OmegaConf container) and type it."""
     slice_s = _int(cfg, "sim.slice_s", minimum=1)
@@ -375,8 +451,8 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
     )
     devices = _device_mixes(cfg, delegated, direct)
     mechanism = _str(cfg, "market.mechanism")
-    if mechanism != "one_sided_pool":
-        raise ConfigError(f"market.mechanism: {mechanism!r} is not available (one_sided_pool)")
+    if mechanism not in mechanism_names():
+        raise ConfigError(f"market.mechanism: {mechanism!r} is not available ({', '.join(mechanism_names())})")
     forecast_times = _get(cfg, "market.dso.forecast_times")
     if not isinstance(forecast_times, list | tuple):
         raise ConfigError(f"market.dso.forecast_times: must be a list of times, not {forecast_times!r}")
@@ -386,6 +462,7 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         intraday_horizon_steps=_int(cfg, "market.intraday.horizon_steps", minimum=1),
         dso_forecast_times=tuple(_clock(v, f"market.dso.forecast_times[{i}]") for i, v in enumerate(forecast_times)),
         dso_horizon_steps=_int(cfg, "market.dso.horizon_steps", minimum=1),
+        **_market_options(cfg, mechanism),
     )
     objective = _str(cfg, "fman.objective")
     if objective not in _FMAN_OBJECTIVES:

@@ -10,13 +10,15 @@ nothing stay accepted and run their default schedule.
 
 Mechanisms are plug-ins: a subclass of `Mechanism` with a `name` and `version` (recorded in
 every result), registered by name with `@register_mechanism` and created with
-`create_mechanism(name)`. `atp.fmar.one_sided_pool` registers `one_sided_pool`.
+`create_mechanism(name, **options)`. `atp.fmar.one_sided_pool` registers `one_sided_pool`,
+`atp.fmar.session_clearing` `many_to_many`, `atp.fmar.two_sided_pool` `two_sided_pool`.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -98,12 +100,17 @@ def mechanism_names() -> list[str]:
     return sorted(_MECHANISMS)
 
 
-def create_mechanism(name: str) -> Mechanism:
-    """A new instance of the mechanism registered under `name`."""
+def create_mechanism(name: str, **options: Any) -> Mechanism:
+    """A new instance of the mechanism registered under `name`, with its keyword `options`."""
     cls = _MECHANISMS.get(name)
     if cls is None:
         raise UnknownMechanismError(f"no mechanism {name!r}; registered: {', '.join(mechanism_names()) or 'none'}")
-    return cls()
+    params = inspect.signature(cls).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        known = ", ".join(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY) or "none"
+        raise MarketError(f"mechanism {name!r} has no option {unknown[0]!r} (options: {known})")
+    return cls(**options)
 
 
 # -- sessions ------------------------------------------------------------------------------
@@ -344,6 +351,7 @@ class FlexOfferMarket:
                     "delivery_end": session.delivery_end,
                     "state": state.value,
                     "mechanism": self.mechanism.name,
+                    "pricing": getattr(getattr(self.mechanism, "pricing", None), "value", "pay_as_bid"),
                     "n_requests": len(book.requests),
                     "n_bids": n_bids,
                     "n_awards": sum(r.n_awards for r in results),
@@ -370,6 +378,7 @@ RESULT_COLUMNS = (
     "max_price_eur_per_kwh",
     "buyer_pays_eur",
     "sellers_receive_eur",
+    "transport_fees_eur",
     "surplus_eur",
     "reason",
 )
@@ -399,6 +408,7 @@ def results_frame(results: Sequence[SessionResult]) -> pd.DataFrame:
             "max_price_eur_per_kwh": r.max_price_eur_per_kwh,
             "buyer_pays_eur": r.buyer_pays_eur,
             "sellers_receive_eur": r.sellers_receive_eur,
+            "transport_fees_eur": r.transport_fees_eur,
             "surplus_eur": r.surplus_eur,
             "reason": r.reason,
         }

@@ -128,8 +128,11 @@ class Bid:
 class Award:
     """A winning bid: the schedule the offer runs and what its seller receives.
 
-    `deviation_kwh[i]` = `schedule.energy[i]` - default energy in step i (kWh delivered,
-    signed like the request); `price_eur` = `price_eur_per_kwh` * `delivered_kwh`.
+    `deviation_kwh[i]` = change of consumption against the default schedule in the step that
+    begins `i` steps after `deviation_start` (kWh delivered, signed like the request); absent
+    `deviation_start` means the schedule's start, where the pool (no time shifting) puts it;
+    a time-shifted award (many-to-many) starts it at the earlier of schedule and default.
+    `price_eur` = what the seller receives, `price_eur_per_kwh` * `delivered_kwh`.
     """
 
     offer_id: str
@@ -138,6 +141,7 @@ class Award:
     deviation_kwh: tuple[float, ...]
     price_eur_per_kwh: float
     price_eur: float
+    deviation_start: datetime | None = None
 
     @property
     def delivered_kwh(self) -> float:
@@ -224,9 +228,13 @@ class SessionResult:
     (same sign, |cleared| <= |requested|), and the volume-weighted mean and the highest price
     of the awards used in that step (None when nothing cleared there).
 
-    Money (EUR, unrounded; settlement rounds): `buyer_pays_eur` - `sellers_receive_eur` =
-    `surplus_eur` (the market operator's margin; 0 under pay-as-bid). `reason` says why
-    nothing cleared (empty market, no crossing bids, zero volume, ...); None when something did.
+    Money (EUR, unrounded; settlement rounds): `buyer_pays_eur` - `sellers_receive_eur` -
+    `transport_fees_eur` = `surplus_eur` (the market operator's margin; 0 in the one-sided
+    pool). In the many-to-many and two-sided mechanisms the market is the counterparty of
+    every trade: a seller's volume and money are shared among the buyers of each step and
+    product in proportion to what they bought, and each award is listed with the request
+    that took most of it. `reason` says why nothing cleared (empty market, no crossing bids,
+    zero volume, ...); None when something did.
     """
 
     session: str
@@ -252,6 +260,7 @@ class SessionResult:
     sellers_receive_eur: float
     surplus_eur: float
     reason: str | None = None
+    transport_fees_eur: float = 0.0
 
     @property
     def n_awards(self) -> int:

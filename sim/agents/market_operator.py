@@ -3,7 +3,8 @@
 Buyers (the BRP, the DSO) leave standing requests: volumes per step they still want. At each
 step the operator opens an intraday session for delivery from the next step over the market
 horizon, posts every buyer's remaining volume as a request, clears it with the configured
-mechanism, and subtracts what cleared. Direct offers arrive one step before they start, so a
+mechanism (`market.mechanism`, with its pricing rule, transport links and time flexibility
+from the market group), and subtracts what cleared. Direct offers arrive one step before they start, so a
 rolling clearing is what lets them trade.
 """
 
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 import mesa
 import numpy as np
 
-from atp.fmar import FlexOfferMarket, Request, Session, SessionKind, SessionResult
+from atp.fmar import FlexOfferMarket, Request, Session, SessionKind, SessionResult, create_mechanism
 from atp.interface import InProcessClient
 
 __all__ = ["MarketOperator", "StandingRequest"]
@@ -47,6 +48,10 @@ class MarketOperator(mesa.Agent):
         horizon_steps: int,
     ) -> None:
         super().__init__(model)
+        market_config = getattr(getattr(model, "config", None), "market", None)
+        if market_config is not None and market_config.mechanism_options():
+            # The configured pricing rule, transport links and time flexibility (market group).
+            market.mechanism = create_mechanism(market_config.mechanism, **market_config.mechanism_options())
         self.market = market
         self.start = start
         self.slice_s = slice_s

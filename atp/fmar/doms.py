@@ -1,0 +1,117 @@
+"""The DOMS interface of the market (D2.1 F2.FMAR7): congestion points in, prosumers and bids out.
+
+The DSO's Distribution Observability and Management System registers a congestion point with
+the energy variation it wants per step and the price it pays (`CongestionPoint`); the market
+turns every registration into a local flexibility `Request` for that point (a DSO local session
+on demand, see `atp.fmar.calendar`). On request the market returns the prosumers relevant to a
+point (the issuers of open offers located there, `offer.location.congestion_point`) and a
+summary of the completed bids for a point: one `CompletedBid` per cleared request.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from atp.fmar.market import FlexOfferMarket
+from atp.fmar.model import Request, Session
+
+__all__ = ["CompletedBid", "CongestionPoint", "DomsInterface"]
+
+
+@dataclass(frozen=True)
+class CongestionPoint:
+    """A congestion location and what relieves it: the desired change of consumption per step
+    (kWh, negative = less) from `start` on, at up to `price_eur_per_kwh`."""
+
+    point: str
+    dso: str
+    start: datetime
+    slice_s: int
+    desired_kwh: tuple[float, ...]
+    price_eur_per_kwh: float
+
+
+@dataclass(frozen=True)
+class CompletedBid:
+    """A cleared local request, summarised for the DOMS."""
+
+    point: str
+    session: str
+    request_id: str | None
+    buyer: str
+    requested_kwh: float
+    cleared_kwh: float
+    buyer_pays_eur: float
+    awards: tuple[tuple[str, str, float, float], ...]  # (offer id, issuer, delivered kWh, EUR)
+    reason: str | None
+
+
+class DomsInterface:
+    """The market's face to a DOMS: register congestion points, list prosumers, summarise bids."""
+
+    def __init__(self, market: FlexOfferMarket) -> None:
+        self.market = market
+        self._points: dict[str, list[tuple[CongestionPoint, Request]]] = {}
+
+    def register(self, point: CongestionPoint, *, session: Session | str | None = None) -> Request:
+        """Record the congestion point and post its request (to `session`, or the first open
+        local session covering it); raises InvalidRequestError / SessionError like post_request."""
+        n = sum(len(v) for v in self._points.values())
+        request = Request(
+            buyer=point.dso,
+            start=point.start,
+            slice_s=point.slice_s,
+            volume_kwh=point.desired_kwh,
+            cutoff_eur_per_kwh=point.price_eur_per_kwh,
+            congestion_point=point.point,
+            id=f"doms-{point.point}-{n}",
+        )
+        self.market.post_request(request, session=session)
+        self._points.setdefault(point.point, []).append((point, request))
+        return request
+
+    @property
+    def points(self) -> list[str]:
+        """The registered congestion points, sorted."""
+        return sorted(self._points)
+
+    def registrations(self, point: str) -> list[CongestionPoint]:
+        """What the DOMS registered for `point`, in order."""
+        return [p for p, _ in self._points.get(point, [])]
+
+    def relevant_prosumers(self, point: str, *, now: datetime | None = None) -> list[str]:
+        """Issuers of the open offers located at `point`, sorted and unique."""
+        return sorted(
+            {
+                o.issuer
+                for o in self.market.store.open_offers(now=now)
+                if o.location is not None and o.location.congestion_point == point
+            }
+        )
+
+    def completed_bids(self, point: str | None = None) -> list[CompletedBid]:
+        """The cleared local requests for `point` (all points when None), in clearing order."""
+        ids = {r.id: p for p, regs in self._points.items() if point is None or p == point for _, r in regs}
+        out = []
+        for result in self.market.results:
+            if result.request_id not in ids:
+                continue
+            out.append(
+                CompletedBid(
+                    point=ids[result.request_id],
+                    session=result.session,
+                    request_id=result.request_id,
+                    buyer=result.buyer,
+                    requested_kwh=result.requested_total_kwh,
+                    cleared_kwh=result.cleared_total_kwh,
+                    buyer_pays_eur=result.buyer_pays_eur,
+                    awards=tuple(
+                        (a.offer_id, a.issuer, math.fsum(abs(d) for d in a.deviation_kwh), a.price_eur)
+                        for a in result.awards
+                    ),
+                    reason=result.reason,
+                )
+            )
+        return out

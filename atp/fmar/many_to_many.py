@@ -1,0 +1,615 @@
+"""Many-to-many clearing (D2.1 F2.FMAR3, F2.FMAR4): welfare-maximising MILP solved by HiGHS.
+
+Problem data (`atp.fmar.market_problem.MarketProblem`, flat numpy arrays; built from
+`SellBid`s and `BuyBid`s by `MarketProblem.from_bids`) is kept apart from the solver:
+`build_model` lays the MILP out as a column-wise sparse matrix for highspy directly (no
+modelling layer: the build is a handful of vectorised numpy operations), `clear_many_to_many`
+solves it, prices it and removes paradoxically accepted bids.
+
+Products and signs. A change of consumption is traded as two products per zone and step:
+upward regulation (less consumption) and downward regulation (more). A sell bid entry j (one
+step of one option) has deviation bounds `lower_kwh[j] <= delta <= upper_kwh[j]` (change of
+consumption relative to the seller's default schedule) and is split into `up_j, down_j >= 0`
+with `delta = down_j - up_j`; the seller is paid for `up_j + down_j` at its price. A buyer
+(`BuyBid`, from a `Request`: a BRP or DSO) asks per step for a signed volume (negative =
+upward) at a limit price; it may receive any part `0 <= y <= |volume|` of it.
+
+Bid features with integer decisions (each option has a binary `u`, all deviations of the
+option scale with it):
+
+- XOR options: a sell bid has one or more options (a start time and profile of the
+  Flex-Offer: time flexibility and XOR profiles); at most one is accepted. Not accepted = the
+  default schedule (all deviations 0).
+- Indivisible (block) bids: an option with `lower == upper` is all or nothing.
+- Minimum activation: an accepted option delivers at least `min_activation_kwh` (sum over
+  steps of `up + down`).
+- Options whose bounds exclude 0 (a shifted start forces deviations) are all or nothing too.
+
+A bid with one option, bounds around 0 and no minimum activation is continuous (no binary).
+
+Maximise  sum_b limit_b * sum_t y_bt - sum_k price_k * sum_j (up_j + down_j) - sum_l fee_l * f_l
+subject to, per zone z, step t and product p:
+    supply_p(z, t) - demand_p(z, t) + sum_{l into z} f_lp - sum_{l out of z} f_lp = 0,
+per link l and step t: f_l,up + f_l,down <= capacity_l.
+
+Pricing (`atp.fmar.pricing`): pay-as-bid, or uniform per zone, step and product from the
+duals of the balance rows in the LP with the accepted options fixed. Under uniform pricing, a
+sell bid that would receive less than its own price asks (paradoxically accepted) is forbidden
+and the MILP solved again, until no such bid is left (every paradoxical bid of a round is
+removed at once; each round removes at least one, so the loop ends).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import highspy
+import numpy as np
+from scipy import sparse
+
+from atp.fman.planning import _new_highs
+from atp.fmar.market_problem import EPS_KWH, MarketProblem
+from atp.fmar.pricing import (
+    PRODUCT_DOWN,
+    PRODUCT_UP,
+    Pricing,
+    buyer_payments,
+    paradoxical_sellers,
+    seller_receipts,
+)
+
+__all__ = [
+    "EMPTY_MARKET",
+    "NO_BUYERS",
+    "NO_CROSSING",
+    "NO_SELLERS",
+    "Clearing",
+    "MarketModel",
+    "build_model",
+    "clear_many_to_many",
+]
+
+EMPTY_MARKET = "empty market: no bids"
+NO_SELLERS = "no sell bids: nothing to buy from"
+NO_BUYERS = "no buy bids: nobody asks for flexibility"
+NO_CROSSING = "no crossing bids: no seller's price and the transport fees fit under any reachable buyer's limit"
+_EPS_KWH = EPS_KWH
+
+
+def _ro(a: np.ndarray, dtype: Any = None) -> np.ndarray:
+    out = np.ascontiguousarray(a, dtype=dtype)
+    out.setflags(write=False)
+    return out
+
+
+# -- the matrix --------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class MarketModel:
+    """The MILP as a highspy HighsLp and where its columns and rows are.
+
+    Columns: up (n_e), down (n_e), y (buy entries), flows (link, step, product), u (one per
+    option of a binary bid, `u_option[i]` = its option). Rows: balances first, row
+    `(zone * n_steps + step) * 2 + product`. The up/down columns of point entries are held
+    at 0; their volume is `point_kwh * u` (`volumes` puts it back).
+    """
+
+    lp: Any = field(repr=False)
+    n_entries: int
+    n_buy_entries: int
+    n_flows: int
+    u_option: np.ndarray
+    u_col0: int
+    n_balance_rows: int
+    binary_bid: np.ndarray
+    point_entry: np.ndarray  # entries held in their u column: value point_kwh * u[point_u]
+    point_kwh: np.ndarray
+    point_u: np.ndarray
+
+    @property
+    def y_col0(self) -> int:
+        return 2 * self.n_entries
+
+    @property
+    def f_col0(self) -> int:
+        return self.y_col0 + self.n_buy_entries
+
+
+def build_model(problem: MarketProblem) -> MarketModel:
+    """The column-wise sparse MILP of `problem`, ready for `Highs.passModel`."""
+    inf = highspy.kHighsInf
+    n_t, n_z, n_e = problem.n_steps, len(problem.zones), problem.n_entries
+    n_y, n_l = len(problem.buy_step), len(problem.links)
+    ent_option = problem.ent_option
+    ent_bid = problem.opt_owner[ent_option]
+    binary_bid = problem.binary_bids()
+    u_option = np.flatnonzero(binary_bid[problem.opt_owner])
+    n_u = len(u_option)
+    n_f = n_l * n_t * 2
+    up0, down0, y0, f0, u0 = 0, n_e, 2 * n_e, 2 * n_e + n_y, 2 * n_e + n_y + n_f
+    n_cols = u0 + n_u
+    lower, upper = problem.ent_lower_kwh, problem.ent_upper_kwh
+    up_hi, down_hi = np.maximum(-lower, 0.0), np.maximum(upper, 0.0)
+    up_lo, down_lo = np.maximum(-upper, 0.0), np.maximum(lower, 0.0)
+
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+
+    def put(r: np.ndarray, c: np.ndarray, v: float | np.ndarray) -> None:
+        rows.append(r)
+        cols.append(c)
+        vals.append(np.broadcast_to(np.asarray(v, float), r.shape))
+
+    # Balances.
+    n_bal = n_z * n_t * 2
+    ent_row = (problem.sell_zone[ent_bid] * n_t + problem.ent_step) * 2
+    ent_cols = np.arange(n_e)
+    put(ent_row + PRODUCT_UP, up0 + ent_cols, 1.0)
+    put(ent_row + PRODUCT_DOWN, down0 + ent_cols, 1.0)
+    buy_product = np.where(problem.buy_volume_kwh < 0, PRODUCT_UP, PRODUCT_DOWN)
+    buy_row = (problem.buy_zone[problem.buy_owner] * n_t + problem.buy_step) * 2 + buy_product
+    put(buy_row, y0 + np.arange(n_y), -1.0)
+    if n_l:
+        lk, tk, pk = np.meshgrid(np.arange(n_l), np.arange(n_t), np.arange(2), indexing="ij")
+        lk, tk, pk = lk.ravel(), tk.ravel(), pk.ravel()
+        fcol = f0 + np.arange(n_f)
+        put((problem.link_to[lk] * n_t + tk) * 2 + pk, fcol, 1.0)
+        put((problem.link_from[lk] * n_t + tk) * 2 + pk, fcol, -1.0)
+        put(n_bal + lk * n_t + tk, fcol, 1.0)  # capacity rows: f_up + f_down <= cap
+    n_rows = n_bal + n_l * n_t
+    row_lower = [np.zeros(n_bal), np.full(n_l * n_t, -inf)]
+    row_upper = [
+        np.zeros(n_bal),
+        np.repeat(np.where(np.isfinite(problem.link_capacity_kwh), problem.link_capacity_kwh, inf), n_t),
+    ]
+
+    # Options with a binary u: every deviation scales with u. A point entry (lower == upper)
+    # is u times its value: it lives in u's column, its up/down columns are held at 0. The
+    # others get x - hi * u <= 0 (u = 0 forces them to 0; per entry, which keeps the
+    # relaxation tight) and, for a forced range (0 outside [lower, upper]), x - lo * u >= 0.
+    u_of_option = np.full(problem.n_options, -1, np.int64)
+    u_of_option[u_option] = u0 + np.arange(n_u)
+    ent_u = u_of_option[ent_option]
+    point = (ent_u >= 0) & (upper - lower <= _EPS_KWH) & (np.abs(lower) > _EPS_KWH)
+    bin_ent = np.flatnonzero((ent_u >= 0) & ~point)
+    pts = np.flatnonzero(point)
+    value = (lower[pts] + upper[pts]) / 2
+    put(ent_row[pts] + PRODUCT_UP, ent_u[pts], np.maximum(-value, 0.0))
+    put(ent_row[pts] + PRODUCT_DOWN, ent_u[pts], np.maximum(value, 0.0))
+    u_cost = np.bincount(
+        ent_u[pts] - u0, weights=problem.sell_price_eur_per_kwh[ent_bid[pts]] * np.abs(value), minlength=n_u
+    )
+    u_point_kwh = np.bincount(ent_u[pts] - u0, weights=np.abs(value), minlength=n_u)
+    up_hi, down_hi = up_hi.copy(), down_hi.copy()
+    up_hi[pts] = down_hi[pts] = 0.0
+    for col0, hi, lo in ((up0, up_hi, up_lo), (down0, down_hi, down_lo)):
+        for bound, at_most in ((hi, True), (lo, False)):
+            sel = bin_ent[bound[bin_ent] > _EPS_KWH]
+            r = n_rows + np.arange(len(sel))
+            put(r, col0 + sel, 1.0)
+            put(r, ent_u[sel], -bound[sel])
+            n_rows += len(sel)
+            if at_most:  # x - hi * u <= 0
+                row_lower.append(np.full(len(sel), -inf))
+                row_upper.append(np.zeros(len(sel)))
+            else:  # x - lo * u >= 0
+                row_lower.append(np.zeros(len(sel)))
+                row_upper.append(np.full(len(sel), inf))
+    # XOR: at most one option of a binary bid with several.
+    u_bid = problem.opt_owner[u_option]
+    n_opts = np.diff(problem.opt_seg)
+    multi = np.flatnonzero(n_opts[u_bid] > 1)
+    if len(multi):
+        xor_bids, xor_row = np.unique(u_bid[multi], return_inverse=True)
+        put(n_rows + xor_row, u0 + multi, 1.0)
+        n_rows += len(xor_bids)
+        row_lower.append(np.full(len(xor_bids), -inf))
+        row_upper.append(np.ones(len(xor_bids)))
+    # Minimum activation: sum(up + down) + (point kWh - min) * u >= 0 per option.
+    with_min = problem.sell_min_kwh[u_bid] > _EPS_KWH
+    if with_min.any():
+        min_opts = u_option[with_min]
+        row_of = np.full(problem.n_options, -1, np.int64)
+        row_of[min_opts] = n_rows + np.arange(len(min_opts))
+        sel = bin_ent[row_of[ent_option[bin_ent]] >= 0]
+        put(row_of[ent_option[sel]], up0 + sel, 1.0)
+        put(row_of[ent_option[sel]], down0 + sel, 1.0)
+        u_min = np.flatnonzero(with_min)
+        put(n_rows + np.arange(len(min_opts)), u0 + u_min, u_point_kwh[u_min] - problem.sell_min_kwh[u_bid[u_min]])
+        n_rows += len(min_opts)
+        row_lower.append(np.zeros(len(min_opts)))
+        row_upper.append(np.full(len(min_opts), inf))
+
+    matrix = sparse.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols)
+    )
+    matrix.sort_indices()
+    price = problem.sell_price_eur_per_kwh[ent_bid]
+    cost = np.concatenate(
+        (
+            price,
+            price,
+            -problem.buy_limit_eur_per_kwh[problem.buy_owner],
+            np.repeat(problem.link_fee_eur_per_kwh, n_t * 2),
+            u_cost,
+        )
+    )
+    cap = np.where(np.isfinite(problem.link_capacity_kwh), problem.link_capacity_kwh, inf)
+    col_lower = np.zeros(n_cols)
+    col_upper = np.concatenate((up_hi, down_hi, np.abs(problem.buy_volume_kwh), np.repeat(cap, n_t * 2), np.ones(n_u)))
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_cols
+    lp.num_row_ = n_rows
+    lp.col_cost_ = cost
+    lp.col_lower_ = col_lower
+    lp.col_upper_ = col_upper
+    lp.row_lower_ = np.concatenate(row_lower)
+    lp.row_upper_ = np.concatenate(row_upper)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.num_col_ = n_cols
+    lp.a_matrix_.num_row_ = n_rows
+    lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+    lp.a_matrix_.value_ = matrix.data
+    if n_u:
+        lp.integrality_ = _integrality(n_cols, u0)
+    return MarketModel(
+        lp=lp,
+        n_entries=n_e,
+        n_buy_entries=n_y,
+        n_flows=n_f,
+        u_option=_ro(u_option, np.int64),
+        u_col0=u0,
+        n_balance_rows=n_bal,
+        binary_bid=_ro(binary_bid, bool),
+        point_entry=_ro(pts, np.int64),
+        point_kwh=_ro(value, float),
+        point_u=_ro(ent_u[pts] - u0, np.int64),
+    )
+
+
+def _integrality(n_cols: int, first_integer: int) -> list[Any]:
+    """HiGHS integrality list: continuous columns, then integer ones from `first_integer`."""
+    cont, integer = highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger
+    return [cont] * first_integer + [integer] * (n_cols - first_integer)
+
+
+_DIVE_ROUNDS = 12
+_OK = (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit)
+
+
+def _lp(h: Any) -> tuple[str | None, np.ndarray | None, float]:
+    """Run the (continuous) model; (why it failed or None, column values, welfare)."""
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return f"solver found no optimum ({h.modelStatusToString(h.getModelStatus())})", None, 0.0
+    return None, np.asarray(h.getSolution().col_value, dtype=float), -float(h.getInfo().objective_function_value)
+
+
+def _solve_integer(
+    h: Any, *, u_idx: np.ndarray, u_upper: np.ndarray, mip_rel_gap: float
+) -> tuple[str | None, np.ndarray | None, float | None]:
+    """Solve with the binaries u (columns `u_idx`, all continuous in `h` on entry and exit).
+
+    Relax-and-fix: the LP relaxation bounds the welfare; a short dive (warm LP re-solves)
+    fixes fractional u >= 1/2 to 1 where the LP stays feasible, the u still fractional go to 0
+    (always feasible: less supply only lowers what buyers receive). When that is within
+    `mip_rel_gap` of the bound it is the answer; otherwise HiGHS's MILP branches over every u
+    not at 1, starting from it (the gap reported is against the full relaxation, so it stays
+    a certificate).
+    On return the model's last solve is the LP with every u fixed, whose duals price.
+    Returns (why it failed or None, column values, gap to the relaxation bound).
+    """
+    n_u = len(u_idx)
+    if n_u == 0:
+        failure, col, _ = _lp(h)
+        return failure, col, None
+    h.changeColsBounds(n_u, u_idx, np.zeros(n_u), u_upper)
+    failure, col, bound = _lp(h)
+    if failure is not None or col is None:
+        return failure, None, None
+    # Dive: keep the relaxation's integral u, set fractional u >= 1/2 to 1 (or to 0 when that
+    # makes the LP infeasible), solve the rest again; a few rounds, then the rest go to 0.
+    lower, upper = np.zeros(n_u), u_upper.copy()
+    u = u_relax = col[u_idx]
+    open_u = np.flatnonzero((u_relax > 1e-6) & (u_relax < 1 - 1e-6))
+    for _ in range(_DIVE_ROUNDS):
+        fractional = (u > 1e-6) & (u < 1 - 1e-6)
+        if not fractional.any():
+            break
+        up = fractional & (u >= 0.5)
+        if not up.any():
+            break
+        trial_lower = np.where(up, 1.0, lower)
+        h.changeColsBounds(n_u, u_idx, trial_lower, upper)
+        failure, trial, _ = _lp(h)
+        if failure is None and trial is not None:
+            lower, col, u = trial_lower, trial, trial[u_idx]
+        else:
+            upper = np.where(up, 0.0, upper)
+            h.changeColsBounds(n_u, u_idx, lower, upper)
+            failure, col, _ = _lp(h)
+            if failure is not None or col is None:
+                return failure, None, None
+            u = col[u_idx]
+    fixed = np.where(u >= 1 - 1e-6, 1.0, 0.0) * (upper > 0)
+    h.changeColsBounds(n_u, u_idx, fixed, fixed)
+    failure, col, welfare = _lp(h)
+    if failure is not None or col is None:
+        return failure, None, None
+    gap = (bound - welfare) / max(abs(bound), 1e-9)
+    if gap > mip_rel_gap and len(open_u):  # the MILP decides the u the relaxation left open
+        base = np.where(u_relax >= 1 - 1e-6, 1.0, 0.0) * (u_upper > 0)
+        h.changeColsBounds(n_u, u_idx, base, base)
+        free = u_idx[open_u].astype(np.int32)
+        h.changeColsBounds(len(free), free, np.zeros(len(free)), u_upper[open_u])
+        h.changeColsIntegrality(len(free), free, np.ones(len(free), np.uint8))
+        h.setSolution(_solution(col))  # the dive's answer as a start, if it fits
+        h.setOptionValue("presolve", "on")
+        h.run()
+        h.setOptionValue("presolve", "off")
+        status = h.getModelStatus()
+        has_solution = int(h.getInfo().primal_solution_status) == 2
+        h.changeColsIntegrality(len(free), free, np.zeros(len(free), np.uint8))
+        if has_solution and status in _OK:
+            mip = np.asarray(h.getSolution().col_value, dtype=float)
+            fixed = np.round(mip[u_idx]) * (u_upper > 0)
+        h.changeColsBounds(n_u, u_idx, fixed, fixed)
+        failure, col, welfare = _lp(h)
+        if failure is not None or col is None:
+            return failure, None, None
+        gap = (bound - welfare) / max(abs(bound), 1e-9)
+    return None, col, max(gap, 0.0)
+
+
+def _solution(col: np.ndarray) -> Any:
+    solution = highspy.HighsSolution()
+    solution.col_value = col
+    solution.value_valid = True
+    return solution
+
+
+# -- solve, price, remove paradoxical bids -----------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Clearing:
+    """The outcome of one many-to-many clearing, in the problem's index space.
+
+    Volumes per sell entry (`up_kwh`, `down_kwh`; deviation = down - up), per buy entry
+    (`buy_kwh` >= 0, in the direction the buyer asked for) and per link, step and product
+    (`flow_kwh`). `option[k]` is the accepted option of sell bid k (-1 = not accepted: it runs
+    its default). `price_eur_per_kwh[z, t, p]` holds the uniform prices (None under
+    pay-as-bid). Money: `buyers_pay_eur` = `sellers_receive_eur` + `transport_fees_eur` +
+    `surplus_eur`. `removed` names the paradoxically accepted sell bids that were forbidden.
+    `reason` says why nothing cleared (None when something did).
+    """
+
+    pricing: Pricing
+    status: str
+    reason: str | None
+    welfare_eur: float
+    option: np.ndarray = field(repr=False)
+    up_kwh: np.ndarray = field(repr=False)
+    down_kwh: np.ndarray = field(repr=False)
+    buy_kwh: np.ndarray = field(repr=False)
+    flow_kwh: np.ndarray = field(repr=False)
+    price_eur_per_kwh: np.ndarray | None = field(repr=False)
+    sell_receives_eur: np.ndarray = field(repr=False)
+    sell_cost_eur: np.ndarray = field(repr=False)
+    buy_pays_eur: np.ndarray = field(repr=False)
+    buy_value_eur: np.ndarray = field(repr=False)
+    transport_fees_eur: float
+    buyers_pay_eur: float
+    sellers_receive_eur: float
+    surplus_eur: float
+    removed: tuple[str, ...]
+    rounds: int
+    build_s: float
+    solve_s: float
+    mip_gap: float | None
+
+    @property
+    def delta_kwh(self) -> np.ndarray:
+        """Change of consumption per sell entry (down - up)."""
+        return self.down_kwh - self.up_kwh
+
+    @property
+    def cleared_kwh(self) -> float:
+        """Volume bought over all buyers and steps (kWh)."""
+        return float(self.buy_kwh.sum())
+
+
+def _empty(problem: MarketProblem, pricing: Pricing, reason: str, status: str = "not solved", **extra: Any) -> Clearing:
+    n_s, n_b = problem.n_sell, problem.n_buy
+    return Clearing(
+        pricing=pricing,
+        status=status,
+        reason=reason,
+        welfare_eur=0.0,
+        option=_ro(np.full(n_s, -1), np.int64),
+        up_kwh=_ro(np.zeros(problem.n_entries)),
+        down_kwh=_ro(np.zeros(problem.n_entries)),
+        buy_kwh=_ro(np.zeros(len(problem.buy_step))),
+        flow_kwh=_ro(np.zeros((len(problem.links), problem.n_steps, 2))),
+        price_eur_per_kwh=None,
+        sell_receives_eur=_ro(np.zeros(n_s)),
+        sell_cost_eur=_ro(np.zeros(n_s)),
+        buy_pays_eur=_ro(np.zeros(n_b)),
+        buy_value_eur=_ro(np.zeros(n_b)),
+        transport_fees_eur=0.0,
+        buyers_pay_eur=0.0,
+        sellers_receive_eur=0.0,
+        surplus_eur=0.0,
+        removed=(),
+        rounds=0,
+        build_s=extra.get("build_s", 0.0),
+        solve_s=extra.get("solve_s", 0.0),
+        mip_gap=None,
+    )
+
+
+def _clean(x: np.ndarray) -> np.ndarray:
+    x = np.maximum(x, 0.0)
+    x[x < _EPS_KWH] = 0.0
+    return x
+
+
+def clear_many_to_many(
+    problem: MarketProblem,
+    *,
+    pricing: Pricing | str = Pricing.UNIFORM,
+    time_limit_s: float = 60.0,
+    mip_rel_gap: float = 1e-6,
+    max_rounds: int = 50,
+) -> Clearing:
+    """Clear the market: maximise welfare, price the volumes, forbid paradoxical bids.
+
+    Never raises for market outcomes: an empty market, no crossing bids, zero volumes or a
+    solver without a solution give a Clearing with nothing accepted and the `reason`.
+    `max_rounds` bounds the paradoxical-bid removal; if bids are still paradoxical after it,
+    the clearing reports so in `reason` and accepts nothing.
+    """
+    pricing = Pricing(pricing)
+    if problem.n_sell == 0 and problem.n_buy == 0:
+        return _empty(problem, pricing, EMPTY_MARKET)
+    if problem.n_sell == 0:
+        return _empty(problem, pricing, NO_SELLERS)
+    if problem.n_buy == 0:
+        return _empty(problem, pricing, NO_BUYERS)
+    if not (np.abs(problem.buy_volume_kwh) > _EPS_KWH).any():
+        return _empty(problem, pricing, "zero volume: no buyer asks for a change in any step")
+    t0 = time.perf_counter()
+    model = build_model(problem)
+    h = _new_highs()
+    for name, value in (
+        ("time_limit", float(time_limit_s)),
+        ("mip_rel_gap", float(mip_rel_gap)),
+        ("random_seed", 0),
+        ("threads", 1),
+        ("presolve", "off"),  # LP presolve costs more than it saves here; the MILP fallback turns it on
+    ):
+        h.setOptionValue(name, value)
+    h.passModel(model.lp)
+    build_s = time.perf_counter() - t0
+    solve_s = 0.0
+    n_e, n_t, n_z, n_l = problem.n_entries, problem.n_steps, len(problem.zones), len(problem.links)
+    u0, n_u = model.u_col0, len(model.u_option)
+    u_idx = (u0 + np.arange(n_u)).astype(np.int32)
+    u_upper = np.ones(n_u)
+    ent_bid = problem.opt_owner[problem.ent_option]
+    removed: list[int] = []
+    rounds = 0
+    mip_gap: float | None = None
+    if n_u:  # the integer decisions are taken by _solve_integer, which starts from the relaxation
+        h.changeColsIntegrality(n_u, u_idx, np.zeros(n_u, np.uint8))
+    while True:
+        rounds += 1
+        t1 = time.perf_counter()
+        failure, col, mip_gap = _solve_integer(h, u_idx=u_idx, u_upper=u_upper, mip_rel_gap=mip_rel_gap)
+        solve_s += time.perf_counter() - t1
+        status_text = h.modelStatusToString(h.getModelStatus())
+        if failure is not None or col is None:
+            return _empty(problem, pricing, failure or "no solution", status_text, build_s=build_s, solve_s=solve_s)
+        prices = None
+        if pricing is Pricing.UNIFORM:  # the last LP had the accepted options fixed: its duals price
+            duals = np.asarray(h.getSolution().row_dual, dtype=float)[: model.n_balance_rows]
+            prices = duals.reshape(n_z, n_t, 2)
+        up, down = col[:n_e].copy(), col[n_e : 2 * n_e].copy()
+        if len(model.point_entry):
+            u_val = col[u0:][model.point_u]
+            up[model.point_entry] = np.maximum(-model.point_kwh, 0.0) * u_val
+            down[model.point_entry] = np.maximum(model.point_kwh, 0.0) * u_val
+        up, down = _clean(up), _clean(down)
+        y = _clean(col[model.y_col0 : model.f_col0])
+        flow = _clean(col[model.f_col0 : u0]).reshape(n_l, n_t, 2)
+        ent_zone = problem.sell_zone[ent_bid]
+        if prices is not None:
+            up_price = prices[ent_zone, problem.ent_step, PRODUCT_UP]
+            down_price = prices[ent_zone, problem.ent_step, PRODUCT_DOWN]
+        else:
+            up_price = down_price = None
+        price = problem.sell_price_eur_per_kwh
+        receipts = seller_receipts(
+            owner=ent_bid,
+            n_bids=problem.n_sell,
+            up_kwh=up,
+            down_kwh=down,
+            price_eur_per_kwh=price,
+            up_price=up_price,
+            down_price=down_price,
+        )
+        cost = np.bincount(ent_bid, weights=price[ent_bid] * (up + down), minlength=problem.n_sell)
+        paradox = paradoxical_sellers(receipts, cost) if prices is not None else np.zeros(0, np.int64)
+        if len(paradox) == 0:
+            break
+        if rounds >= max_rounds:
+            return _empty(
+                problem,
+                pricing,
+                f"{len(paradox)} bids still paradoxically accepted after {rounds} rounds",
+                status_text,
+                build_s=build_s,
+                solve_s=solve_s,
+            )
+        removed.extend(int(k) for k in paradox)
+        forbid = np.isin(problem.opt_owner[model.u_option], paradox)
+        u_upper[forbid] = 0.0
+        cont = paradox[~model.binary_bid[paradox]]
+        if len(cont):  # numerically paradoxical continuous bids: hold their volumes at 0
+            ents = np.flatnonzero(np.isin(ent_bid, cont))
+            idx = np.concatenate((ents, n_e + ents)).astype(np.int32)
+            h.changeColsBounds(len(idx), idx, np.zeros(len(idx)), np.zeros(len(idx)))
+
+    buy_owner = problem.buy_owner
+    n_s = problem.n_sell
+    ent_option = problem.ent_option
+    used = np.bincount(ent_option, weights=up + down, minlength=problem.n_options) > 0
+    option = np.full(n_s, -1, np.int64)
+    if n_u:
+        chosen = model.u_option[np.round(col[u0:]) > 0.5]
+        option[problem.opt_owner[chosen]] = chosen - problem.opt_seg[problem.opt_owner[chosen]]
+    cont_used = np.flatnonzero(used & ~model.binary_bid[problem.opt_owner])
+    option[problem.opt_owner[cont_used]] = 0
+    if prices is not None:
+        buy_product = np.where(problem.buy_volume_kwh < 0, PRODUCT_UP, PRODUCT_DOWN)
+        buy_price = prices[problem.buy_zone[buy_owner], problem.buy_step, buy_product]
+    else:
+        buy_price = None
+    pays = buyer_payments(
+        owner=buy_owner,
+        n_bids=problem.n_buy,
+        cleared_kwh=y,
+        limit_eur_per_kwh=problem.buy_limit_eur_per_kwh,
+        price=buy_price,
+    )
+    value = np.bincount(buy_owner, weights=problem.buy_limit_eur_per_kwh[buy_owner] * y, minlength=problem.n_buy)
+    fees = float((problem.link_fee_eur_per_kwh[:, None, None] * flow).sum()) if n_l else 0.0
+    buyers_pay, sellers_receive = math.fsum(pays), math.fsum(receipts)
+    reason = None if y.sum() > 0 else NO_CROSSING
+    return Clearing(
+        pricing=pricing,
+        status=status_text,
+        reason=reason,
+        welfare_eur=math.fsum(value) - math.fsum(cost) - fees,
+        option=_ro(option),
+        up_kwh=_ro(up),
+        down_kwh=_ro(down),
+        buy_kwh=_ro(y),
+        flow_kwh=_ro(flow),
+        price_eur_per_kwh=_ro(prices) if prices is not None else None,
+        sell_receives_eur=_ro(receipts),
+        sell_cost_eur=_ro(cost),
+        buy_pays_eur=_ro(pays),
+        buy_value_eur=_ro(value),
+        transport_fees_eur=fees,
+        buyers_pay_eur=buyers_pay,
+        sellers_receive_eur=sellers_receive,
+        surplus_eur=buyers_pay - sellers_receive - fees,
+        removed=tuple(problem.sell_ids[k] for k in removed),
+        rounds=rounds,
+        build_s=build_s,
+        solve_s=solve_s,
+        mip_gap=mip_gap,
+    )
