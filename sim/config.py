@@ -102,6 +102,7 @@ class MarketConfig:
     hub_fee_eur_per_kwh: float | None = 0.0
     hub_capacity_kwh: float | None = None
     max_starts: int = 1
+    links_from_grid: bool = False  # many-to-many: the DSO's links from the network replace same-pair links
 
     def mechanism_options(self) -> dict[str, Any]:
         """Keyword options for `create_mechanism(self.mechanism, ...)`."""
@@ -385,6 +386,13 @@ def _market_options(cfg: Mapping[str, Any], mechanism: str) -> dict[str, Any]:
             options["hub_fee_eur_per_kwh"] = None if hub is None else _float(cfg, hub_key, minimum=0.0)
         if _has(cfg, cap_key) and _get(cfg, cap_key) is not None:
             options["hub_capacity_kwh"] = _float(cfg, cap_key, minimum=0.0)
+        if _has(cfg, "market.transport.from_grid"):
+            from_grid = _get(cfg, "market.transport.from_grid")
+            if not isinstance(from_grid, bool):
+                raise ConfigError(f"market.transport.from_grid: must be true or false, not {from_grid!r}")
+            if from_grid and mechanism != "many_to_many":
+                raise ConfigError("market.transport.from_grid: only the many_to_many mechanism trades transport")
+            options["links_from_grid"] = from_grid
     return options
 
 

@@ -26,7 +26,7 @@ import simpy
 
 from atp.flexoffer import Location, Mode, OfferState
 from atp.fman import AggregationParams, BiddingParams, PriceSeries
-from atp.fmar import FlexOfferMarket
+from atp.fmar import FlexOfferMarket, TransportLink, check_links
 from atp.foa import FlexOfferAgent
 from atp.foa.doms import DomsFoa
 from atp.foa.pricing import priority_to_price
@@ -466,6 +466,8 @@ class World(mesa.Model):
         self._dso_forecast_k = k
         t = wallclock.perf_counter()
         run = self.dso.run_forecast(k, now, horizon_steps=self.config.market.dso_horizon_steps)
+        if self.config.market.links_from_grid and self.dso.transport and self.dso.transport[-1][0] == now:
+            self._publish_transport(self.dso.transport[-1][1])
         if run is not None and self.strategy is DsoStrategy.LOCAL_MARKET:
             for request in self.dso.local_requests(run, step_start=self.clock.step_start(k)):
                 self.market_operator.post(request, congestion_point=request.congestion_point)
@@ -476,6 +478,19 @@ class World(mesa.Model):
         dt = wallclock.perf_counter() - t
         self.timings.add(part, -dt)  # runs inside the FMAN's or FMAR's phase, counted as the DSO's time only
         self.timings.add("dso", dt)
+
+    def _publish_transport(self, links: pd.DataFrame) -> None:
+        """Implicit capacity trading (F2.FMAR4): the DSO's links between feeders, derived from the
+        network at this forecast, replace the market's links for the same pairs of zones."""
+        mechanism = self.market_operator.market.mechanism
+        grid_links = {
+            (str(row.from_zone), str(row.to_zone)): TransportLink(
+                str(row.from_zone), str(row.to_zone), float(row.fee_eur_per_kwh), float(row.capacity_kwh)
+            )
+            for row in links.itertuples(index=False)
+        }
+        configured = [link for link in self.config.market.links if (link.from_zone, link.to_zone) not in grid_links]
+        mechanism.links = check_links([*configured, *grid_links.values()])
 
     def _execute(self, k: int) -> None:
         self._k = k
