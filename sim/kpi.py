@@ -264,6 +264,12 @@ def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any]
         "cost_eur": _r(market_pays + compensation - tariff_income),
         "prosumer_rewards_eur": _r(market_receive + compensation - tariff_income),
         "transport_links": len(dso.transport[-1][1]) if dso.transport else 0,
+        # F2.FMAR7 through the market's DOMS interface: registered congestion points, the
+        # prosumers the market knows there (issuers of offers located at them, by the end of
+        # the run) and the completed (cleared) bids for them.
+        "congestion_points": world.doms.points,
+        "completed_bids": len(world.doms.completed_bids()),
+        "completed_bids_cleared_kwh": _r(sum(b.cleared_kwh for b in world.doms.completed_bids())),
     }
     if dso.strategy is DsoStrategy.NO_FLEX:
         section["note"] = "no flexibility: devices ran uncontrolled, nothing traded"

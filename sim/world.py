@@ -26,7 +26,7 @@ import simpy
 
 from atp.flexoffer import Location, Mode, OfferState
 from atp.fman import AggregationParams, BiddingParams, PriceSeries
-from atp.fmar import FlexOfferMarket, TransportLink, check_links
+from atp.fmar import CongestionPoint, DomsInterface, FlexOfferMarket, TransportLink, check_links
 from atp.foa import FlexOfferAgent
 from atp.foa.doms import DomsFoa
 from atp.foa.pricing import priority_to_price
@@ -216,6 +216,7 @@ class World(mesa.Model):
             n_steps=self.n_steps,
             horizon_steps=config.market.intraday_horizon_steps,
         )
+        self.doms = DomsInterface(market)  # the market's face to the DSO's DOMS (F2.FMAR7)
         if config.fman.bidding is not None:
             bidding = config.fman.bidding
             self.aggregator.trade_on(
@@ -470,6 +471,18 @@ class World(mesa.Model):
             self._publish_transport(self.dso.transport[-1][1])
         if run is not None and self.strategy is DsoStrategy.LOCAL_MARKET:
             for request in self.dso.local_requests(run, step_start=self.clock.step_start(k)):
+                # F2.FMAR7: the congestion point is registered with the market's DOMS interface;
+                # the operator keeps asking for its volume in the rolling sessions.
+                self.doms.track(
+                    CongestionPoint(
+                        point=request.congestion_point or "",
+                        dso=request.buyer,
+                        start=request.start,
+                        slice_s=request.slice_s,
+                        desired_kwh=request.volume_kwh,
+                        price_eur_per_kwh=request.cutoff_eur_per_kwh,
+                    )
+                )
                 self.market_operator.post(request, congestion_point=request.congestion_point)
         elif run is not None and self.strategy is DsoStrategy.DYNAMIC_TARIFF:
             tariff = np.zeros(len(self.prices))

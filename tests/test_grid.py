@@ -194,6 +194,9 @@ def test_local_market_reduces_overload_energy_against_no_flexibility(congested_r
     assert no_flex["offers"]["total"] == 0 and no_flex["energy"]["flexible_energy_shifted_kwh"] == 0
     assert market["dso"]["requests"] > 0 and market["dso"]["forecast_runs"] > 0
     assert market["dso"]["transport_links"] > 0
+    # the feeders' congestion points went through the market's DOMS interface (F2.FMAR7)
+    assert market["dso"]["congestion_points"] and market["dso"]["completed_bids"] > 0
+    assert no_flex["dso"]["congestion_points"] == [] and no_flex["dso"]["completed_bids"] == 0
     folder = congested_runs["local_market"][0]
     requested = pd.read_parquet(folder / "grid_forecast.parquet")
     assert (requested.excess_kwh > 0).any()

@@ -53,7 +53,8 @@ class DomsInterface:
 
     def __init__(self, market: FlexOfferMarket) -> None:
         self.market = market
-        self._points: dict[str, list[tuple[CongestionPoint, Request]]] = {}
+        self._points: dict[str, list[tuple[CongestionPoint, Request | None]]] = {}
+        self._tracked: dict[str, str] = {}  # buyer -> point, for tracked (standing) registrations
 
     def register(self, point: CongestionPoint, *, session: Session | str | None = None) -> Request:
         """Record the congestion point and post its request (to `session`, or the first open
@@ -71,6 +72,13 @@ class DomsInterface:
         self.market.post_request(request, session=session)
         self._points.setdefault(point.point, []).append((point, request))
         return request
+
+    def track(self, point: CongestionPoint) -> None:
+        """Record a congestion point whose volume the market operator itself keeps asking for
+        (standing requests re-posted in rolling sessions, as the simulation does): its completed
+        bids are the cleared results of its buyer, `point.dso`, whatever the request ids."""
+        self._points.setdefault(point.point, []).append((point, None))
+        self._tracked[point.dso] = point.point
 
     @property
     def points(self) -> list[str]:
@@ -93,14 +101,18 @@ class DomsInterface:
 
     def completed_bids(self, point: str | None = None) -> list[CompletedBid]:
         """The cleared local requests for `point` (all points when None), in clearing order."""
-        ids = {r.id: p for p, regs in self._points.items() if point is None or p == point for _, r in regs}
+        ids = {
+            r.id: p for p, regs in self._points.items() if point is None or p == point for _, r in regs if r is not None
+        }
+        buyers = {b: p for b, p in self._tracked.items() if point is None or p == point}
         out = []
         for result in self.market.results:
-            if result.request_id not in ids:
+            at = ids.get(result.request_id) or buyers.get(result.buyer)
+            if at is None:
                 continue
             out.append(
                 CompletedBid(
-                    point=ids[result.request_id],
+                    point=at,
                     session=result.session,
                     request_id=result.request_id,
                     buyer=result.buyer,
