@@ -135,7 +135,11 @@ def kpi_rows(kpis: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         if isinstance(value, dict):
             rows.extend(kpi_rows(value, prefix=f"{name}."))
         elif isinstance(value, list) and len(value) > 6:
-            rows.append((name, f"{len(value)} values, max {max(value, default=0):.4g}"))
+            numbers = [v for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
+            if len(numbers) == len(value):
+                rows.append((name, f"{len(value)} values, max {max(numbers, default=0):.4g}"))
+            else:
+                rows.append((name, f"{len(value)} values: {', '.join(map(str, value[:3]))}, ..."))
         else:
             rows.append((name, value))
     return rows

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from atp.flexoffer import FlexOffer, Limits, Mode, format_time
+from atp.flexoffer import FlexOffer, Limits, Mode, OfferState, format_time
 from atp.fmar.errors import MarketError, SessionError, UnknownMechanismError
 from atp.fmar.model import Request, Session, SessionKind, SessionResult
 from atp.interface import InProcessClient, OfferStore
@@ -313,6 +313,27 @@ class FlexOfferMarket:
                         "in the session or was awarded twice"
                     )
                 awarded.add(award.offer_id)
+
+    def reject_expired(self, now: datetime | None = None) -> list[str]:
+        """Tell the losing bidders (F2.FMAR5): every accepted offer that can no longer win - its
+        assignment deadline has passed, or its default operation has begun - is rejected with
+        the reason, so its issuer gets a `rejected` event and runs its default schedule.
+        Returns the rejected offer ids."""
+        now = now or self.clock()
+        out = []
+        for record in self.store.records((OfferState.ACCEPTED,)):
+            offer = record.offer
+            if offer.assignment_before is not None and offer.assignment_before < now:
+                deadline = format_time(offer.assignment_before)
+                reason = f"no award in any session before its assignment deadline {deadline}"
+            elif (start := record.operation_start()) is not None and start <= now:
+                reason = f"no award before its operation began at {format_time(start)}; it runs its default schedule"
+            else:
+                continue
+            assert offer.id is not None
+            self.store.reject(offer.id, reason)
+            out.append(offer.id)
+        return out
 
     def run_due(self, now: datetime | None = None) -> list[SessionResult]:
         """Clear every session whose gate has closed (automatic operation, F2.FMAR5)."""

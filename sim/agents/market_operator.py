@@ -117,4 +117,6 @@ class MarketOperator(mesa.Agent):
             span = slice(k0, k0 + len(cleared))
             self.standing[result.buyer].remaining_kwh[span] -= cleared
             self.cleared_kwh[span] += np.abs(cleared)
+        # Offers that lost their last chance hear it now: `rejected`, and they run their default.
+        self.market.reject_expired(session.gate_closure)
         return results
