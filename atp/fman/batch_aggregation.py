@@ -43,7 +43,7 @@ per-aggregate loop, which is dominated by making the Schedule objects).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -316,42 +316,10 @@ class AggregateBatch:
         return np.diff(self.member_offset)
 
 
-def _flex_spread_end(flex: np.ndarray, limit: np.ndarray, window: int) -> np.ndarray:
-    """For each i, i + the largest length L <= `window` such that max - min of flex[i:i+L] is
-    at most limit[i] (binary lifting over a sparse table of block max/min)."""
-    n = len(flex)
-    small = np.int32 if int(flex.max(initial=0)) < 2**31 else np.int64
-    f = flex.astype(small)
-    lim = np.minimum(limit, np.iinfo(small).max).astype(small)
-    levels = max(0, int(window).bit_length() - 1)
-    maxs, mins = [f], [f]
-    for p in range(1, levels + 1):
-        h = 1 << (p - 1)
-        m = len(maxs[-1]) - h
-        if m <= 0:
-            break
-        maxs.append(np.maximum(maxs[-1][:m], maxs[-1][h : h + m]))
-        mins.append(np.minimum(mins[-1][:m], mins[-1][h : h + m]))
-    idx = np.arange(n, dtype=np.int64)
-    length = np.ones(n, dtype=np.int64)
-    cur_max, cur_min = f.copy(), f.copy()
-    for p in range(len(maxs) - 1, -1, -1):
-        block = 1 << p
-        pos = idx + length  # the block to try is flex[pos:pos + block]
-        valid = (pos <= n - block) & (length <= window - block)
-        np.minimum(pos, len(maxs[p]) - 1, out=pos)
-        bmax = np.maximum(cur_max, maxs[p][pos])
-        bmin = np.minimum(cur_min, mins[p][pos])
-        ok = valid & (bmax - bmin <= lim)
-        length += ok * block
-        np.copyto(cur_max, bmax, where=ok)
-        np.copyto(cur_min, bmin, where=ok)
-    return idx + length
-
-
-def _band_end(values: np.ndarray, low: np.ndarray, high: np.ndarray, window: int) -> np.ndarray:
-    """For each i, i + the largest length L <= `window` such that every value of values[i:i+L]
-    lies in [low[i], high[i]] (binary lifting over a sparse table of block max/min)."""
+def _grow(values: np.ndarray, window: int, fits: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """For each i, i + the largest length L <= `window` such that `fits(max, min)` holds for
+    values[i:i+L] (binary lifting over a sparse table of block max/min; `fits` must be
+    monotone: a run that fits stays fitting when shortened)."""
     n = len(values)
     maxs, mins = [values], [values]
     for p in range(1, max(0, int(window).bit_length() - 1) + 1):
@@ -363,14 +331,33 @@ def _band_end(values: np.ndarray, low: np.ndarray, high: np.ndarray, window: int
         mins.append(np.minimum(mins[-1][:m], mins[-1][h : h + m]))
     idx = np.arange(n, dtype=np.int64)
     length = np.ones(n, dtype=np.int64)
+    cur_max, cur_min = values.copy(), values.copy()
     for p in range(len(maxs) - 1, -1, -1):
         block = 1 << p
-        pos = idx + length
+        pos = idx + length  # the block to try is values[pos:pos + block]
         valid = (pos <= n - block) & (length <= window - block)
         np.minimum(pos, len(maxs[p]) - 1, out=pos)
-        ok = valid & (maxs[p][pos] <= high) & (mins[p][pos] >= low)
+        bmax = np.maximum(cur_max, maxs[p][pos])
+        bmin = np.minimum(cur_min, mins[p][pos])
+        ok = valid & fits(bmax, bmin)
         length += ok * block
+        np.copyto(cur_max, bmax, where=ok)
+        np.copyto(cur_min, bmin, where=ok)
     return idx + length
+
+
+def _flex_spread_end(flex: np.ndarray, limit: np.ndarray, window: int) -> np.ndarray:
+    """For each i, i + the largest length L <= `window` such that max - min of flex[i:i+L] is
+    at most limit[i]."""
+    small = np.int32 if int(flex.max(initial=0)) < 2**31 else np.int64
+    lim = np.minimum(limit, np.iinfo(small).max).astype(small)
+    return _grow(flex.astype(small), window, lambda hi, lo: hi - lo <= lim)
+
+
+def _band_end(values: np.ndarray, low: np.ndarray, high: np.ndarray, window: int) -> np.ndarray:
+    """For each i, i + the largest length L <= `window` such that every value of values[i:i+L]
+    lies in [low[i], high[i]]."""
+    return _grow(values, window, lambda hi, lo: (hi <= high) & (lo >= low))
 
 
 def _group_starts(

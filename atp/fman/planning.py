@@ -374,6 +374,38 @@ class MilpModel:
         return int(self.lp.num_col_)
 
 
+def _highs_lp(
+    cost: np.ndarray,
+    col_lower: np.ndarray,
+    col_upper: np.ndarray,
+    row_lower: np.ndarray,
+    row_upper: np.ndarray,
+    start: np.ndarray,
+    index: np.ndarray,
+    values: np.ndarray,
+    *,
+    n_int: int,
+) -> Any:
+    """A column-wise HiGHS model whose first `n_int` columns are integer, the rest continuous."""
+    n_cols, n_rows = len(cost), len(row_lower)
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_cols
+    lp.num_row_ = n_rows
+    lp.col_cost_ = cost
+    lp.col_lower_ = col_lower
+    lp.col_upper_ = col_upper
+    lp.row_lower_ = row_lower
+    lp.row_upper_ = row_upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.num_col_ = n_cols
+    lp.a_matrix_.num_row_ = n_rows
+    lp.a_matrix_.start_ = start
+    lp.a_matrix_.index_ = index.astype(np.int32)
+    lp.a_matrix_.value_ = values
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_int + [highspy.HighsVarType.kContinuous] * (n_cols - n_int)
+    return lp
+
+
 def build_model(problem: PlanningProblem) -> MilpModel:
     """The column-wise sparse MILP of the problem, ready for `Highs.passModel`."""
     inf = highspy.kHighsInf
@@ -451,21 +483,7 @@ def build_model(problem: PlanningProblem) -> MilpModel:
     col_lower = np.concatenate((np.zeros(n_y), z_lo, np.full(t_count, -inf)))
     col_upper = np.concatenate((np.ones(n_y), z_hi, np.full(t_count, inf)))
 
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_cols
-    lp.num_row_ = n_rows
-    lp.col_cost_ = cost
-    lp.col_lower_ = col_lower
-    lp.col_upper_ = col_upper
-    lp.row_lower_ = row_lower
-    lp.row_upper_ = row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.num_col_ = n_cols
-    lp.a_matrix_.num_row_ = n_rows
-    lp.a_matrix_.start_ = start
-    lp.a_matrix_.index_ = r.astype(np.int32)
-    lp.a_matrix_.value_ = v
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_y + [highspy.HighsVarType.kContinuous] * (n_z + t_count)
+    lp = _highs_lp(cost, col_lower, col_upper, row_lower, row_upper, start, r, v, n_int=n_y)
     return MilpModel(
         lp=lp,
         y_offsets=_ro(y_offsets, np.int64),
@@ -605,21 +623,7 @@ def build_step_model(problem: PlanningProblem, *, energy_rows: bool = True) -> S
     col_lower = np.concatenate((y_fixed.astype(float), np.zeros(n_v), np.full(t_used, -inf)))
     col_upper = np.concatenate((np.ones(n_y), v_hi[has_v], np.full(t_used, inf)))
 
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_cols
-    lp.num_row_ = n_rows
-    lp.col_cost_ = cost
-    lp.col_lower_ = col_lower
-    lp.col_upper_ = col_upper
-    lp.row_lower_ = row_lower
-    lp.row_upper_ = row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.num_col_ = n_cols
-    lp.a_matrix_.num_row_ = n_rows
-    lp.a_matrix_.start_ = start
-    lp.a_matrix_.index_ = r.astype(np.int32)
-    lp.a_matrix_.value_ = v
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_y + [highspy.HighsVarType.kContinuous] * (n_v + t_used)
+    lp = _highs_lp(cost, col_lower, col_upper, row_lower, row_upper, start, r, v, n_int=n_y)
     return StepMilpModel(
         lp=lp,
         y_offsets=_ro(y_offsets, np.int64),

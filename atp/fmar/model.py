@@ -17,6 +17,7 @@ import enum
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from atp.errors import Problem
 from atp.flexoffer import FlexOffer, Schedule
@@ -31,6 +32,7 @@ __all__ = [
     "Session",
     "SessionKind",
     "SessionResult",
+    "result_header",
 ]
 
 SECONDS_PER_DAY = 86_400
@@ -287,3 +289,24 @@ class SessionResult:
     def max_price_eur_per_kwh(self) -> float | None:
         """The highest price of any award; None when nothing cleared."""
         return max((a.price_eur_per_kwh for a in self.awards), default=None)
+
+
+def result_header(
+    request: Request, *, session: Session | None, mechanism: str, version: str, now: datetime
+) -> dict[str, Any]:
+    """The fields every mechanism's `SessionResult` for `request` shares: where, what, when."""
+    return {
+        "session": session.name if session is not None else "ad-hoc",
+        "mechanism": mechanism,
+        "mechanism_version": version,
+        "buyer": request.buyer,
+        "request_id": request.id,
+        "kind": session.kind if session is not None else None,
+        "gate_closure": session.gate_closure if session is not None else None,
+        "cleared_at": now,
+        "start": request.start,
+        "slice_s": request.slice_s,
+        "cutoff_eur_per_kwh": request.cutoff_eur_per_kwh,
+        "requested_kwh": request.volume_kwh,
+    }
+

@@ -46,7 +46,7 @@ from atp.flexoffer import (
 from atp.flexoffer.approx import inner_box_around
 from atp.fmar.errors import MarketError
 from atp.fmar.market import Mechanism, register_mechanism
-from atp.fmar.model import Award, Bid, Rejection, Request, Session, SessionResult
+from atp.fmar.model import Award, Bid, Rejection, Request, Session, SessionResult, result_header
 
 __all__ = [
     "ALL_INFEASIBLE",
@@ -387,18 +387,7 @@ def _result(
     n = request.n_steps
     paid = math.fsum(a.price_eur for a in awards)
     return SessionResult(
-        session=session.name if session is not None else "ad-hoc",
-        mechanism=NAME,
-        mechanism_version=VERSION,
-        buyer=request.buyer,
-        request_id=request.id,
-        kind=session.kind if session is not None else None,
-        gate_closure=session.gate_closure if session is not None else None,
-        cleared_at=now,
-        start=request.start,
-        slice_s=request.slice_s,
-        cutoff_eur_per_kwh=request.cutoff_eur_per_kwh,
-        requested_kwh=request.volume_kwh,
+        **result_header(request, session=session, mechanism=NAME, version=VERSION, now=now),
         cleared_kwh=tuple(cleared_kwh.tolist()) if cleared_kwh is not None else (0.0,) * n,
         step_mean_price_eur_per_kwh=tuple(step_mean) if step_mean is not None else (None,) * n,
         step_max_price_eur_per_kwh=tuple(step_max) if step_max is not None else (None,) * n,

@@ -39,7 +39,7 @@ from atp.fmar.errors import MarketError
 from atp.fmar.many_to_many import EMPTY_MARKET, Clearing, clear_many_to_many
 from atp.fmar.market import Mechanism, register_mechanism
 from atp.fmar.market_problem import BuyBid, MarketProblem, SellBid, SellOption
-from atp.fmar.model import Award, Bid, Rejection, Request, Session, SessionResult
+from atp.fmar.model import Award, Bid, Rejection, Request, Session, SessionResult, result_header
 from atp.fmar.one_sided_pool import ZERO_VOLUME, bids_from_offers
 from atp.fmar.pricing import PRODUCT_DOWN, PRODUCT_UP, Pricing
 from atp.fmar.transport import TransportLink, check_links, hub_links, zone_name
@@ -399,18 +399,7 @@ def _results(
     for i, request in enumerate(bids.requests):
         n = request.n_steps
         base = dict(
-            session=session.name if session is not None else "ad-hoc",
-            mechanism=mechanism,
-            mechanism_version=version,
-            buyer=request.buyer,
-            request_id=request.id,
-            kind=session.kind if session is not None else None,
-            gate_closure=session.gate_closure if session is not None else None,
-            cleared_at=now,
-            start=request.start,
-            slice_s=request.slice_s,
-            cutoff_eur_per_kwh=request.cutoff_eur_per_kwh,
-            requested_kwh=request.volume_kwh,
+            **result_header(request, session=session, mechanism=mechanism, version=version, now=now),
             n_offers=len(bids.offers) + len(bids.rejected),
             n_bids=p.n_sell,
             rejected=tuple(rejected) if i == 0 else (),
