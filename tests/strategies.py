@@ -8,6 +8,7 @@ The default schedule runs x of some profile.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -179,3 +180,22 @@ def feasible_schedule(draw: st.DrawFn, case: Case) -> Schedule:
         assigned_at=assigned_at,
         price_eur=0.0,
     )
+
+
+def rebase(offer: FlexOffer, to: datetime) -> FlexOffer:
+    """The offer moved in time so that its earliest start (or creation) is `to`."""
+    delta = to - (offer.start_after or offer.created_at)
+
+    def shift(t: datetime | None) -> datetime | None:
+        return None if t is None else t + delta
+
+    default = offer.default_schedule
+    return dataclasses.replace(
+        offer,
+        created_at=shift(offer.created_at),
+        assignment_before=shift(offer.assignment_before),
+        start_after=shift(offer.start_after),
+        start_before=shift(offer.start_before),
+        default_schedule=None if default is None else dataclasses.replace(default, start=default.start + delta),
+    )
+

@@ -37,31 +37,12 @@ from atp.fman import (
     solve_highs,
 )
 from atp.interface import OPERATOR, InProcessClient, OfferStore
-from tests.strategies import cases
+from tests.strategies import cases, rebase
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _rebase(offer: FlexOffer, to: datetime) -> FlexOffer:
-    """The offer moved in time so that its earliest start (or creation) is `to`."""
-    ref = offer.start_after or offer.created_at
-    delta = to - ref
-
-    def shift(t: datetime | None) -> datetime | None:
-        return None if t is None else t + delta
-
-    default = offer.default_schedule
-    return dataclasses.replace(
-        offer,
-        created_at=shift(offer.created_at),
-        assignment_before=shift(offer.assignment_before),
-        start_after=shift(offer.start_after),
-        start_before=shift(offer.start_before),
-        default_schedule=None if default is None else dataclasses.replace(default, start=default.start + delta),
-    )
-
-
 @st.composite
 def delegated_offers(
     draw: st.DrawFn, *, max_size: int = 8, spread_h: int = 12, implicit: bool | None = None
@@ -71,7 +52,7 @@ def delegated_offers(
     out = []
     for i in range(n):
         case = draw(cases(conditional=draw(st.booleans()), implicit=implicit))
-        offer = _rebase(case.offer, T0 + timedelta(hours=draw(st.integers(0, spread_h))))
+        offer = rebase(case.offer, T0 + timedelta(hours=draw(st.integers(0, spread_h))))
         out.append(dataclasses.replace(offer, mode=Mode.DELEGATED, id=f"fo-{i:04d}"))
     return out
 

@@ -28,7 +28,7 @@ from atp.fman import (
     disaggregate_many,
     member_boxes,
 )
-from tests.strategies import cases
+from tests.strategies import cases, rebase
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -41,24 +41,6 @@ params_strategy = st.builds(
 )
 
 
-def _rebase(offer: FlexOffer, to: datetime) -> FlexOffer:
-    """The offer moved in time so that its earliest start (or creation) is `to`."""
-    delta = to - (offer.start_after or offer.created_at)
-
-    def shift(t: datetime | None) -> datetime | None:
-        return None if t is None else t + delta
-
-    default = offer.default_schedule
-    return dataclasses.replace(
-        offer,
-        created_at=shift(offer.created_at),
-        assignment_before=shift(offer.assignment_before),
-        start_after=shift(offer.start_after),
-        start_before=shift(offer.start_before),
-        default_schedule=None if default is None else dataclasses.replace(default, start=default.start + delta),
-    )
-
-
 @st.composite
 def member_offers(draw: st.DrawFn, *, max_size: int = 24, spread_h: int = 6) -> list[FlexOffer]:
     """Offers with total-energy, polytope, dependency, XOR and conditional constraints, several
@@ -68,7 +50,7 @@ def member_offers(draw: st.DrawFn, *, max_size: int = 24, spread_h: int = 6) -> 
     for i in range(n):
         case = draw(cases(conditional=draw(st.booleans())))
         quarter = draw(st.integers(0, 4 * spread_h))
-        offer = _rebase(case.offer, T0 + timedelta(minutes=15 * quarter))
+        offer = rebase(case.offer, T0 + timedelta(minutes=15 * quarter))
         cp = draw(st.sampled_from(["cp-1", "cp-1", "cp-2", None]))
         location = Location(meter_id=f"M-{i}", congestion_point=cp)
         out.append(dataclasses.replace(offer, id=f"fo-{draw(st.integers(0, 10**6)):07d}-{i}", location=location))

@@ -28,6 +28,7 @@ from typing import Any
 from atp.errors import ValidationError
 from atp.interface.errors import UnauthorizedError
 from atp.interface.store import OPERATOR
+from atp.interface.yamlfile import read_yaml
 
 __all__ = ["MIN_TOKEN_CHARS", "TokenFileError", "TokenTable", "load_tokens", "tokens_from_dict"]
 
@@ -129,18 +130,5 @@ def tokens_from_dict(data: Any, *, source: str = "tokens") -> TokenTable:
 
 def load_tokens(path: str | Path) -> TokenTable:
     """Read a tokens file (YAML or JSON); TokenFileError with one sentence when it is wrong."""
-    import yaml
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TokenFileError(f"{path}: no such tokens file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokenFileError(f"{path}: cannot be read as text ({exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise TokenFileError(f"{path}: is not valid YAML{where}") from None
+    data = read_yaml(path, what="tokens", error=TokenFileError)
     return tokens_from_dict(data, source=str(path))

@@ -45,6 +45,7 @@ from atp.fman.settlement import SETTLEMENT_NAME, SETTLEMENT_VERSION, ProsumerPer
 from atp.interface.errors import NotFoundError
 from atp.interface.http_server import KpiProvider, PartyProvider
 from atp.interface.store import OPERATOR, OfferRecord, OfferStore
+from atp.interface.yamlfile import read_yaml
 
 __all__ = [
     "ContractBook",
@@ -270,18 +271,5 @@ def contracts_from_dict(data: Any, *, source: str = "contracts") -> ContractBook
 
 def load_contracts(path: str | Path) -> ContractBook:
     """Read a contracts file (YAML or JSON); ContractsFileError with one sentence when it is wrong."""
-    import yaml
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ContractsFileError(f"{path}: no such contracts file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ContractsFileError(f"{path}: cannot be read as text ({exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ContractsFileError(f"{path}: is not valid YAML{where}") from None
+    data = read_yaml(path, what="contracts", error=ContractsFileError)
     return contracts_from_dict(data, source=str(path))
