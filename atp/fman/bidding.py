@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,7 +42,7 @@ from atp.flexoffer import FlexOffer, Mode, Price, Schedule
 from atp.fman.aggregation import Aggregate, disaggregate
 from atp.fman.planning import PriceSeries
 
-__all__ = ["BidPlan", "BiddingParams", "HeldAggregate", "MarketBid", "disaggregate_award", "member_ids", "plan_bids"]
+__all__ = ["BidPlan", "BiddingParams", "HeldAggregate", "MarketBid", "disaggregate_award", "plan_bids"]
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,3 @@ def disaggregate_award(bid: MarketBid, schedule: Schedule, *, assigned_at: datet
     for the aggregate)."""
     return disaggregate(bid.aggregate, schedule, assigned_at=assigned_at)
 
-
-def member_ids(plan: BidPlan) -> Mapping[str, str]:
-    """Member offer id -> the id of the aggregate bid that carries it."""
-    return {m.offer_id: b.aggregate.id for b in plan.bids for m in b.aggregate.members}

@@ -262,8 +262,3 @@ class Portfolio:
         unaggregated = tuple(Unaggregated(i, r) for i, r in self._unaggregated.items())
         return AggregationResult(aggregates, unaggregated)
 
-    def offers(self) -> list[FlexOffer]:
-        """The offers in the portfolio as of the last refresh."""
-        return list(self._offers.values())
-
-
