@@ -53,6 +53,7 @@ from atp.fman.planning import (
     _new_highs,
     _solver_name,
     build_model,
+    empty_plan,
 )
 from atp.fman.planning import (
     _fallback as _planning_fallback,
@@ -311,30 +312,7 @@ def solve_objective(
     spec = _spec(objective)
     data = _series(problem, spec, series or {})
     if problem.n_aggregates == 0:
-        if problem.left_out:
-            first_id, first_reason = problem.left_out[0]
-            return _fallback(
-                problem,
-                spec,
-                "Empty",
-                f"no aggregate fits the planning horizon of {problem.n_steps} steps from "
-                f"{problem.horizon_start.isoformat()} ({len(problem.left_out)} left out; {first_id}: {first_reason})",
-                0.0,
-                0.0,
-            )
-        return PlanSolution(
-            status="Empty",
-            objective=spec.name,
-            objective_version=spec.version,
-            solver=_solver_name(),
-            objective_eur=0.0,
-            mip_gap=0.0,
-            build_s=0.0,
-            solve_s=0.0,
-            start_step=_ro(np.zeros(0, dtype=np.int64)),
-            energy_kwh=_ro(np.zeros(0)),
-            step_energy_kwh=_ro(np.zeros(problem.n_steps)),
-        )
+        return empty_plan(problem, objective=(spec.name, spec.version))
     t0 = time.perf_counter()
     model = build_model(problem)
     prices = np.asarray(problem.prices_eur_per_kwh, dtype=float)

@@ -59,6 +59,7 @@ __all__ = [
     "build_model",
     "build_problem",
     "build_step_model",
+    "empty_plan",
     "extract_schedules",
     "get_objective",
     "objective_names",
@@ -704,6 +705,34 @@ def _solver_name() -> str:
         return "HiGHS"
 
 
+def empty_plan(problem: PlanningProblem, *, objective: tuple[str, str] | None = None) -> PlanSolution:
+    """The answer for a problem without aggregates: `Empty`, or a fallback naming why the
+    aggregates were left out of the horizon; `objective` = (name, version) as in `_fallback`."""
+    if problem.left_out:
+        first_id, first_reason = problem.left_out[0]
+        return _fallback(
+            problem,
+            "Empty",
+            f"no aggregate fits the planning horizon of {problem.n_steps} steps from "
+            f"{problem.horizon_start.isoformat()} ({len(problem.left_out)} left out; {first_id}: {first_reason})",
+            objective=objective,
+        )
+    name, version = objective or (get_objective(problem.objective).name, get_objective(problem.objective).version)
+    return PlanSolution(
+        status="Empty",
+        objective=name,
+        objective_version=version,
+        solver=_solver_name(),
+        objective_eur=0.0,
+        mip_gap=0.0,
+        build_s=0.0,
+        solve_s=0.0,
+        start_step=_ro(np.zeros(0), np.int64),
+        energy_kwh=_ro(np.zeros(0)),
+        step_energy_kwh=_ro(np.zeros(problem.n_steps)),
+    )
+
+
 def _fallback(
     problem: PlanningProblem,
     status: str,
@@ -799,27 +828,7 @@ def solve_highs(
     the reason."""
     obj = get_objective(problem.objective)
     if problem.n_aggregates == 0:
-        if problem.left_out:
-            first_id, first_reason = problem.left_out[0]
-            return _fallback(
-                problem,
-                "Empty",
-                f"no aggregate fits the planning horizon of {problem.n_steps} steps from "
-                f"{problem.horizon_start.isoformat()} ({len(problem.left_out)} left out; {first_id}: {first_reason})",
-            )
-        return PlanSolution(
-            status="Empty",
-            objective=obj.name,
-            objective_version=obj.version,
-            solver=_solver_name(),
-            objective_eur=0.0,
-            mip_gap=0.0,
-            build_s=0.0,
-            solve_s=0.0,
-            start_step=_ro(np.zeros(0), np.int64),
-            energy_kwh=_ro(np.zeros(0)),
-            step_energy_kwh=_ro(np.zeros(problem.n_steps)),
-        )
+        return empty_plan(problem)
     t0 = time.perf_counter()
     model = build_step_model(problem, energy_rows=False)
     h = _new_highs()
