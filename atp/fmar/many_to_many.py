@@ -90,10 +90,15 @@ def _ro(a: np.ndarray, dtype: Any = None) -> np.ndarray:
 class MarketModel:
     """The MILP as a highspy HighsLp and where its columns and rows are.
 
-    Columns: up (n_e), down (n_e), y (buy entries), flows (link, step, product), u (one per
-    option of a binary bid, `u_option[i]` = its option). Rows: balances first, row
-    `(zone * n_steps + step) * 2 + product`. The up/down columns of point entries are held
-    at 0; their volume is `point_kwh * u` (`volumes` puts it back).
+    Columns: w_up (n_e), w_down (n_e), y (buy entries), flows (link, step, product), u (one
+    per option of a binary bid, `u_option[i]` = its option). Rows: balances first, row
+    `(zone * n_steps + step) * 2 + product`.
+
+    An entry's volume of a product is `sign * w + anchor_kwh * u` (`volumes`): entries of
+    continuous bids are their column (sign 1, anchor 0); an entry of a binary option is
+    anchored at one end of its range, `lo * u + w` or `hi * u - w` with
+    `0 <= w <= (hi - lo) * u`, so an option accepted whole (u = 1 at the anchors) has no
+    column in the simplex basis. Which end is a matter of speed, not of the answer.
     """
 
     lp: Any = field(repr=False)
@@ -104,9 +109,9 @@ class MarketModel:
     u_col0: int
     n_balance_rows: int
     binary_bid: np.ndarray
-    point_entry: np.ndarray  # entries held in their u column: value point_kwh * u[point_u]
-    point_kwh: np.ndarray
-    point_u: np.ndarray
+    ent_u: np.ndarray  # u index of every entry's option, -1 for continuous bids
+    sign: np.ndarray  # (2, n_e): +1 or -1 per product (up, down) and entry
+    anchor_kwh: np.ndarray  # (2, n_e): volume per unit of u per product and entry
 
     @property
     def y_col0(self) -> int:
@@ -116,9 +121,51 @@ class MarketModel:
     def f_col0(self) -> int:
         return self.y_col0 + self.n_buy_entries
 
+    def volumes(self, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(up_kwh, down_kwh) per sell entry from a column solution."""
+        n_e = self.n_entries
+        w = col[: 2 * n_e].reshape(2, n_e)
+        vol = self.sign * w
+        if len(self.u_option):
+            vol = vol + self.anchor_kwh * np.where(self.ent_u >= 0, col[self.u_col0 + np.maximum(self.ent_u, 0)], 0.0)
+        return vol[0], vol[1]
 
-def build_model(problem: MarketProblem) -> MarketModel:
-    """The column-wise sparse MILP of `problem`, ready for `Highs.passModel`."""
+
+def anchor_estimate(problem: MarketProblem) -> np.ndarray:
+    """Which product of which entry probably sells (2, n_e booleans): the build's anchors.
+
+    A merit order per step and product over all zones: the price at which the cheapest
+    sell entries cover the buyers' volume. Entries priced below it are anchored at the top
+    of their range, the others at the bottom. Only the solver's path depends on it.
+    """
+    n_t, n_e = problem.n_steps, problem.n_entries
+    price = problem.sell_price_eur_per_kwh[problem.opt_owner[problem.ent_option]]
+    lower, upper = problem.ent_lower_kwh, problem.ent_upper_kwh
+    capacity = (np.maximum(-lower, 0.0), np.maximum(upper, 0.0))
+    product = np.where(problem.buy_volume_kwh < 0, PRODUCT_UP, PRODUCT_DOWN)
+    demand = np.zeros((2, n_t))
+    np.add.at(demand, (product, problem.buy_step), np.abs(problem.buy_volume_kwh))
+    order = np.lexsort((price, problem.ent_step))
+    step, sorted_price = problem.ent_step[order], price[order]
+    first = np.searchsorted(step, np.arange(n_t + 1))
+    out = np.zeros((2, n_e), bool)
+    for p in (PRODUCT_UP, PRODUCT_DOWN):
+        cum = np.cumsum(capacity[p][order])
+        before = np.concatenate(([0.0], cum))[first[:-1]]
+        # index of the entry that covers the demand of its step (clipped to the step's last)
+        at = np.searchsorted(cum, before + demand[p], side="left")
+        at = np.minimum(at, np.maximum(first[1:] - 1, first[:-1]))
+        marginal = np.where(first[1:] > first[:-1], sorted_price[np.minimum(at, len(step) - 1)], 0.0)
+        out[p] = price < marginal[problem.ent_step]
+    return out
+
+
+def build_model(problem: MarketProblem, anchor_high: np.ndarray | None = None) -> MarketModel:
+    """The column-wise sparse MILP of `problem`, ready for `Highs.passModel`.
+
+    `anchor_high` (2, n_e booleans; default `anchor_estimate`) picks which end of its range
+    each binary entry's column counts from; every choice gives the same problem.
+    """
     inf = highspy.kHighsInf
     n_t, n_z, n_e = problem.n_steps, len(problem.zones), problem.n_entries
     n_y, n_l = len(problem.buy_step), len(problem.links)
@@ -128,11 +175,23 @@ def build_model(problem: MarketProblem) -> MarketModel:
     u_option = np.flatnonzero(binary_bid[problem.opt_owner])
     n_u = len(u_option)
     n_f = n_l * n_t * 2
-    up0, down0, y0, f0, u0 = 0, n_e, 2 * n_e, 2 * n_e + n_y, 2 * n_e + n_y + n_f
+    y0, f0, u0 = 2 * n_e, 2 * n_e + n_y, 2 * n_e + n_y + n_f
     n_cols = u0 + n_u
     lower, upper = problem.ent_lower_kwh, problem.ent_upper_kwh
-    up_hi, down_hi = np.maximum(-lower, 0.0), np.maximum(upper, 0.0)
-    up_lo, down_lo = np.maximum(-upper, 0.0), np.maximum(lower, 0.0)
+    # Range of each product per entry: [lo, hi] (row 0 up, row 1 down).
+    lo = np.stack((np.maximum(-upper, 0.0), np.maximum(lower, 0.0)))
+    hi = np.stack((np.maximum(-lower, 0.0), np.maximum(upper, 0.0)))
+    if anchor_high is None:
+        anchor_high = anchor_estimate(problem)
+    u_of_option = np.full(problem.n_options, -1, np.int64)
+    u_of_option[u_option] = np.arange(n_u)
+    ent_u = u_of_option[ent_option]
+    binary = ent_u >= 0
+    width = np.where(hi - lo > _EPS_KWH, hi - lo, 0.0)
+    high = binary & np.asarray(anchor_high, bool) & (width > 0)  # a point needs no choice
+    anchor = np.where(binary, np.where(high, hi, lo), 0.0)
+    sign = np.where(high, -1.0, 1.0)
+    w_upper = np.where(binary, width, hi)
 
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
@@ -143,12 +202,17 @@ def build_model(problem: MarketProblem) -> MarketModel:
         cols.append(c)
         vals.append(np.broadcast_to(np.asarray(v, float), r.shape))
 
-    # Balances.
+    # Balances: a product's volume sign * w + anchor * u enters its row.
     n_bal = n_z * n_t * 2
     ent_row = (problem.sell_zone[ent_bid] * n_t + problem.ent_step) * 2
     ent_cols = np.arange(n_e)
-    put(ent_row + PRODUCT_UP, up0 + ent_cols, 1.0)
-    put(ent_row + PRODUCT_DOWN, down0 + ent_cols, 1.0)
+    price = problem.sell_price_eur_per_kwh[ent_bid]
+    u_cost = np.zeros(n_u)
+    for p in (PRODUCT_UP, PRODUCT_DOWN):
+        put(ent_row + p, p * n_e + ent_cols, sign[p])
+        anchored = np.flatnonzero(anchor[p] > _EPS_KWH)
+        put(ent_row[anchored] + p, u0 + ent_u[anchored], anchor[p][anchored])
+        u_cost += np.bincount(ent_u[anchored], weights=price[anchored] * anchor[p][anchored], minlength=n_u)
     buy_product = np.where(problem.buy_volume_kwh < 0, PRODUCT_UP, PRODUCT_DOWN)
     buy_row = (problem.buy_zone[problem.buy_owner] * n_t + problem.buy_step) * 2 + buy_product
     put(buy_row, y0 + np.arange(n_y), -1.0)
@@ -166,38 +230,16 @@ def build_model(problem: MarketProblem) -> MarketModel:
         np.repeat(np.where(np.isfinite(problem.link_capacity_kwh), problem.link_capacity_kwh, inf), n_t),
     ]
 
-    # Options with a binary u: every deviation scales with u. A point entry (lower == upper)
-    # is u times its value: it lives in u's column, its up/down columns are held at 0. The
-    # others get x - hi * u <= 0 (u = 0 forces them to 0; per entry, which keeps the
-    # relaxation tight) and, for a forced range (0 outside [lower, upper]), x - lo * u >= 0.
-    u_of_option = np.full(problem.n_options, -1, np.int64)
-    u_of_option[u_option] = u0 + np.arange(n_u)
-    ent_u = u_of_option[ent_option]
-    point = (ent_u >= 0) & (upper - lower <= _EPS_KWH) & (np.abs(lower) > _EPS_KWH)
-    bin_ent = np.flatnonzero((ent_u >= 0) & ~point)
-    pts = np.flatnonzero(point)
-    value = (lower[pts] + upper[pts]) / 2
-    put(ent_row[pts] + PRODUCT_UP, ent_u[pts], np.maximum(-value, 0.0))
-    put(ent_row[pts] + PRODUCT_DOWN, ent_u[pts], np.maximum(value, 0.0))
-    u_cost = np.bincount(
-        ent_u[pts] - u0, weights=problem.sell_price_eur_per_kwh[ent_bid[pts]] * np.abs(value), minlength=n_u
-    )
-    u_point_kwh = np.bincount(ent_u[pts] - u0, weights=np.abs(value), minlength=n_u)
-    up_hi, down_hi = up_hi.copy(), down_hi.copy()
-    up_hi[pts] = down_hi[pts] = 0.0
-    for col0, hi, lo in ((up0, up_hi, up_lo), (down0, down_hi, down_lo)):
-        for bound, at_most in ((hi, True), (lo, False)):
-            sel = bin_ent[bound[bin_ent] > _EPS_KWH]
-            r = n_rows + np.arange(len(sel))
-            put(r, col0 + sel, 1.0)
-            put(r, ent_u[sel], -bound[sel])
-            n_rows += len(sel)
-            if at_most:  # x - hi * u <= 0
-                row_lower.append(np.full(len(sel), -inf))
-                row_upper.append(np.zeros(len(sel)))
-            else:  # x - lo * u >= 0
-                row_lower.append(np.zeros(len(sel)))
-                row_upper.append(np.full(len(sel), inf))
+    # Options with a binary u: w <= (hi - lo) * u per entry and product (u = 0 forces the
+    # volume to 0; per entry, which keeps the relaxation tight).
+    for p in (PRODUCT_UP, PRODUCT_DOWN):
+        sel = np.flatnonzero(binary & (width[p] > 0))
+        r = n_rows + np.arange(len(sel))
+        put(r, p * n_e + sel, 1.0)
+        put(r, u0 + ent_u[sel], -width[p][sel])
+        n_rows += len(sel)
+        row_lower.append(np.full(len(sel), -inf))
+        row_upper.append(np.zeros(len(sel)))
     # XOR: at most one option of a binary bid with several.
     u_bid = problem.opt_owner[u_option]
     n_opts = np.diff(problem.opt_seg)
@@ -208,17 +250,18 @@ def build_model(problem: MarketProblem) -> MarketModel:
         n_rows += len(xor_bids)
         row_lower.append(np.full(len(xor_bids), -inf))
         row_upper.append(np.ones(len(xor_bids)))
-    # Minimum activation: sum(up + down) + (point kWh - min) * u >= 0 per option.
+    # Minimum activation: sum(sign * w) + (sum anchors - min) * u >= 0 per option.
     with_min = problem.sell_min_kwh[u_bid] > _EPS_KWH
     if with_min.any():
         min_opts = u_option[with_min]
         row_of = np.full(problem.n_options, -1, np.int64)
         row_of[min_opts] = n_rows + np.arange(len(min_opts))
-        sel = bin_ent[row_of[ent_option[bin_ent]] >= 0]
-        put(row_of[ent_option[sel]], up0 + sel, 1.0)
-        put(row_of[ent_option[sel]], down0 + sel, 1.0)
+        sel = np.flatnonzero(binary & (row_of[ent_option] >= 0))
+        for p in (PRODUCT_UP, PRODUCT_DOWN):
+            put(row_of[ent_option[sel]], p * n_e + sel, sign[p][sel])
+        u_anchor_kwh = np.bincount(ent_u[binary], weights=anchor[0][binary] + anchor[1][binary], minlength=n_u)
         u_min = np.flatnonzero(with_min)
-        put(n_rows + np.arange(len(min_opts)), u0 + u_min, u_point_kwh[u_min] - problem.sell_min_kwh[u_bid[u_min]])
+        put(n_rows + np.arange(len(min_opts)), u0 + u_min, u_anchor_kwh[u_min] - problem.sell_min_kwh[u_bid[u_min]])
         n_rows += len(min_opts)
         row_lower.append(np.zeros(len(min_opts)))
         row_upper.append(np.full(len(min_opts), inf))
@@ -226,12 +269,12 @@ def build_model(problem: MarketProblem) -> MarketModel:
     matrix = sparse.csc_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols)
     )
-    matrix.sort_indices()
-    price = problem.sell_price_eur_per_kwh[ent_bid]
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
     cost = np.concatenate(
         (
-            price,
-            price,
+            price * sign[0],
+            price * sign[1],
             -problem.buy_limit_eur_per_kwh[problem.buy_owner],
             np.repeat(problem.link_fee_eur_per_kwh, n_t * 2),
             u_cost,
@@ -239,7 +282,9 @@ def build_model(problem: MarketProblem) -> MarketModel:
     )
     cap = np.where(np.isfinite(problem.link_capacity_kwh), problem.link_capacity_kwh, inf)
     col_lower = np.zeros(n_cols)
-    col_upper = np.concatenate((up_hi, down_hi, np.abs(problem.buy_volume_kwh), np.repeat(cap, n_t * 2), np.ones(n_u)))
+    col_upper = np.concatenate(
+        (w_upper[0], w_upper[1], np.abs(problem.buy_volume_kwh), np.repeat(cap, n_t * 2), np.ones(n_u))
+    )
     lp = highspy.HighsLp()
     lp.num_col_ = n_cols
     lp.num_row_ = n_rows
@@ -265,9 +310,9 @@ def build_model(problem: MarketProblem) -> MarketModel:
         u_col0=u0,
         n_balance_rows=n_bal,
         binary_bid=_ro(binary_bid, bool),
-        point_entry=_ro(pts, np.int64),
-        point_kwh=_ro(value, float),
-        point_u=_ro(ent_u[pts] - u0, np.int64),
+        ent_u=_ro(ent_u, np.int64),
+        sign=_ro(sign, float),
+        anchor_kwh=_ro(anchor, float),
     )
 
 
@@ -483,13 +528,14 @@ def clear_many_to_many(
     t0 = time.perf_counter()
     model = build_model(problem)
     h = _new_highs()
-    for name, value in (
-        ("time_limit", float(time_limit_s)),
-        ("mip_rel_gap", float(mip_rel_gap)),
-        ("random_seed", 0),
-        ("threads", 1),
-        ("presolve", "off"),  # LP presolve costs more than it saves here; the MILP fallback turns it on
-    ):
+    options: dict[str, Any] = {
+        "time_limit": float(time_limit_s),
+        "mip_rel_gap": float(mip_rel_gap),
+        "random_seed": 0,
+        "threads": 1,
+        "presolve": "off",  # LP presolve costs more than it saves here; the MILP fallback turns it on
+    }
+    for name, value in options.items():
         h.setOptionValue(name, value)
     h.passModel(model.lp)
     build_s = time.perf_counter() - t0
@@ -516,11 +562,7 @@ def clear_many_to_many(
         if pricing is Pricing.UNIFORM:  # the last LP had the accepted options fixed: its duals price
             duals = np.asarray(h.getSolution().row_dual, dtype=float)[: model.n_balance_rows]
             prices = duals.reshape(n_z, n_t, 2)
-        up, down = col[:n_e].copy(), col[n_e : 2 * n_e].copy()
-        if len(model.point_entry):
-            u_val = col[u0:][model.point_u]
-            up[model.point_entry] = np.maximum(-model.point_kwh, 0.0) * u_val
-            down[model.point_entry] = np.maximum(model.point_kwh, 0.0) * u_val
+        up, down = model.volumes(col)
         up, down = _clean(up), _clean(down)
         y = _clean(col[model.y_col0 : model.f_col0])
         flow = _clean(col[model.f_col0 : u0]).reshape(n_l, n_t, 2)
