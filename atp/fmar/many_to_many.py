@@ -4,7 +4,9 @@ Problem data (`atp.fmar.market_problem.MarketProblem`, flat numpy arrays; built 
 `SellBid`s and `BuyBid`s by `MarketProblem.from_bids`) is kept apart from the solver:
 `build_model` lays the MILP out as a column-wise sparse matrix for highspy directly (no
 modelling layer: the build is a handful of vectorised numpy operations), `clear_many_to_many`
-solves it, prices it and removes paradoxically accepted bids.
+solves it over the bids that can matter (`atp.fmar.bid_selection`: the others are priced out
+at the LP's balance duals and added when one would help), prices it and removes paradoxically
+accepted bids.
 
 Products and signs. A change of consumption is traded as two products per zone and step:
 upward regulation (less consumption) and downward regulation (more). A sell bid entry j (one
@@ -43,7 +45,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import highspy
@@ -51,6 +55,7 @@ import numpy as np
 from scipy import sparse
 
 from atp.fman.planning import _new_highs
+from atp.fmar.bid_selection import initial_selection, merit_order_prices, missing_bids
 from atp.fmar.market_problem import EPS_KWH, MarketProblem
 from atp.fmar.pricing import (
     PRODUCT_DOWN,
@@ -108,6 +113,9 @@ class MarketModel:
     u_option: np.ndarray
     u_col0: int
     n_balance_rows: int
+    bound_entries: tuple[np.ndarray, np.ndarray]  # entry of each bound row, up then down (after links)
+    xor_bids: np.ndarray  # sell bid of each XOR row (after the bound rows)
+    min_options: np.ndarray  # option of each minimum-activation row (last)
     binary_bid: np.ndarray
     ent_u: np.ndarray  # u index of every entry's option, -1 for continuous bids
     sign: np.ndarray  # (2, n_e): +1 or -1 per product (up, down) and entry
@@ -134,30 +142,14 @@ class MarketModel:
 def anchor_estimate(problem: MarketProblem) -> np.ndarray:
     """Which product of which entry probably sells (2, n_e booleans): the build's anchors.
 
-    A merit order per step and product over all zones: the price at which the cheapest
-    sell entries cover the buyers' volume. Entries priced below it are anchored at the top
-    of their range, the others at the bottom. Only the solver's path depends on it.
+    Entries priced below the merit-order price of their step and product
+    (`bid_selection.merit_order_prices`) are anchored at the top of their range, the others
+    at the bottom. Only the solver's path depends on it, not the answer.
     """
-    n_t, n_e = problem.n_steps, problem.n_entries
-    price = problem.sell_price_eur_per_kwh[problem.opt_owner[problem.ent_option]]
-    lower, upper = problem.ent_lower_kwh, problem.ent_upper_kwh
-    capacity = (np.maximum(-lower, 0.0), np.maximum(upper, 0.0))
-    product = np.where(problem.buy_volume_kwh < 0, PRODUCT_UP, PRODUCT_DOWN)
-    demand = np.zeros((2, n_t))
-    np.add.at(demand, (product, problem.buy_step), np.abs(problem.buy_volume_kwh))
-    order = np.lexsort((price, problem.ent_step))
-    step, sorted_price = problem.ent_step[order], price[order]
-    first = np.searchsorted(step, np.arange(n_t + 1))
-    out = np.zeros((2, n_e), bool)
-    for p in (PRODUCT_UP, PRODUCT_DOWN):
-        cum = np.cumsum(capacity[p][order])
-        before = np.concatenate(([0.0], cum))[first[:-1]]
-        # index of the entry that covers the demand of its step (clipped to the step's last)
-        at = np.searchsorted(cum, before + demand[p], side="left")
-        at = np.minimum(at, np.maximum(first[1:] - 1, first[:-1]))
-        marginal = np.where(first[1:] > first[:-1], sorted_price[np.minimum(at, len(step) - 1)], 0.0)
-        out[p] = price < marginal[problem.ent_step]
-    return out
+    ent_bid = problem.opt_owner[problem.ent_option]
+    price = problem.sell_price_eur_per_kwh[ent_bid]
+    guess = merit_order_prices(problem)[problem.sell_zone[ent_bid], problem.ent_step]  # (n_e, 2)
+    return price < guess.T
 
 
 def build_model(problem: MarketProblem, anchor_high: np.ndarray | None = None) -> MarketModel:
@@ -232,8 +224,10 @@ def build_model(problem: MarketProblem, anchor_high: np.ndarray | None = None) -
 
     # Options with a binary u: w <= (hi - lo) * u per entry and product (u = 0 forces the
     # volume to 0; per entry, which keeps the relaxation tight).
+    bound_entries = []
     for p in (PRODUCT_UP, PRODUCT_DOWN):
         sel = np.flatnonzero(binary & (width[p] > 0))
+        bound_entries.append(_ro(sel, np.int64))
         r = n_rows + np.arange(len(sel))
         put(r, p * n_e + sel, 1.0)
         put(r, u0 + ent_u[sel], -width[p][sel])
@@ -244,6 +238,7 @@ def build_model(problem: MarketProblem, anchor_high: np.ndarray | None = None) -
     u_bid = problem.opt_owner[u_option]
     n_opts = np.diff(problem.opt_seg)
     multi = np.flatnonzero(n_opts[u_bid] > 1)
+    xor_bids = np.zeros(0, np.int64)
     if len(multi):
         xor_bids, xor_row = np.unique(u_bid[multi], return_inverse=True)
         put(n_rows + xor_row, u0 + multi, 1.0)
@@ -252,8 +247,8 @@ def build_model(problem: MarketProblem, anchor_high: np.ndarray | None = None) -
         row_upper.append(np.ones(len(xor_bids)))
     # Minimum activation: sum(sign * w) + (sum anchors - min) * u >= 0 per option.
     with_min = problem.sell_min_kwh[u_bid] > _EPS_KWH
+    min_opts = u_option[with_min]
     if with_min.any():
-        min_opts = u_option[with_min]
         row_of = np.full(problem.n_options, -1, np.int64)
         row_of[min_opts] = n_rows + np.arange(len(min_opts))
         sel = np.flatnonzero(binary & (row_of[ent_option] >= 0))
@@ -309,6 +304,9 @@ def build_model(problem: MarketProblem, anchor_high: np.ndarray | None = None) -
         u_option=_ro(u_option, np.int64),
         u_col0=u0,
         n_balance_rows=n_bal,
+        bound_entries=(bound_entries[0], bound_entries[1]),
+        xor_bids=_ro(xor_bids, np.int64),
+        min_options=_ro(min_opts, np.int64),
         binary_bid=_ro(binary_bid, bool),
         ent_u=_ro(ent_u, np.int64),
         sign=_ro(sign, float),
@@ -334,28 +332,31 @@ def _lp(h: Any) -> tuple[str | None, np.ndarray | None, float]:
     return None, np.asarray(h.getSolution().col_value, dtype=float), -float(h.getInfo().objective_function_value)
 
 
-def _solve_integer(
-    h: Any, *, u_idx: np.ndarray, u_upper: np.ndarray, mip_rel_gap: float
-) -> tuple[str | None, np.ndarray | None, float | None]:
-    """Solve with the binaries u (columns `u_idx`, all continuous in `h` on entry and exit).
+def _relax(h: Any, *, u_idx: np.ndarray, u_upper: np.ndarray) -> tuple[str | None, np.ndarray | None, float]:
+    """The LP relaxation (u in [0, u_upper]): (why it failed or None, column values, welfare bound)."""
+    n_u = len(u_idx)
+    if n_u:
+        h.changeColsBounds(n_u, u_idx, np.zeros(n_u), u_upper)
+    return _lp(h)
 
-    Relax-and-fix: the LP relaxation bounds the welfare; a short dive (warm LP re-solves)
-    fixes fractional u >= 1/2 to 1 where the LP stays feasible, the u still fractional go to 0
-    (always feasible: less supply only lowers what buyers receive). When that is within
-    `mip_rel_gap` of the bound it is the answer; otherwise HiGHS's MILP branches over every u
-    not at 1, starting from it (the gap reported is against the full relaxation, so it stays
-    a certificate).
+
+def _fix_integers(
+    h: Any, col: np.ndarray, bound: float, *, u_idx: np.ndarray, u_upper: np.ndarray, mip_rel_gap: float
+) -> tuple[str | None, np.ndarray | None, float | None]:
+    """Take the binaries u (columns `u_idx`, continuous in `h`) from the relaxation `col`.
+
+    Relax-and-fix: the LP relaxation (welfare `bound`) is the start; a short dive (warm LP
+    re-solves) fixes fractional u >= 1/2 to 1 where the LP stays feasible, the u still
+    fractional go to 0 (always feasible: less supply only lowers what buyers receive). When
+    that is within `mip_rel_gap` of the bound it is the answer; otherwise HiGHS's MILP branches
+    over every u not at 1, starting from it (the gap reported is against the full relaxation,
+    so it stays a certificate).
     On return the model's last solve is the LP with every u fixed, whose duals price.
     Returns (why it failed or None, column values, gap to the relaxation bound).
     """
     n_u = len(u_idx)
     if n_u == 0:
-        failure, col, _ = _lp(h)
-        return failure, col, None
-    h.changeColsBounds(n_u, u_idx, np.zeros(n_u), u_upper)
-    failure, col, bound = _lp(h)
-    if failure is not None or col is None:
-        return failure, None, None
+        return None, col, None
     # Dive: keep the relaxation's integral u, set fractional u >= 1/2 to 1 (or to 0 when that
     # makes the LP infeasible), solve the rest again; a few rounds, then the rest go to 0.
     lower, upper = np.zeros(n_u), u_upper.copy()
@@ -428,6 +429,7 @@ class Clearing:
     its default). `price_eur_per_kwh[z, t, p]` holds the uniform prices (None under
     pay-as-bid). Money: `buyers_pay_eur` = `sellers_receive_eur` + `transport_fees_eur` +
     `surplus_eur`. `removed` names the paradoxically accepted sell bids that were forbidden.
+    `bids_in_lp` counts the sell bids the final LP held.
     `reason` says why nothing cleared (None when something did).
     """
 
@@ -454,6 +456,7 @@ class Clearing:
     build_s: float
     solve_s: float
     mip_gap: float | None
+    bids_in_lp: int = 0  # sell bids the LP held (`select_bids`); the others were priced out
 
     @property
     def delta_kwh(self) -> np.ndarray:
@@ -508,6 +511,7 @@ def clear_many_to_many(
     time_limit_s: float = 60.0,
     mip_rel_gap: float = 1e-6,
     max_rounds: int = 50,
+    select_bids: bool = True,
 ) -> Clearing:
     """Clear the market: maximise welfare, price the volumes, forbid paradoxical bids.
 
@@ -515,6 +519,13 @@ def clear_many_to_many(
     solver without a solution give a Clearing with nothing accepted and the `reason`.
     `max_rounds` bounds the paradoxical-bid removal; if bids are still paradoxical after it,
     the clearing reports so in `reason` and accepts nothing.
+
+    With `select_bids` (the default) the LP holds only the sell bids that can matter
+    (`atp.fmar.bid_selection`): it starts with those that help at a merit-order guess of the
+    prices, and whenever a solved LP's balance prices show a bid left out that would improve
+    it (the relaxation, or the LP with the accepted options fixed), the clearing starts again
+    with it added. The answer is the one over all bids; `select_bids=False` puts every bid in
+    the LP from the start.
     """
     pricing = Pricing(pricing)
     if problem.n_sell == 0 and problem.n_buy == 0:
@@ -525,9 +536,6 @@ def clear_many_to_many(
         return _empty(problem, pricing, NO_BUYERS)
     if not (np.abs(problem.buy_volume_kwh) > _EPS_KWH).any():
         return _empty(problem, pricing, "zero volume: no buyer asks for a change in any step")
-    t0 = time.perf_counter()
-    model = build_model(problem)
-    h = _new_highs()
     options: dict[str, Any] = {
         "time_limit": float(time_limit_s),
         "mip_rel_gap": float(mip_rel_gap),
@@ -535,12 +543,158 @@ def clear_many_to_many(
         "threads": 1,
         "presolve": "off",  # LP presolve costs more than it saves here; the MILP fallback turns it on
     }
+    selected = initial_selection(problem) if select_bids else np.ones(problem.n_sell, bool)
+    continuous = ~problem.binary_bids()
+    missing = np.zeros(problem.n_sell, bool)
+
+    def left_out(prices: np.ndarray, continuous_only: bool) -> bool:
+        """Note the bids outside the selection that would improve the LP at `prices`."""
+        more = missing_bids(problem, prices, selected)
+        if continuous_only:  # with the options fixed, only continuous bids can enter
+            more &= continuous
+        missing[:] |= more
+        return bool(more.any())
+
+    build_s = solve_s = 0.0
+    basis: _Basis | None = None
+    while True:
+        sell = np.flatnonzero(selected)
+        sub, sub_options, entries = problem.subset(sell)
+        keys = partial(_keys, whole=problem, sell=sell, options=sub_options, entries=entries)
+        clearing, basis, build_s, solve_s = _clear_selection(
+            sub,
+            pricing=pricing,
+            options=options,
+            max_rounds=max_rounds,
+            left_out=left_out,
+            keys=keys,
+            start=basis,
+            build_s=build_s,
+            solve_s=solve_s,
+        )
+        if clearing is not None:
+            full = _in_full(clearing, problem, sell, entries)
+            return replace(full, build_s=build_s, solve_s=solve_s, bids_in_lp=len(sell))
+        selected |= missing
+
+
+_STATUS = np.array([highspy.HighsBasisStatus(i) for i in range(5)], dtype=object)  # by their int values
+_LOWER, _BASIC = int(highspy.HighsBasisStatus.kLower), int(highspy.HighsBasisStatus.kBasic)
+
+
+@dataclass(frozen=True, eq=False)
+class _Basis:
+    """A simplex basis with its columns and rows named in the whole problem (`_keys`), so a
+    larger selection can start from it: the added bids' columns sit at 0 (nonbasic), their
+    rows' slacks are basic; that is a basis of the larger LP, feasible, the old solution."""
+
+    col_key: np.ndarray
+    row_key: np.ndarray
+    col_status: np.ndarray
+    row_status: np.ndarray
+
+    @classmethod
+    def of(cls, h: Any, col_key: np.ndarray, row_key: np.ndarray) -> _Basis:
+        basis = h.getBasis()
+        col_status = np.fromiter(map(int, basis.col_status), np.int8, len(col_key))
+        row_status = np.fromiter(map(int, basis.row_status), np.int8, len(row_key))
+        return cls(col_key, row_key, col_status, row_status)
+
+    def carried_to(self, col_key: np.ndarray, row_key: np.ndarray) -> Any:
+        """This basis for a model whose (ascending) keys include this one's."""
+        col_status = np.full(len(col_key), _LOWER, np.int8)
+        col_status[np.searchsorted(col_key, self.col_key)] = self.col_status
+        row_status = np.full(len(row_key), _BASIC, np.int8)
+        row_status[np.searchsorted(row_key, self.row_key)] = self.row_status
+        basis = highspy.HighsBasis()
+        basis.col_status = _STATUS[col_status].tolist()
+        basis.row_status = _STATUS[row_status].tolist()
+        basis.valid = True
+        return basis
+
+
+def _keys(
+    model: MarketModel, *, whole: MarketProblem, sell: np.ndarray, options: np.ndarray, entries: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Names of the columns and rows of `model` (built for the bids `sell` of `whole`, whose
+    options and entries are `options`, `entries` there) in the whole problem; both ascending."""
+    n_e, n_s = whole.n_entries, whole.n_sell
+    n_shared_cols = model.u_col0 - 2 * model.n_entries  # buy entries and flows
+    col_key = np.concatenate(
+        (
+            entries,
+            n_e + entries,
+            2 * n_e + np.arange(n_shared_cols),
+            2 * n_e + n_shared_cols + options[model.u_option],
+        )
+    )
+    n_shared_rows = model.n_balance_rows + len(whole.links) * whole.n_steps  # balances and links
+    row_key = np.concatenate(
+        (
+            np.arange(n_shared_rows),
+            n_shared_rows + entries[model.bound_entries[0]],
+            n_shared_rows + n_e + entries[model.bound_entries[1]],
+            n_shared_rows + 2 * n_e + sell[model.xor_bids],
+            n_shared_rows + 2 * n_e + n_s + options[model.min_options],
+        )
+    )
+    return col_key, row_key
+
+
+def _in_full(clearing: Clearing, problem: MarketProblem, sell: np.ndarray, entries: np.ndarray) -> Clearing:
+    """`clearing` of the sub-problem of bids `sell` (entries `entries`) in `problem`'s indices."""
+
+    def spread(values: np.ndarray, at: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
+        out = np.full(size, fill, dtype=values.dtype)
+        out[at] = values
+        return _ro(out)
+
+    n_s, n_e = problem.n_sell, problem.n_entries
+    return replace(
+        clearing,
+        option=spread(clearing.option, sell, n_s, -1),
+        up_kwh=spread(clearing.up_kwh, entries, n_e),
+        down_kwh=spread(clearing.down_kwh, entries, n_e),
+        sell_receives_eur=spread(clearing.sell_receives_eur, sell, n_s),
+        sell_cost_eur=spread(clearing.sell_cost_eur, sell, n_s),
+    )
+
+
+def _balance_prices(h: Any, model: MarketModel, problem: MarketProblem) -> np.ndarray:
+    """Duals of the balance rows of the last LP solved in `h`, as (zone, step, product)."""
+    duals = np.asarray(h.getSolution().row_dual, dtype=float)[: model.n_balance_rows]
+    return duals.reshape(len(problem.zones), problem.n_steps, 2)
+
+
+def _clear_selection(
+    problem: MarketProblem,
+    *,
+    pricing: Pricing,
+    options: dict[str, Any],
+    max_rounds: int,
+    left_out: Callable[[np.ndarray, bool], bool],
+    keys: Callable[[MarketModel], tuple[np.ndarray, np.ndarray]],
+    start: _Basis | None,
+    build_s: float,
+    solve_s: float,
+) -> tuple[Clearing | None, _Basis | None, float, float]:
+    """One clearing of `problem` (the selected bids): solve, price, forbid paradoxical bids.
+
+    After every relaxation and every LP with the accepted options fixed, `left_out(prices,
+    continuous_only)` is asked whether a bid left out would improve it; if so the attempt
+    stops and returns no clearing but its basis (`keys` names the model's columns and rows
+    in the whole problem), from which the next attempt starts (`start`).
+    Returns (clearing or None, basis or None, build s, solve s), the times added to those given.
+    """
+    t0 = time.perf_counter()
+    model = build_model(problem)
+    h = _new_highs()
     for name, value in options.items():
         h.setOptionValue(name, value)
     h.passModel(model.lp)
-    build_s = time.perf_counter() - t0
-    solve_s = 0.0
-    n_e, n_t, n_z, n_l = problem.n_entries, problem.n_steps, len(problem.zones), len(problem.links)
+    col_key, row_key = keys(model)
+    build_s += time.perf_counter() - t0
+    n_e, n_t, n_l = problem.n_entries, problem.n_steps, len(problem.links)
     u0, n_u = model.u_col0, len(model.u_option)
     u_idx = (u0 + np.arange(n_u)).astype(np.int32)
     u_upper = np.ones(n_u)
@@ -548,20 +702,29 @@ def clear_many_to_many(
     removed: list[int] = []
     rounds = 0
     mip_gap: float | None = None
-    if n_u:  # the integer decisions are taken by _solve_integer, which starts from the relaxation
+    if n_u:  # the integer decisions are taken by _fix_integers, which starts from the relaxation
         h.changeColsIntegrality(n_u, u_idx, np.zeros(n_u, np.uint8))
+    if start is not None:
+        h.setBasis(start.carried_to(col_key, row_key))
     while True:
         rounds += 1
         t1 = time.perf_counter()
-        failure, col, mip_gap = _solve_integer(h, u_idx=u_idx, u_upper=u_upper, mip_rel_gap=mip_rel_gap)
+        failure, col, bound = _relax(h, u_idx=u_idx, u_upper=u_upper)
+        if failure is None and col is not None:
+            if left_out(_balance_prices(h, model, problem), False):
+                basis = _Basis.of(h, col_key, row_key)
+                return None, basis, build_s, solve_s + time.perf_counter() - t1
+            failure, col, mip_gap = _fix_integers(
+                h, col, bound, u_idx=u_idx, u_upper=u_upper, mip_rel_gap=float(options["mip_rel_gap"])
+            )
         solve_s += time.perf_counter() - t1
         status_text = h.modelStatusToString(h.getModelStatus())
         if failure is not None or col is None:
-            return _empty(problem, pricing, failure or "no solution", status_text, build_s=build_s, solve_s=solve_s)
-        prices = None
-        if pricing is Pricing.UNIFORM:  # the last LP had the accepted options fixed: its duals price
-            duals = np.asarray(h.getSolution().row_dual, dtype=float)[: model.n_balance_rows]
-            prices = duals.reshape(n_z, n_t, 2)
+            return _empty(problem, pricing, failure or "no solution", status_text), None, build_s, solve_s
+        fixed_prices = _balance_prices(h, model, problem)  # the last LP had the accepted options fixed
+        if left_out(fixed_prices, True):
+            return None, _Basis.of(h, col_key, row_key), build_s, solve_s
+        prices = fixed_prices if pricing is Pricing.UNIFORM else None
         up, down = model.volumes(col)
         up, down = _clean(up), _clean(down)
         y = _clean(col[model.y_col0 : model.f_col0])
@@ -587,14 +750,8 @@ def clear_many_to_many(
         if len(paradox) == 0:
             break
         if rounds >= max_rounds:
-            return _empty(
-                problem,
-                pricing,
-                f"{len(paradox)} bids still paradoxically accepted after {rounds} rounds",
-                status_text,
-                build_s=build_s,
-                solve_s=solve_s,
-            )
+            reason = f"{len(paradox)} bids still paradoxically accepted after {rounds} rounds"
+            return _empty(problem, pricing, reason, status_text), None, build_s, solve_s
         removed.extend(int(k) for k in paradox)
         forbid = np.isin(problem.opt_owner[model.u_option], paradox)
         u_upper[forbid] = 0.0
@@ -630,7 +787,7 @@ def clear_many_to_many(
     fees = float((problem.link_fee_eur_per_kwh[:, None, None] * flow).sum()) if n_l else 0.0
     buyers_pay, sellers_receive = math.fsum(pays), math.fsum(receipts)
     reason = None if y.sum() > 0 else NO_CROSSING
-    return Clearing(
+    clearing = Clearing(
         pricing=pricing,
         status=status_text,
         reason=reason,
@@ -655,3 +812,4 @@ def clear_many_to_many(
         solve_s=solve_s,
         mip_gap=mip_gap,
     )
+    return clearing, None, build_s, solve_s

@@ -9,7 +9,7 @@ solver layer (`atp.fmar.many_to_many`). Signs and products: see that module.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any
 
@@ -58,6 +58,12 @@ class BuyBid:
     limit_eur_per_kwh: float
     first_step: int
     volume_kwh: tuple[float, ...]
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated aranges starts[i] : starts[i] + counts[i]."""
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+    return (offsets + np.arange(int(counts.sum()))).astype(np.int64)
 
 
 def _ro(a: np.ndarray, dtype: Any = None) -> np.ndarray:
@@ -138,6 +144,30 @@ class MarketProblem:
         off_zero = (self.ent_lower_kwh > _EPS_KWH) | (self.ent_upper_kwh < -_EPS_KWH)
         forced = np.bincount(ent_bid[off_zero], minlength=self.n_sell) > 0
         return (n_opt > 1) | (self.sell_min_kwh > _EPS_KWH) | forced
+
+    def subset(self, sell: np.ndarray) -> tuple[MarketProblem, np.ndarray, np.ndarray]:
+        """The same market with only the sell bids `sell` (indices, ascending), and the index
+        in this problem of each of its options and entries. Zones, steps, buyers and links stay."""
+        sell = np.asarray(sell, np.int64)
+        options = _ranges(self.opt_seg[sell], np.diff(self.opt_seg)[sell])
+        entries = _ranges(self.ent_seg[options], np.diff(self.ent_seg)[options])
+        opt_seg = np.zeros(len(sell) + 1, np.int64)
+        np.cumsum(np.diff(self.opt_seg)[sell], out=opt_seg[1:])
+        ent_seg = np.zeros(len(options) + 1, np.int64)
+        np.cumsum(np.diff(self.ent_seg)[options], out=ent_seg[1:])
+        sub = replace(
+            self,
+            sell_ids=tuple(self.sell_ids[k] for k in sell),
+            sell_zone=_ro(self.sell_zone[sell]),
+            sell_price_eur_per_kwh=_ro(self.sell_price_eur_per_kwh[sell]),
+            sell_min_kwh=_ro(self.sell_min_kwh[sell]),
+            opt_seg=_ro(opt_seg),
+            ent_seg=_ro(ent_seg),
+            ent_step=_ro(self.ent_step[entries]),
+            ent_lower_kwh=_ro(self.ent_lower_kwh[entries]),
+            ent_upper_kwh=_ro(self.ent_upper_kwh[entries]),
+        )
+        return sub, options, entries
 
     @classmethod
     def from_bids(

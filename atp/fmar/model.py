@@ -309,4 +309,3 @@ def result_header(
         "cutoff_eur_per_kwh": request.cutoff_eur_per_kwh,
         "requested_kwh": request.volume_kwh,
     }
-
