@@ -45,9 +45,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any
 
 import highspy
@@ -99,7 +97,7 @@ class MarketModel:
     per option of a binary bid, `u_option[i]` = its option). Rows: balances first, row
     `(zone * n_steps + step) * 2 + product`.
 
-    An entry's volume of a product is `sign * w + anchor_kwh * u` (`volumes`): entries of
+    An entry's volume of a product is `sign * w + anchor_kwh * u`: entries of
     continuous bids are their column (sign 1, anchor 0); an entry of a binary option is
     anchored at one end of its range, `lo * u + w` or `hi * u - w` with
     `0 <= w <= (hi - lo) * u`, so an option accepted whole (u = 1 at the anchors) has no
@@ -128,15 +126,6 @@ class MarketModel:
     @property
     def f_col0(self) -> int:
         return self.y_col0 + self.n_buy_entries
-
-    def volumes(self, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(up_kwh, down_kwh) per sell entry from a column solution."""
-        n_e = self.n_entries
-        w = col[: 2 * n_e].reshape(2, n_e)
-        vol = self.sign * w
-        if len(self.u_option):
-            vol = vol + self.anchor_kwh * np.where(self.ent_u >= 0, col[self.u_col0 + np.maximum(self.ent_u, 0)], 0.0)
-        return vol[0], vol[1]
 
 
 def anchor_estimate(problem: MarketProblem) -> np.ndarray:
@@ -545,37 +534,17 @@ def clear_many_to_many(
     }
     selected = initial_selection(problem) if select_bids else np.ones(problem.n_sell, bool)
     continuous = ~problem.binary_bids()
-    missing = np.zeros(problem.n_sell, bool)
-
-    def left_out(prices: np.ndarray, continuous_only: bool) -> bool:
-        """Note the bids outside the selection that would improve the LP at `prices`."""
-        more = missing_bids(problem, prices, selected)
-        if continuous_only:  # with the options fixed, only continuous bids can enter
-            more &= continuous
-        missing[:] |= more
-        return bool(more.any())
-
     build_s = solve_s = 0.0
     basis: _Basis | None = None
     while True:
-        sell = np.flatnonzero(selected)
-        sub, sub_options, entries = problem.subset(sell)
-        keys = partial(_keys, whole=problem, sell=sell, options=sub_options, entries=entries)
-        clearing, basis, build_s, solve_s = _clear_selection(
-            sub,
-            pricing=pricing,
-            options=options,
-            max_rounds=max_rounds,
-            left_out=left_out,
-            keys=keys,
-            start=basis,
-            build_s=build_s,
-            solve_s=solve_s,
-        )
+        attempt = _Attempt(problem, selected, options, start=basis)
+        clearing, more = attempt.clear(pricing, max_rounds=max_rounds, continuous=continuous)
+        build_s += attempt.build_s
+        solve_s += attempt.solve_s
         if clearing is not None:
-            full = _in_full(clearing, problem, sell, entries)
-            return replace(full, build_s=build_s, solve_s=solve_s, bids_in_lp=len(sell))
-        selected |= missing
+            return replace(clearing, build_s=build_s, solve_s=solve_s, bids_in_lp=int(attempt.selected.sum()))
+        basis = attempt.basis()
+        selected = attempt.selected | more
 
 
 _STATUS = np.array([highspy.HighsBasisStatus(i) for i in range(5)], dtype=object)  # by their int values
@@ -584,8 +553,8 @@ _LOWER, _BASIC = int(highspy.HighsBasisStatus.kLower), int(highspy.HighsBasisSta
 
 @dataclass(frozen=True, eq=False)
 class _Basis:
-    """A simplex basis with its columns and rows named in the whole problem (`_keys`), so a
-    larger selection can start from it: the added bids' columns sit at 0 (nonbasic), their
+    """A simplex basis with its columns and rows named in the whole problem (`_Attempt`), so
+    a larger selection can start from it: the added bids' columns sit at 0 (nonbasic), their
     rows' slacks are basic; that is a basis of the larger LP, feasible, the old solution."""
 
     col_key: np.ndarray
@@ -593,15 +562,8 @@ class _Basis:
     col_status: np.ndarray
     row_status: np.ndarray
 
-    @classmethod
-    def of(cls, h: Any, col_key: np.ndarray, row_key: np.ndarray) -> _Basis:
-        basis = h.getBasis()
-        col_status = np.fromiter(map(int, basis.col_status), np.int8, len(col_key))
-        row_status = np.fromiter(map(int, basis.row_status), np.int8, len(row_key))
-        return cls(col_key, row_key, col_status, row_status)
-
     def carried_to(self, col_key: np.ndarray, row_key: np.ndarray) -> Any:
-        """This basis for a model whose (ascending) keys include this one's."""
+        """This basis for a model whose keys (ascending) include this one's."""
         col_status = np.full(len(col_key), _LOWER, np.int8)
         col_status[np.searchsorted(col_key, self.col_key)] = self.col_status
         row_status = np.full(len(row_key), _BASIC, np.int8)
@@ -613,203 +575,244 @@ class _Basis:
         return basis
 
 
-def _keys(
-    model: MarketModel, *, whole: MarketProblem, sell: np.ndarray, options: np.ndarray, entries: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Names of the columns and rows of `model` (built for the bids `sell` of `whole`, whose
-    options and entries are `options`, `entries` there) in the whole problem; both ascending."""
-    n_e, n_s = whole.n_entries, whole.n_sell
-    n_shared_cols = model.u_col0 - 2 * model.n_entries  # buy entries and flows
-    col_key = np.concatenate(
-        (
-            entries,
-            n_e + entries,
-            2 * n_e + np.arange(n_shared_cols),
-            2 * n_e + n_shared_cols + options[model.u_option],
-        )
-    )
-    n_shared_rows = model.n_balance_rows + len(whole.links) * whole.n_steps  # balances and links
-    row_key = np.concatenate(
-        (
-            np.arange(n_shared_rows),
-            n_shared_rows + entries[model.bound_entries[0]],
-            n_shared_rows + n_e + entries[model.bound_entries[1]],
-            n_shared_rows + 2 * n_e + sell[model.xor_bids],
-            n_shared_rows + 2 * n_e + n_s + options[model.min_options],
-        )
-    )
-    return col_key, row_key
+class _Attempt:
+    """The clearing's MILP over the `selected` sell bids of `whole`, in one HiGHS instance.
 
-
-def _in_full(clearing: Clearing, problem: MarketProblem, sell: np.ndarray, entries: np.ndarray) -> Clearing:
-    """`clearing` of the sub-problem of bids `sell` (entries `entries`) in `problem`'s indices."""
-
-    def spread(values: np.ndarray, at: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
-        out = np.full(size, fill, dtype=values.dtype)
-        out[at] = values
-        return _ro(out)
-
-    n_s, n_e = problem.n_sell, problem.n_entries
-    return replace(
-        clearing,
-        option=spread(clearing.option, sell, n_s, -1),
-        up_kwh=spread(clearing.up_kwh, entries, n_e),
-        down_kwh=spread(clearing.down_kwh, entries, n_e),
-        sell_receives_eur=spread(clearing.sell_receives_eur, sell, n_s),
-        sell_cost_eur=spread(clearing.sell_cost_eur, sell, n_s),
-    )
-
-
-def _balance_prices(h: Any, model: MarketModel, problem: MarketProblem) -> np.ndarray:
-    """Duals of the balance rows of the last LP solved in `h`, as (zone, step, product)."""
-    duals = np.asarray(h.getSolution().row_dual, dtype=float)[: model.n_balance_rows]
-    return duals.reshape(len(problem.zones), problem.n_steps, 2)
-
-
-def _clear_selection(
-    problem: MarketProblem,
-    *,
-    pricing: Pricing,
-    options: dict[str, Any],
-    max_rounds: int,
-    left_out: Callable[[np.ndarray, bool], bool],
-    keys: Callable[[MarketModel], tuple[np.ndarray, np.ndarray]],
-    start: _Basis | None,
-    build_s: float,
-    solve_s: float,
-) -> tuple[Clearing | None, _Basis | None, float, float]:
-    """One clearing of `problem` (the selected bids): solve, price, forbid paradoxical bids.
-
-    After every relaxation and every LP with the accepted options fixed, `left_out(prices,
-    continuous_only)` is asked whether a bid left out would improve it; if so the attempt
-    stops and returns no clearing but its basis (`keys` names the model's columns and rows
-    in the whole problem), from which the next attempt starts (`start`).
-    Returns (clearing or None, basis or None, build s, solve s), the times added to those given.
+    Its results are in `whole`'s indices. Continuous bids that the LP with the options fixed
+    calls for are added in place (a column per entry and product, no row: `_add_continuous`);
+    a bid that the relaxation calls for ends the attempt (`clear` returns it), and the next
+    one starts from this one's `basis()`. Columns and rows carry keys, their names in the
+    whole problem: w_up / w_down of entry j are j / n_e + j, then buy entries and flows, then
+    the u of option o; bound rows are named by entry, XOR rows by bid, minimum rows by option.
     """
-    t0 = time.perf_counter()
-    model = build_model(problem)
-    h = _new_highs()
-    for name, value in options.items():
-        h.setOptionValue(name, value)
-    h.passModel(model.lp)
-    col_key, row_key = keys(model)
-    build_s += time.perf_counter() - t0
-    n_e, n_t, n_l = problem.n_entries, problem.n_steps, len(problem.links)
-    u0, n_u = model.u_col0, len(model.u_option)
-    u_idx = (u0 + np.arange(n_u)).astype(np.int32)
-    u_upper = np.ones(n_u)
-    ent_bid = problem.opt_owner[problem.ent_option]
-    removed: list[int] = []
-    rounds = 0
-    mip_gap: float | None = None
-    if n_u:  # the integer decisions are taken by _fix_integers, which starts from the relaxation
-        h.changeColsIntegrality(n_u, u_idx, np.zeros(n_u, np.uint8))
-    if start is not None:
-        h.setBasis(start.carried_to(col_key, row_key))
-    while True:
-        rounds += 1
-        t1 = time.perf_counter()
-        failure, col, bound = _relax(h, u_idx=u_idx, u_upper=u_upper)
-        if failure is None and col is not None:
-            if left_out(_balance_prices(h, model, problem), False):
-                basis = _Basis.of(h, col_key, row_key)
-                return None, basis, build_s, solve_s + time.perf_counter() - t1
-            failure, col, mip_gap = _fix_integers(
-                h, col, bound, u_idx=u_idx, u_upper=u_upper, mip_rel_gap=float(options["mip_rel_gap"])
-            )
-        solve_s += time.perf_counter() - t1
-        status_text = h.modelStatusToString(h.getModelStatus())
-        if failure is not None or col is None:
-            return _empty(problem, pricing, failure or "no solution", status_text), None, build_s, solve_s
-        fixed_prices = _balance_prices(h, model, problem)  # the last LP had the accepted options fixed
-        if left_out(fixed_prices, True):
-            return None, _Basis.of(h, col_key, row_key), build_s, solve_s
-        prices = fixed_prices if pricing is Pricing.UNIFORM else None
-        up, down = model.volumes(col)
-        up, down = _clean(up), _clean(down)
-        y = _clean(col[model.y_col0 : model.f_col0])
-        flow = _clean(col[model.f_col0 : u0]).reshape(n_l, n_t, 2)
-        ent_zone = problem.sell_zone[ent_bid]
-        if prices is not None:
-            up_price = prices[ent_zone, problem.ent_step, PRODUCT_UP]
-            down_price = prices[ent_zone, problem.ent_step, PRODUCT_DOWN]
-        else:
-            up_price = down_price = None
-        price = problem.sell_price_eur_per_kwh
-        receipts = seller_receipts(
-            owner=ent_bid,
-            n_bids=problem.n_sell,
-            up_kwh=up,
-            down_kwh=down,
-            price_eur_per_kwh=price,
-            up_price=up_price,
-            down_price=down_price,
-        )
-        cost = np.bincount(ent_bid, weights=price[ent_bid] * (up + down), minlength=problem.n_sell)
-        paradox = paradoxical_sellers(receipts, cost) if prices is not None else np.zeros(0, np.int64)
-        if len(paradox) == 0:
-            break
-        if rounds >= max_rounds:
-            reason = f"{len(paradox)} bids still paradoxically accepted after {rounds} rounds"
-            return _empty(problem, pricing, reason, status_text), None, build_s, solve_s
-        removed.extend(int(k) for k in paradox)
-        forbid = np.isin(problem.opt_owner[model.u_option], paradox)
-        u_upper[forbid] = 0.0
-        cont = paradox[~model.binary_bid[paradox]]
-        if len(cont):  # numerically paradoxical continuous bids: hold their volumes at 0
-            ents = np.flatnonzero(np.isin(ent_bid, cont))
-            idx = np.concatenate((ents, n_e + ents)).astype(np.int32)
-            h.changeColsBounds(len(idx), idx, np.zeros(len(idx)), np.zeros(len(idx)))
 
-    buy_owner = problem.buy_owner
-    n_s = problem.n_sell
-    ent_option = problem.ent_option
-    used = np.bincount(ent_option, weights=up + down, minlength=problem.n_options) > 0
-    option = np.full(n_s, -1, np.int64)
-    if n_u:
-        chosen = model.u_option[np.round(col[u0:]) > 0.5]
-        option[problem.opt_owner[chosen]] = chosen - problem.opt_seg[problem.opt_owner[chosen]]
-    cont_used = np.flatnonzero(used & ~model.binary_bid[problem.opt_owner])
-    option[problem.opt_owner[cont_used]] = 0
-    if prices is not None:
-        buy_product = np.where(problem.buy_volume_kwh < 0, PRODUCT_UP, PRODUCT_DOWN)
-        buy_price = prices[problem.buy_zone[buy_owner], problem.buy_step, buy_product]
-    else:
-        buy_price = None
-    pays = buyer_payments(
-        owner=buy_owner,
-        n_bids=problem.n_buy,
-        cleared_kwh=y,
-        limit_eur_per_kwh=problem.buy_limit_eur_per_kwh,
-        price=buy_price,
-    )
-    value = np.bincount(buy_owner, weights=problem.buy_limit_eur_per_kwh[buy_owner] * y, minlength=problem.n_buy)
-    fees = float((problem.link_fee_eur_per_kwh[:, None, None] * flow).sum()) if n_l else 0.0
-    buyers_pay, sellers_receive = math.fsum(pays), math.fsum(receipts)
-    reason = None if y.sum() > 0 else NO_CROSSING
-    clearing = Clearing(
-        pricing=pricing,
-        status=status_text,
-        reason=reason,
-        welfare_eur=math.fsum(value) - math.fsum(cost) - fees,
-        option=_ro(option),
-        up_kwh=_ro(up),
-        down_kwh=_ro(down),
-        buy_kwh=_ro(y),
-        flow_kwh=_ro(flow),
-        price_eur_per_kwh=_ro(prices) if prices is not None else None,
-        sell_receives_eur=_ro(receipts),
-        sell_cost_eur=_ro(cost),
-        buy_pays_eur=_ro(pays),
-        buy_value_eur=_ro(value),
-        transport_fees_eur=fees,
-        buyers_pay_eur=buyers_pay,
-        sellers_receive_eur=sellers_receive,
-        surplus_eur=buyers_pay - sellers_receive - fees,
-        removed=tuple(problem.sell_ids[k] for k in removed),
-        rounds=rounds,
-        build_s=build_s,
-        solve_s=solve_s,
-        mip_gap=mip_gap,
-    )
-    return clearing, None, build_s, solve_s
+    def __init__(self, whole: MarketProblem, selected: np.ndarray, options: dict[str, Any], start: _Basis | None):
+        t0 = time.perf_counter()
+        self.whole, self.selected, self.options = whole, selected.copy(), options
+        sell = np.flatnonzero(selected)
+        sub, sub_options, entries = whole.subset(sell)
+        model = self.model = build_model(sub)
+        h = self.h = _new_highs()
+        for name, value in options.items():
+            h.setOptionValue(name, value)
+        h.passModel(model.lp)
+        n_e, n_all, n_u = model.n_entries, whole.n_entries, len(model.u_option)
+        self.u_idx = (model.u_col0 + np.arange(n_u)).astype(np.int32)
+        if n_u:  # the integer decisions are taken by _fix_integers, which starts from the relaxation
+            h.changeColsIntegrality(n_u, self.u_idx, np.zeros(n_u, np.uint8))
+        # Where each entry of the whole problem gets its volume: sign * w + anchor * u.
+        self.w_col = np.full((2, n_all), -1, np.int64)
+        self.w_col[:, entries] = np.stack((np.arange(n_e), n_e + np.arange(n_e)))
+        self.sign = np.ones((2, n_all))
+        self.sign[:, entries] = model.sign
+        self.anchor_kwh = np.zeros((2, n_all))
+        self.anchor_kwh[:, entries] = model.anchor_kwh
+        self.u_col = np.full(n_all, -1, np.int64)
+        self.u_col[entries] = np.where(model.ent_u >= 0, model.u_col0 + model.ent_u, -1)
+        self.u_bid = sell[sub.opt_owner[model.u_option]]  # the whole problem's bid of every u
+        self.u_choice = sub_options[model.u_option] - whole.opt_seg[self.u_bid]  # its option there
+        n_shared_cols = model.u_col0 - 2 * n_e  # buy entries and flows
+        self.col_key = np.concatenate(
+            (
+                entries,
+                n_all + entries,
+                2 * n_all + np.arange(n_shared_cols),
+                2 * n_all + n_shared_cols + sub_options[model.u_option],
+            )
+        )
+        n_shared_rows = model.n_balance_rows + len(whole.links) * whole.n_steps  # balances and links
+        self.row_key = np.concatenate(
+            (
+                np.arange(n_shared_rows),
+                n_shared_rows + entries[model.bound_entries[0]],
+                n_shared_rows + n_all + entries[model.bound_entries[1]],
+                n_shared_rows + 2 * n_all + sell[model.xor_bids],
+                n_shared_rows + 2 * n_all + whole.n_sell + sub_options[model.min_options],
+            )
+        )
+        if start is not None:
+            h.setBasis(start.carried_to(self.col_key, self.row_key))
+        self.build_s = time.perf_counter() - t0
+        self.solve_s = 0.0
+
+    def basis(self) -> _Basis:
+        """The basis of the last LP solved, named for the next attempt."""
+        basis = self.h.getBasis()
+        col_status = np.fromiter(map(int, basis.col_status), np.int8, len(self.col_key))
+        row_status = np.fromiter(map(int, basis.row_status), np.int8, len(self.row_key))
+        return _Basis(self.col_key, self.row_key, col_status, row_status)
+
+    def _prices(self) -> np.ndarray:
+        """Duals of the balance rows of the last LP solved, as (zone, step, product)."""
+        duals = np.asarray(self.h.getSolution().row_dual, dtype=float)[: self.model.n_balance_rows]
+        return duals.reshape(len(self.whole.zones), self.whole.n_steps, 2)
+
+    def _add_continuous(self, bids: np.ndarray) -> None:
+        """Put the continuous `bids` (mask over the whole problem) into the LP, in place."""
+        whole = self.whole
+        ents = np.flatnonzero(bids[whole.opt_owner[whole.ent_option]])
+        n = len(ents)
+        ent_bid = whole.opt_owner[whole.ent_option[ents]]
+        row = (whole.sell_zone[ent_bid] * whole.n_steps + whole.ent_step[ents]) * 2
+        hi = (np.maximum(-whole.ent_lower_kwh[ents], 0.0), np.maximum(whole.ent_upper_kwh[ents], 0.0))
+        first_col = self.h.getNumCol()
+        price = whole.sell_price_eur_per_kwh[ent_bid]
+        self.h.addCols(
+            2 * n,
+            np.concatenate((price, price)),
+            np.zeros(2 * n),
+            np.concatenate(hi),
+            2 * n,
+            np.arange(2 * n, dtype=np.int32),
+            np.concatenate((row + PRODUCT_UP, row + PRODUCT_DOWN)).astype(np.int32),
+            np.ones(2 * n),
+        )
+        self.w_col[:, ents] = first_col + np.stack((np.arange(n), n + np.arange(n)))
+        self.col_key = np.concatenate((self.col_key, ents, whole.n_entries + ents))
+        self.selected |= bids
+
+    def _volumes(self, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(up_kwh, down_kwh) per entry of the whole problem."""
+        w = np.where(self.w_col >= 0, col[np.maximum(self.w_col, 0)], 0.0)
+        u = np.where(self.u_col >= 0, col[np.maximum(self.u_col, 0)], 0.0)
+        vol = self.sign * w + self.anchor_kwh * u
+        return _clean(vol[0]), _clean(vol[1])
+
+    def clear(
+        self, pricing: Pricing, *, max_rounds: int, continuous: np.ndarray
+    ) -> tuple[Clearing | None, np.ndarray | None]:
+        """Solve, price, forbid paradoxical bids: (the clearing, None), or (None, the bids the
+        relaxation calls for) when a bid left out would raise it."""
+        whole, model, h = self.whole, self.model, self.h
+        n_t, n_l = whole.n_steps, len(whole.links)
+        mip_rel_gap = float(self.options["mip_rel_gap"])
+        u_upper = np.ones(len(self.u_idx))
+        ent_bid = whole.opt_owner[whole.ent_option]
+        ent_zone = whole.sell_zone[ent_bid]
+        removed: list[int] = []
+        rounds = 0
+        mip_gap: float | None = None
+        while True:
+            rounds += 1
+            t1 = time.perf_counter()
+            try:
+                failure, col, bound = _relax(h, u_idx=self.u_idx, u_upper=u_upper)
+                if failure is None and col is not None:
+                    more = missing_bids(whole, self._prices(), self.selected)
+                    if more.any():
+                        return None, more
+                    failure, col, mip_gap = _fix_integers(
+                        h, col, bound, u_idx=self.u_idx, u_upper=u_upper, mip_rel_gap=mip_rel_gap
+                    )
+                # With the options fixed, continuous bids left out may still help: add them.
+                while failure is None and col is not None:
+                    more = missing_bids(whole, self._prices(), self.selected) & continuous
+                    if not more.any():
+                        break
+                    self._add_continuous(more)
+                    failure, col, welfare = _lp(h)
+                    if mip_gap is not None:
+                        mip_gap = max((bound - welfare) / max(abs(bound), 1e-9), 0.0)
+            finally:
+                self.solve_s += time.perf_counter() - t1
+            status_text = h.modelStatusToString(h.getModelStatus())
+            if failure is not None or col is None:
+                return _empty(whole, pricing, failure or "no solution", status_text), None
+            prices = self._prices() if pricing is Pricing.UNIFORM else None  # the LP with the options fixed
+            up, down = self._volumes(col)
+            y = _clean(col[model.y_col0 : model.f_col0])
+            flow = _clean(col[model.f_col0 : model.u_col0]).reshape(n_l, n_t, 2)
+            if prices is not None:
+                up_price = prices[ent_zone, whole.ent_step, PRODUCT_UP]
+                down_price = prices[ent_zone, whole.ent_step, PRODUCT_DOWN]
+            else:
+                up_price = down_price = None
+            price = whole.sell_price_eur_per_kwh
+            receipts = seller_receipts(
+                owner=ent_bid,
+                n_bids=whole.n_sell,
+                up_kwh=up,
+                down_kwh=down,
+                price_eur_per_kwh=price,
+                up_price=up_price,
+                down_price=down_price,
+            )
+            cost = np.bincount(ent_bid, weights=price[ent_bid] * (up + down), minlength=whole.n_sell)
+            paradox = paradoxical_sellers(receipts, cost) if prices is not None else np.zeros(0, np.int64)
+            if len(paradox) == 0:
+                break
+            if rounds >= max_rounds:
+                reason = f"{len(paradox)} bids still paradoxically accepted after {rounds} rounds"
+                return _empty(whole, pricing, reason, status_text), None
+            removed.extend(int(k) for k in paradox)
+            u_upper[np.isin(self.u_bid, paradox)] = 0.0
+            held = self.w_col[:, np.isin(ent_bid, paradox[continuous[paradox]])].ravel()
+            held = held[held >= 0].astype(np.int32)
+            if len(held):  # numerically paradoxical continuous bids: hold their volumes at 0
+                h.changeColsBounds(len(held), held, np.zeros(len(held)), np.zeros(len(held)))
+        return self._clearing(pricing, col, up, down, y, flow, prices, receipts, cost, removed, rounds, mip_gap), None
+
+    def _clearing(
+        self,
+        pricing: Pricing,
+        col: np.ndarray,
+        up: np.ndarray,
+        down: np.ndarray,
+        y: np.ndarray,
+        flow: np.ndarray,
+        prices: np.ndarray | None,
+        receipts: np.ndarray,
+        cost: np.ndarray,
+        removed: list[int],
+        rounds: int,
+        mip_gap: float | None,
+    ) -> Clearing:
+        """The Clearing of a solved round: options, payments, money balance."""
+        whole, h = self.whole, self.h
+        buy_owner = whole.buy_owner
+        ent_bid = whole.opt_owner[whole.ent_option]
+        option = np.full(whole.n_sell, -1, np.int64)
+        chosen = np.flatnonzero(np.round(col[self.u_idx]) > 0.5) if len(self.u_idx) else np.zeros(0, np.int64)
+        option[self.u_bid[chosen]] = self.u_choice[chosen]
+        used = np.bincount(ent_bid, weights=up + down, minlength=whole.n_sell) > 0
+        option[used & ~whole.binary_bids()] = 0
+        if prices is not None:
+            buy_product = np.where(whole.buy_volume_kwh < 0, PRODUCT_UP, PRODUCT_DOWN)
+            buy_price = prices[whole.buy_zone[buy_owner], whole.buy_step, buy_product]
+        else:
+            buy_price = None
+        pays = buyer_payments(
+            owner=buy_owner,
+            n_bids=whole.n_buy,
+            cleared_kwh=y,
+            limit_eur_per_kwh=whole.buy_limit_eur_per_kwh,
+            price=buy_price,
+        )
+        value = np.bincount(buy_owner, weights=whole.buy_limit_eur_per_kwh[buy_owner] * y, minlength=whole.n_buy)
+        fees = float((whole.link_fee_eur_per_kwh[:, None, None] * flow).sum()) if len(whole.links) else 0.0
+        buyers_pay, sellers_receive = math.fsum(pays), math.fsum(receipts)
+        return Clearing(
+            pricing=pricing,
+            status=h.modelStatusToString(h.getModelStatus()),
+            reason=None if y.sum() > 0 else NO_CROSSING,
+            welfare_eur=math.fsum(value) - math.fsum(cost) - fees,
+            option=_ro(option),
+            up_kwh=_ro(up),
+            down_kwh=_ro(down),
+            buy_kwh=_ro(y),
+            flow_kwh=_ro(flow),
+            price_eur_per_kwh=_ro(prices) if prices is not None else None,
+            sell_receives_eur=_ro(receipts),
+            sell_cost_eur=_ro(cost),
+            buy_pays_eur=_ro(pays),
+            buy_value_eur=_ro(value),
+            transport_fees_eur=fees,
+            buyers_pay_eur=buyers_pay,
+            sellers_receive_eur=sellers_receive,
+            surplus_eur=buyers_pay - sellers_receive - fees,
+            removed=tuple(whole.sell_ids[k] for k in removed),
+            rounds=rounds,
+            build_s=self.build_s,
+            solve_s=self.solve_s,
+            mip_gap=mip_gap,
+        )
