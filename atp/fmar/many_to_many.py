@@ -534,10 +534,11 @@ def clear_many_to_many(
     }
     selected = initial_selection(problem) if select_bids else np.ones(problem.n_sell, bool)
     continuous = ~problem.binary_bids()
+    anchor_high = anchor_estimate(problem)
     build_s = solve_s = 0.0
     basis: _Basis | None = None
     while True:
-        attempt = _Attempt(problem, selected, options, start=basis)
+        attempt = _Attempt(problem, selected, options, start=basis, anchor_high=anchor_high)
         clearing, more = attempt.clear(pricing, max_rounds=max_rounds, continuous=continuous)
         build_s += attempt.build_s
         solve_s += attempt.solve_s
@@ -586,12 +587,22 @@ class _Attempt:
     the u of option o; bound rows are named by entry, XOR rows by bid, minimum rows by option.
     """
 
-    def __init__(self, whole: MarketProblem, selected: np.ndarray, options: dict[str, Any], start: _Basis | None):
+    def __init__(
+        self,
+        whole: MarketProblem,
+        selected: np.ndarray,
+        options: dict[str, Any],
+        *,
+        start: _Basis | None = None,
+        anchor_high: np.ndarray | None = None,
+    ):
         t0 = time.perf_counter()
         self.whole, self.selected, self.options = whole, selected.copy(), options
         sell = np.flatnonzero(selected)
         sub, sub_options, entries = whole.subset(sell)
-        model = self.model = build_model(sub)
+        if anchor_high is None:
+            anchor_high = anchor_estimate(whole)
+        model = self.model = build_model(sub, anchor_high[:, entries])  # the same anchors in every attempt
         h = self.h = _new_highs()
         for name, value in options.items():
             h.setOptionValue(name, value)
