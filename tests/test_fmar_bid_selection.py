@@ -1,14 +1,12 @@
 """The many-to-many LP over a selection of bids (atp.fmar.bid_selection): same answer as over all.
 
 The clearing starts with the bids that help at a merit-order guess of the prices and adds the
-bids its LPs' prices call for. These tests start it from no bid at all (the guess replaced by
-an empty selection), so every bid has to come in through the pricing, and compare with the
-independent LP and with the clearing that puts every bid in from the start.
+bids its LPs' prices call for. Starting from no bid at all is property-tested with the other
+clearing properties (tests/test_fmar_many_to_many.py, `from_nothing`); here: the sub-problem,
+the reduced costs, and a large market cleared with and without the selection.
 """
 
 from __future__ import annotations
-
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,38 +16,7 @@ from hypothesis import strategies as st
 from atp.fmar import MarketProblem, Pricing, SellBid, SellOption, clear_many_to_many
 from atp.fmar.bid_selection import initial_selection, merit_order_prices, missing_bids, reduced_cost_eur
 from benchmarks.fmar import random_market
-from tests.test_fmar_many_to_many import check_clearing, independent_lp_welfare, markets
-
-
-def _from_nothing(problem: MarketProblem, **_: object) -> np.ndarray:
-    return np.zeros(problem.n_sell, bool)
-
-
-def clear_from_nothing(problem: MarketProblem, **kw: object):
-    with mock.patch("atp.fmar.many_to_many.initial_selection", _from_nothing):
-        return clear_many_to_many(problem, **kw)
-
-
-@settings(max_examples=60)
-@given(markets(integer=False))
-def test_from_no_bid_the_pricing_reaches_the_lp_optimum(market):
-    sell, buy, links, n_steps = market
-    problem = MarketProblem.from_bids(sell, buy, n_steps=n_steps, links=links)
-    expected = independent_lp_welfare(sell, buy, links, n_steps)
-    for pricing in Pricing:
-        c = clear_from_nothing(problem, pricing=pricing)
-        assert c.welfare_eur == pytest.approx(expected, rel=1e-6, abs=1e-9)
-        check_clearing(problem, c)
-
-
-@settings(max_examples=60)
-@given(markets(integer=True), st.sampled_from(list(Pricing)))
-def test_from_no_bid_integer_markets_stay_feasible(market, pricing):
-    sell, buy, links, n_steps = market
-    problem = MarketProblem.from_bids(sell, buy, n_steps=n_steps, links=links)
-    c = clear_from_nothing(problem, pricing=pricing, mip_rel_gap=1e-9)
-    check_clearing(problem, c)
-    assert c.welfare_eur >= -1e-9
+from tests.test_fmar_many_to_many import check_clearing, markets
 
 
 @settings(max_examples=40)

@@ -3,12 +3,14 @@
 The welfare of the continuous case is checked against an independent linear program written
 here with scipy (not the module's builder); random markets with integer parts are checked by a
 feasibility checker written here too, for limit prices, transport capacity and money balance.
+Both run also with the bid selection starting from no bid at all (`clear(from_nothing=True)`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -179,25 +181,34 @@ def check_clearing(problem: MarketProblem, c: Clearing) -> None:
 
 
 # -- properties --------------------------------------------------------------------------
-@settings(max_examples=60)
-@given(markets(integer=False))
-def test_continuous_welfare_equals_an_independent_lp(market):
+def clear(problem: MarketProblem, *, from_nothing: bool, **kw: object) -> Clearing:
+    """Clear; with `from_nothing` the bid selection starts empty, so every bid has to come in
+    through the pricing of the LP's duals (atp.fmar.bid_selection)."""
+    if not from_nothing:
+        return clear_many_to_many(problem, **kw)
+    with mock.patch("atp.fmar.many_to_many.initial_selection", lambda p, **_: np.zeros(p.n_sell, bool)):
+        return clear_many_to_many(problem, **kw)
+
+
+@settings(max_examples=80)
+@given(markets(integer=False), st.booleans())
+def test_continuous_welfare_equals_an_independent_lp(market, from_nothing):
     sell, buy, links, n_steps = market
     problem = MarketProblem.from_bids(sell, buy, n_steps=n_steps, links=links)
     expected = independent_lp_welfare(sell, buy, links, n_steps)
     for pricing in Pricing:
-        c = clear_many_to_many(problem, pricing=pricing)
+        c = clear(problem, pricing=pricing, from_nothing=from_nothing)
         assert c.welfare_eur == pytest.approx(expected, rel=1e-6, abs=1e-9)
         assert c.removed == ()  # nothing is paradoxical without integer decisions
         check_clearing(problem, c)
 
 
-@settings(max_examples=60)
-@given(markets(integer=True), st.sampled_from(list(Pricing)))
-def test_integer_markets_respect_every_constraint_limit_and_balance(market, pricing):
+@settings(max_examples=80)
+@given(markets(integer=True), st.sampled_from(list(Pricing)), st.booleans())
+def test_integer_markets_respect_every_constraint_limit_and_balance(market, pricing, from_nothing):
     sell, buy, links, n_steps = market
     problem = MarketProblem.from_bids(sell, buy, n_steps=n_steps, links=links)
-    c = clear_many_to_many(problem, pricing=pricing, mip_rel_gap=1e-9)
+    c = clear(problem, pricing=pricing, mip_rel_gap=1e-9, from_nothing=from_nothing)
     check_clearing(problem, c)
     assert c.welfare_eur >= -1e-9  # accepting nothing is always possible
     if c.reason is not None:
