@@ -32,20 +32,22 @@ over its block, capped by the device's, over the device's ranges over the whole 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
-from atp.flexoffer import FlexOffer, Polytope, Profile, Slice
 from atp.foa.errors import GenerationError
-from atp.foa.generator import FlexOfferGenerator, GenerationContext, register_generator
-from atp.foa.generators.heat_pump import thermostat_on
+from atp.foa.generator import GenerationContext, register_generator
+from atp.foa.generators.thermal_block import (
+    TOL_K,
+    ThermalBlock,
+    ThermalBlockGenerator,
+    thermostat_on,
+    thermostat_schedule,
+)
 from atp.foa.states_appliances import WaterHeaterState
 
 __all__ = ["WaterHeaterGenerator", "predict_tank_temperatures"]
-
-_TOL_K = 1e-6
 
 
 def _check_state(state: object) -> WaterHeaterState:
@@ -80,25 +82,11 @@ def predict_tank_temperatures(
     return temps
 
 
-@dataclass(frozen=True)
-class _Block:
-    """The block seen from `first_start`: model coefficients and the thermostat's prediction."""
-
-    n: int
-    step_kwh: float
-    start_temp_c: float
-    a: np.ndarray
-    b: np.ndarray
-    g: float
-    default_kwh: np.ndarray
-
-
-def _block(state: WaterHeaterState, ctx: GenerationContext, n: int) -> _Block:
+def _block(state: WaterHeaterState, ctx: GenerationContext, n: int) -> ThermalBlock:
     draws = np.asarray(state.draws_l(n + 1), dtype=float)
     lead_h = ctx.lead_s / 3600.0
     on = thermostat_on(state.temp_c, state.heat_on, setpoint_c=state.setpoint_c, deadband_c=state.deadband_c)
-    temp = _next_temp(state, state.temp_c, float(draws[0]), state.element_kw * lead_h * on, lead_h)
-    start_temp = temp
+    start_temp = _next_temp(state, state.temp_c, float(draws[0]), state.element_kw * lead_h * on, lead_h)
     dt_h = ctx.slice_s / 3600.0
     step_kwh = state.element_kw * dt_h
     a, b = _step_coefficients(state, draws[1:], dt_h)
@@ -109,113 +97,33 @@ def _block(state: WaterHeaterState, ctx: GenerationContext, n: int) -> _Block:
             f"within one {ctx.slice_s} s step; use a shorter slice_s or check draw_forecast_l"
         )
     g = 1.0 / state.capacity_kwh_per_k
-    default = np.zeros(n)
-    for k in range(n):
-        on = thermostat_on(temp, on, setpoint_c=state.setpoint_c, deadband_c=state.deadband_c)
-        default[k] = step_kwh if on else 0.0
-        temp = float(a[k] * temp + b[k] + g * default[k])
-    return _Block(n, step_kwh, start_temp, a, b, g, default)
-
-
-def _affine(block: _Block) -> tuple[np.ndarray, np.ndarray]:
-    """(M, c) with T[1..n] = c + M @ x (row k = a_k * row k-1 + g * e_k)."""
-    m = np.zeros((block.n, block.n))
-    c = np.empty(block.n)
-    row, level = np.zeros(block.n), block.start_temp_c
-    for k in range(block.n):
-        row = block.a[k] * row
-        row[k] += block.g
-        level = block.a[k] * level + block.b[k]
-        m[k], c[k] = row, level
-    return m, c
-
-
-def _step_ranges(block: _Block, *, band: tuple[float, float]) -> np.ndarray | None:
-    """Per-step energy range over the schedules that keep T[1..n] in `band`; None if there is none.
-
-    Backward: bounds on the temperatures from which the band can still be kept to the end.
-    Forward: the lowest and highest reachable temperatures within those bounds.
-    """
-    lo_c, hi_c = band
-    a, b, g, e, n = block.a, block.b, block.g, block.step_kwh, block.n
-    low_ok, high_ok = np.full(n + 1, lo_c), np.full(n + 1, hi_c)
-    for k in range(n - 1, 0, -1):
-        low_ok[k] = max(lo_c, (low_ok[k + 1] - b[k] - g * e) / a[k])
-        high_ok[k] = min(hi_c, (high_ok[k + 1] - b[k]) / a[k])
-    if np.any(low_ok[1:] > high_ok[1:] + _TOL_K):
-        return None
-    t_low = t_high = block.start_temp_c
-    ranges = np.zeros(n)
-    for k in range(n):
-        x_max = min(e, (high_ok[k + 1] - a[k] * t_low - b[k]) / g)
-        x_min = max(0.0, (low_ok[k + 1] - a[k] * t_high - b[k]) / g)
-        if x_max < -_TOL_K / g or x_min > e + _TOL_K / g:
-            return None
-        ranges[k] = max(0.0, x_max - x_min)
-        t_low = max(low_ok[k + 1], a[k] * t_low + b[k])
-        t_high = min(high_ok[k + 1], a[k] * t_high + b[k] + g * e)
-    return ranges
-
-
-def _band(state: WaterHeaterState, block: _Block) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """The offer's band (the limits, widened to contain the default trajectory), M and c."""
-    m, c = _affine(block)
-    temps = c + m @ block.default_kwh
-    return min(state.min_c, float(temps.min())), max(state.max_c, float(temps.max())), m, c
+    default = thermostat_schedule(
+        start_temp,
+        on,
+        n=n,
+        step_kwh=step_kwh,
+        setpoint_c=state.setpoint_c,
+        deadband_c=state.deadband_c,
+        next_temp=lambda t, k, x: float(a[k] * t + b[k] + g * x),
+    )
+    return ThermalBlock(start_temp, a, b, g, step_kwh, default)
 
 
 @register_generator
-class WaterHeaterGenerator(FlexOfferGenerator):
-    """Block Flex-Offers for an electric water heater (see the module docstring).
-
-    `block_steps` is the block length in steps (16 = 4 h at 900 s); the world triggers the
-    next offer one step before a block ends so that blocks follow each other.
-    """
+class WaterHeaterGenerator(ThermalBlockGenerator):
+    """Block Flex-Offers for an electric water heater: the model in the module docstring, the offer
+    and `block_steps` in `ThermalBlockGenerator`."""
 
     load_type = "water_heater"
     version = "1"
 
-    def __init__(self, *, block_steps: int = 16) -> None:
-        if block_steps < 1:
-            raise GenerationError(f"block_steps must be at least 1, not {block_steps}")
-        self.block_steps = block_steps
+    def block(self, state: WaterHeaterState, ctx: GenerationContext, n: int) -> ThermalBlock:
+        """The tank over `n` steps from `ctx.first_start`; the step in progress runs on the thermostat."""
+        return _block(_check_state(state), ctx, n)
 
-    def generate(self, state: WaterHeaterState, ctx: GenerationContext) -> FlexOffer | None:
-        """One block offer from `ctx.first_start`; None when the horizon holds no whole step."""
+    def band(self, state: WaterHeaterState) -> tuple[float, float]:
         state = _check_state(state)
-        n = min(self.block_steps, ctx.steps_until(ctx.horizon_end))
-        if n == 0:
-            return None
-        block = _block(state, ctx, n)
-        lo_c, hi_c, m, c = _band(state, block)
-        profile = Profile(
-            slices=(Slice(n, (0.0, block.step_kwh)),),
-            polytope=Polytope(
-                A=tuple(tuple(float(v) for v in row) for row in np.vstack([m, -m])),
-                b=tuple(float(v) for v in np.concatenate([hi_c - c, c - lo_c])),
-            ),
-        )
-        return ctx.block_offer(self.load_type, profile, block.default_kwh)
-
-    def captured_flexibility(self, state: WaterHeaterState, offer: FlexOffer | None, ctx: GenerationContext) -> float:
-        """Share of the device's per-step ranges over the horizon that the offer's block captures."""
-        state = _check_state(state)
-        horizon = ctx.steps_until(ctx.horizon_end)
-        if horizon == 0:
-            return 1.0
-        true_ranges = _step_ranges(_block(state, ctx, horizon), band=(state.min_c, state.max_c))
-        if true_ranges is None or true_ranges.sum() <= 1e-9:
-            return 1.0
-        if offer is None or not offer.profiles:
-            return 0.0
-        n = min(offer.profiles[0].n_steps, horizon)
-        block = _block(state, ctx, n)
-        lo_c, hi_c, _, _ = _band(state, block)
-        offer_ranges = _step_ranges(block, band=(lo_c, hi_c))
-        if offer_ranges is None:
-            return 0.0
-        captured = np.minimum(offer_ranges, true_ranges[:n]).sum()
-        return float(min(1.0, max(0.0, captured / true_ranges.sum())))
+        return state.min_c, state.max_c
 
     def keep_limits(
         self, state: WaterHeaterState, scheduled_kwh: float, *, now: datetime, slice_s: int
@@ -230,12 +138,12 @@ class WaterHeaterGenerator(FlexOfferGenerator):
         step_kwh = state.element_kw * dt_h
         draw = state.draws_l(1)[0]
         scheduled_next = _next_temp(state, state.temp_c, draw, min(max(scheduled_kwh, 0.0), step_kwh), dt_h)
-        if scheduled_next < state.min_c - _TOL_K and scheduled_kwh < step_kwh:
+        if scheduled_next < state.min_c - TOL_K and scheduled_kwh < step_kwh:
             return step_kwh, (
                 f"limits: tank temperature would fall to {scheduled_next:.2f} C, below {state.min_c:.2f} C; "
                 "heating at full power"
             )
-        if scheduled_next > state.max_c + _TOL_K and scheduled_kwh > 0:
+        if scheduled_next > state.max_c + TOL_K and scheduled_kwh > 0:
             return 0.0, (
                 f"limits: tank temperature would rise to {scheduled_next:.2f} C, above {state.max_c:.2f} C; element off"
             )
