@@ -103,6 +103,8 @@ class MarketConfig:
     hub_capacity_kwh: float | None = None
     max_starts: int = 1
     links_from_grid: bool = False  # many-to-many: the DSO's links from the network replace same-pair links
+    intraday_gates: tuple[time, ...] | None = None  # None: a rolling session every step; else the calendar's gates
+    intraday_lead_s: int = 900  # calendar: delivery starts this long after an intraday gate
 
     def mechanism_options(self) -> dict[str, Any]:
         """Keyword options for `create_mechanism(self.mechanism, ...)`."""
@@ -342,6 +344,24 @@ def _has(cfg: Mapping[str, Any], key: str) -> bool:
     return True
 
 
+def _market_calendar(cfg: Mapping[str, Any], slice_s: int) -> dict[str, Any]:
+    """`market.intraday.gates` (null = rolling sessions) and `market.intraday.lead_s`."""
+    gates = _get(cfg, "market.intraday.gates") if _has(cfg, "market.intraday.gates") else None
+    if gates is None:
+        return {}
+    if not isinstance(gates, list | tuple):
+        raise ConfigError(f"market.intraday.gates: must be null or a list of local times, not {gates!r}")
+    options: dict[str, Any] = {
+        "intraday_gates": tuple(_clock(v, f"market.intraday.gates[{i}]") for i, v in enumerate(gates))
+    }
+    if _has(cfg, "market.intraday.lead_s"):
+        lead_s = _int(cfg, "market.intraday.lead_s", minimum=0)
+        if lead_s % slice_s:
+            raise ConfigError(f"market.intraday.lead_s: (={lead_s}) must be a multiple of sim.slice_s")
+        options["intraday_lead_s"] = lead_s
+    return options
+
+
 def _market_options(cfg: Mapping[str, Any], mechanism: str) -> dict[str, Any]:
     """The optional `market` keys of the clearing mechanisms: pricing, transport, time flexibility."""
     options: dict[str, Any] = {}
@@ -471,6 +491,7 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         dso_forecast_times=tuple(_clock(v, f"market.dso.forecast_times[{i}]") for i, v in enumerate(forecast_times)),
         dso_horizon_steps=_int(cfg, "market.dso.horizon_steps", minimum=1),
         **_market_options(cfg, mechanism),
+        **_market_calendar(cfg, slice_s),
     )
     objective = _str(cfg, "fman.objective")
     if objective not in _FMAN_OBJECTIVES:

@@ -26,7 +26,7 @@ import simpy
 
 from atp.flexoffer import Location, Mode, OfferState
 from atp.fman import AggregationParams, BiddingParams, PriceSeries
-from atp.fmar import CongestionPoint, DomsInterface, FlexOfferMarket, TransportLink, check_links
+from atp.fmar import CongestionPoint, DomsInterface, FlexOfferMarket, MarketCalendar, TransportLink, check_links
 from atp.foa import FlexOfferAgent
 from atp.foa.doms import DomsFoa
 from atp.foa.pricing import priority_to_price
@@ -215,6 +215,16 @@ class World(mesa.Model):
             slice_s=self.slice_s,
             n_steps=self.n_steps,
             horizon_steps=config.market.intraday_horizon_steps,
+            calendar=None
+            if config.market.intraday_gates is None
+            else MarketCalendar(
+                timezone=site.timezone,
+                slice_s=self.slice_s,
+                day_ahead_gate=config.market.day_ahead_gate_closure,
+                intraday_gates=config.market.intraday_gates,
+                intraday_lead_s=config.market.intraday_lead_s,
+                local_gate_after_s=1,  # the DSO's local session closes right after its request
+            ),
         )
         self.doms = DomsInterface(market)  # the market's face to the DSO's DOMS (F2.FMAR7)
         if config.fman.bidding is not None:

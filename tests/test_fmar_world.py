@@ -1,10 +1,13 @@
 """The market mechanisms in the world: `market=two_sided_pool` and `market=many_to_many` on a site.
 
 Short sww runs (the quickest site): the configured mechanism and pricing rule clear the
-sessions, every awarded schedule is feasible for its offer, and the market's money balances.
+sessions, every awarded schedule is feasible for its offer, and the market's money balances;
+with `market.intraday.gates` the sessions follow the market calendar (F2.FMAR5).
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 
@@ -56,11 +59,14 @@ def test_mechanism_runs_in_the_world_with_feasible_schedules_and_balanced_money(
         ("market.mechanism=lottery", "market.mechanism"),
         ("+market.pricing=vickrey", "market.pricing"),
         ("+market.max_starts=0", "market.max_starts"),
+        ("market.intraday.gates=12:00", "market.intraday.gates"),
+        ("market.intraday.gates=[25:00]", r"market.intraday.gates\[0\]"),
+        ("market.intraday.lead_s=100", "market.intraday.lead_s"),
     ],
 )
 def test_bad_market_settings_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        config_for("scenario=sww", override)
+        config_for("scenario=sww", override, *(("market.intraday.gates=[06:00]",) if "lead_s" in override else ()))
 
 
 def test_bad_transport_link_names_the_key():
@@ -69,3 +75,46 @@ def test_bad_transport_link_names_the_key():
         config_for("scenario=sww", "market=many_to_many", link.replace("+", ""))
     with pytest.raises(ConfigError, match=r"market\.pricing"):
         config_for("scenario=sww", "+market.pricing=uniform")  # the one-sided pool pays as bid
+
+
+def test_a_market_calendar_clears_at_its_gates_only():
+    """F2.FMAR5 in the world: day-ahead and intraday sessions at the calendar's gates, DSO local
+    sessions on demand; nothing else clears, and each session's money balances."""
+    world = World(
+        config_for(
+            "scenario=sww",
+            "sim.days=1",
+            "sim.start=2026-01-12T10:00:00Z",
+            "market=many_to_many",
+            "market.intraday.gates=[14:00, 20:00]",
+        )
+    )
+    world.run()
+    market = world.market_operator.market
+    tz = world.config.site.timezone
+    sessions = {s.name: s for s in market.sessions}
+    results = market.results
+    assert results
+    kinds = {r.session.split("-")[0] for r in results}
+    assert kinds <= {"da", "id", "local"} and "id" in kinds and "local" in kinds
+    for name, session in sessions.items():
+        gate = session.gate_closure.astimezone(tz)
+        if name.startswith("id-"):
+            assert gate.strftime("%H:%M") in {"14:00", "20:00"}
+            assert session.delivery_start - session.gate_closure >= timedelta(seconds=900)
+        elif name.startswith("da-"):
+            assert (
+                gate.strftime("%H:%M") == "12:00" and session.delivery_start.astimezone(tz).strftime("%H:%M") == "00:00"
+            )
+        else:
+            assert name.startswith("local-") and session.opens_at is not None  # on demand
+    assert any(name.startswith("da-") for name in sessions)  # the run spans a day-ahead gate
+    for r in results:
+        assert r.buyer_pays_eur == pytest.approx(r.sellers_receive_eur + r.transport_fees_eur + r.surplus_eur)
+        session = sessions[r.session]
+        assert session.delivery_start <= r.start < session.delivery_end
+        if r.session.startswith("local-"):
+            assert "dso" in r.buyer  # a local session holds the registering DSO's volume only
+    for record in market.store.records():
+        if record.schedule is not None:
+            assert check_schedule(record.offer, record.schedule) == [], record.offer.id
