@@ -454,7 +454,10 @@ class World(mesa.Model):
             request = self.brp.request(first, n_ahead)
             if request is not None:
                 self.market_operator.post(request)
-        if local.time() == self.config.market.day_ahead_gate_closure:
+        gate = self.config.market.day_ahead_gate_closure
+        if self.market_operator.calendar is not None:  # in time for the day-ahead session, which clears at the gate
+            gate = (datetime.combine(local.date(), gate) - timedelta(seconds=self.slice_s)).time()
+        if local.time() == gate:
             first = k + self._steps_to_next_local_midnight(k)
             request = self.brp.request(first, steps_per_day)
             if request is not None:
