@@ -97,6 +97,9 @@ def check_range(params: Mapping[str, Any], key: str, prefix: str, *, minimum: fl
     return float(lo), float(hi)
 
 
+HP_BLOCK_STEPS = 16  # block offers (heat pump, water heater, battery, PV) cover 16 steps (4 h at 15 min)
+
+
 class DeviceKind(abc.ABC):
     """The world's binding of one load type (see the module docstring)."""
 
@@ -116,17 +119,19 @@ class DeviceKind(abc.ABC):
     def generator(self, params: Any) -> FlexOfferGenerator:
         """The FOA generator plug-in for this load type."""
 
-    @abc.abstractmethod
     def wants_offer(self, device: Any, env: StepEnv) -> bool:
-        """True when the FOA should (re)generate an offer at this step (a device event or refresh)."""
+        """True when the FOA should (re)generate an offer at this step (a device event or refresh);
+        by default at the start of every block of `HP_BLOCK_STEPS` steps."""
+        return env.k % HP_BLOCK_STEPS == 0
 
-    @abc.abstractmethod
     def state(self, device: Any, env: StepEnv) -> Any:
-        """The FOA's view of the device now (its state dataclass)."""
+        """The FOA's view of the device now (its state dataclass); by default `device.state(now)`."""
+        return device.state(env.now)
 
-    @abc.abstractmethod
     def step(self, device: Any, setpoint_kwh: float | None, env: StepEnv) -> float:
-        """Advance the physics over step k; the grid kWh really drawn (negative = injected)."""
+        """Advance the physics over step k; the grid kWh really drawn (negative = injected); by
+        default `device.step(now, setpoint_kwh, slice_s)`."""
+        return device.step(env.now, setpoint_kwh, env.slice_s)
 
     def context_time(self, device: Any, env: StepEnv) -> datetime:
         """The `now` of the FOA's generation context (the step start, or a device event within it)."""
@@ -174,12 +179,6 @@ class EvKind(DeviceKind):
     def wants_offer(self, device: EVCharger, env: StepEnv) -> bool:
         return device.arrived(env.now, env.slice_s) or (env.k == 0 and device.session_at(env.now) is not None)
 
-    def state(self, device: EVCharger, env: StepEnv) -> Any:
-        return device.state(env.now)
-
-    def step(self, device: EVCharger, setpoint_kwh: float | None, env: StepEnv) -> float:
-        return device.step(env.now, setpoint_kwh, env.slice_s)
-
     def limit_violations(self, device: EVCharger, *, start: datetime, end: datetime) -> int:
         """Sessions inside [start, end) that departed below their target energy."""
         missed = 0
@@ -193,8 +192,6 @@ class EvKind(DeviceKind):
 
 
 # -- heat pump -------------------------------------------------------------------------------
-
-HP_BLOCK_STEPS = 16  # heat-pump offers cover 16 steps (4 h at 15 min)
 
 
 @dataclass(frozen=True)
@@ -236,9 +233,6 @@ class HeatPumpKind(DeviceKind):
 
     def generator(self, params: _HeatPumpParams) -> FlexOfferGenerator:
         return HeatPumpGenerator(block_steps=HP_BLOCK_STEPS)
-
-    def wants_offer(self, device: HeatPump, env: StepEnv) -> bool:
-        return env.k % HP_BLOCK_STEPS == 0
 
     def state(self, device: HeatPump, env: StepEnv) -> Any:
         forecast = np.concatenate(([env.outdoor_c], env.outdoor_forecast_c))
@@ -296,9 +290,6 @@ class WetApplianceKind(DeviceKind):
         request = device.pressed(env.now, env.slice_s)
         return request.pressed_at if request is not None else env.now
 
-    def step(self, device: WetAppliance, setpoint_kwh: float | None, env: StepEnv) -> float:
-        return device.step(env.now, setpoint_kwh, env.slice_s)
-
     def limit_violations(self, device: WetAppliance, *, start: datetime, end: datetime) -> int:
         """Steps where a running programme was asked to change (and ran on regardless)."""
         return sum(1 for h in device.deviations() if start <= h.time < end)
@@ -322,14 +313,8 @@ class WaterHeaterKind(DeviceKind):
     def generator(self, params: None) -> FlexOfferGenerator:
         return WaterHeaterGenerator(block_steps=HP_BLOCK_STEPS)
 
-    def wants_offer(self, device: WaterHeater, env: StepEnv) -> bool:
-        return env.k % HP_BLOCK_STEPS == 0
-
     def state(self, device: WaterHeater, env: StepEnv) -> Any:
         return device.state(env.now, slice_s=env.slice_s, n_steps=HP_BLOCK_STEPS + 1)
-
-    def step(self, device: WaterHeater, setpoint_kwh: float | None, env: StepEnv) -> float:
-        return device.step(env.now, setpoint_kwh, env.slice_s)
 
 
 # -- freezer / fridge on a smart plug --------------------------------------------------------
@@ -405,12 +390,6 @@ class IndustrialKind(DeviceKind):
     def wants_offer(self, device: IndustrialProcess, env: StepEnv) -> bool:
         return env.k % max(3600 // env.slice_s, 1) == 0
 
-    def state(self, device: IndustrialProcess, env: StepEnv) -> Any:
-        return device.state(env.now)
-
-    def step(self, device: IndustrialProcess, setpoint_kwh: float | None, env: StepEnv) -> float:
-        return device.step(env.now, setpoint_kwh, env.slice_s)
-
 
 # -- battery storage -------------------------------------------------------------------------
 
@@ -435,15 +414,6 @@ class BatteryKind(DeviceKind):
     def generator(self, params: _BatteryParams) -> FlexOfferGenerator:
         return BatteryGenerator(block_steps=HP_BLOCK_STEPS)
 
-    def wants_offer(self, device: Battery, env: StepEnv) -> bool:
-        return env.k % HP_BLOCK_STEPS == 0
-
-    def state(self, device: Battery, env: StepEnv) -> Any:
-        return device.state(env.now)
-
-    def step(self, device: Battery, setpoint_kwh: float | None, env: StepEnv) -> float:
-        return device.step(env.now, setpoint_kwh, env.slice_s)
-
 
 # -- curtailable PV --------------------------------------------------------------------------
 
@@ -467,9 +437,6 @@ class PvKind(DeviceKind):
 
     def generator(self, params: _PvParams) -> FlexOfferGenerator:
         return PvGenerator(block_steps=HP_BLOCK_STEPS)
-
-    def wants_offer(self, device: PvSystem, env: StepEnv) -> bool:
-        return env.k % HP_BLOCK_STEPS == 0
 
     @staticmethod
     def _available_kwh(device: PvSystem, per_kwp: float | np.ndarray, slice_s: int) -> Any:
