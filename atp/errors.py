@@ -44,7 +44,20 @@ class Problem:
 
 
 class AtpError(Exception):
-    """Root of all errors the ATP raises on purpose."""
+    """Root of all errors the ATP raises on purpose.
+
+    An error whose constructor takes more than its sentence passes the constructor's arguments
+    on and its sentence as `message`: `args` stay the constructor's, so a copy made by
+    `type(e)(*e.args)` (pickling to another process, SimPy re-raising a process's failure) is
+    the same error saying the same sentence.
+    """
+
+    def __init__(self, *args: object, message: str | None = None) -> None:
+        super().__init__(*args)
+        self._message = message
+
+    def __str__(self) -> str:
+        return self._message if self._message is not None else super().__str__()
 
 
 class ValidationError(AtpError):
@@ -54,11 +67,11 @@ class ValidationError(AtpError):
 class InvalidOfferError(ValidationError):
     """A Flex-Offer (or schedule) has problems; `problems` lists every one of them."""
 
-    def __init__(self, problems: list[Problem], *, what: str = "flex-offer") -> None:
+    def __init__(self, problems: list[Problem], what: str = "flex-offer") -> None:
         self.problems = list(problems)
         lines = "; ".join(str(p) for p in self.problems[:5])
         more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
-        super().__init__(f"invalid {what}: {lines}{more}")
+        super().__init__(self.problems, what, message=f"invalid {what}: {lines}{more}")
 
 
 class InputFileError(ValidationError):

@@ -32,7 +32,7 @@ class ContractError(FmanError):
     """A contract field that is missing, unknown or out of range; `field` names it."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"contract field {field!r}: {message}")
+        super().__init__(field, message, message=f"contract field {field!r}: {message}")
         self.field = field
 
 

@@ -38,7 +38,7 @@ class _ProblemsError(MarketError, ValidationError):
         self.problems = list(problems)
         lines = "; ".join(str(p) for p in self.problems[:5])
         more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
-        super().__init__(f"invalid {self.what}: {lines}{more}")
+        super().__init__(self.problems, message=f"invalid {self.what}: {lines}{more}")
 
 
 class InvalidRequestError(_ProblemsError):

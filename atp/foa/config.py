@@ -71,7 +71,7 @@ class ConfigError(FoaError, ValidationError):
         self.problems = list(problems)
         lines = "; ".join(f"{source}: {p}" for p in self.problems[:8])
         more = f" (and {len(self.problems) - 8} more)" if len(self.problems) > 8 else ""
-        super().__init__(f"invalid FOA configuration: {lines}{more}")
+        super().__init__(source, self.problems, message=f"invalid FOA configuration: {lines}{more}")
 
 
 # -- typed configuration ------------------------------------------------------------------------

@@ -62,12 +62,11 @@ class UnknownLoadTypeError(FoaError, KeyError):
         self.load_type = load_type
         self.known = tuple(sorted(known))
         super().__init__(
-            f"no flex-offer generator for load type {load_type!r}; known load types: "
-            f"{', '.join(self.known) or '(none)'} (register one with @register_generator)"
+            load_type,
+            self.known,
+            message=f"no flex-offer generator for load type {load_type!r}; known load types: "
+            f"{', '.join(self.known) or '(none)'} (register one with @register_generator)",
         )
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class UnknownDeviceError(FoaError, KeyError):
@@ -77,11 +76,10 @@ class UnknownDeviceError(FoaError, KeyError):
         self.device = device
         self.known = tuple(sorted(known))
         super().__init__(
-            f"the flex-offer agent has no device {device!r}; its devices: {', '.join(self.known) or '(none)'}"
+            device,
+            self.known,
+            message=f"the flex-offer agent has no device {device!r}; its devices: {', '.join(self.known) or '(none)'}",
         )
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class EmsError(FoaError):
@@ -97,6 +95,8 @@ class ScheduleRefusedError(EmsError):
         lines = "; ".join(str(p) for p in self.problems[:5])
         more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
         super().__init__(
-            f"schedule refused for offer {offer_id}: it is not feasible for the offer: {lines}{more}; "
-            "the device keeps its default operation"
+            offer_id,
+            self.problems,
+            message=f"schedule refused for offer {offer_id}: it is not feasible for the offer: {lines}{more}; "
+            "the device keeps its default operation",
         )
