@@ -593,15 +593,13 @@ class _Attempt:
         selected: np.ndarray,
         options: dict[str, Any],
         *,
-        start: _Basis | None = None,
-        anchor_high: np.ndarray | None = None,
+        start: _Basis | None,
+        anchor_high: np.ndarray,
     ):
         t0 = time.perf_counter()
         self.whole, self.selected, self.options = whole, selected.copy(), options
         sell = np.flatnonzero(selected)
         sub, sub_options, entries = whole.subset(sell)
-        if anchor_high is None:
-            anchor_high = anchor_estimate(whole)
         model = self.model = build_model(sub, anchor_high[:, entries])  # the same anchors in every attempt
         h = self.h = _new_highs()
         for name, value in options.items():
