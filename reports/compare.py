@@ -23,13 +23,15 @@ _COLUMNS = (
     "run.seed",
     "run.days",
     "energy.flexible_energy_shifted_kwh",
-    "money.flexible_savings_eur",
-    "power.site_peak_baseline_kw",
+    "savings.total_eur",
+    "savings.shift_eur",
+    "savings.volume_eur",
+    "power.site_peak_uncontrolled_kw",
     "power.site_peak_actual_kw",
     "market.cleared_kwh",
     "flexibility.load_adaptability_level_max",
-    "comfort.limit_violations.heat_pump",
-    "comfort.limit_violations.ev",
+    "comfort.by_device.heat_pump.gap",
+    "comfort.by_device.ev.gap",
     "comfort.ems_deviations",
     "grid.overload_hours",
     "grid.overload_energy_kwh",
@@ -80,7 +82,7 @@ def build_comparison(sweep_dir: str | Path) -> Path:
     write_atomic(sweep_dir / "comparison.csv", frame.to_csv(index=False))
     fig, axes = plt.subplots(1, 2, figsize=(max(9, len(frame) * 1.6), 3.5))
     ax = axes[0]
-    ax.bar(range(len(frame)), frame["money.flexible_savings_eur"].astype(float), color="tab:green")
+    ax.bar(range(len(frame)), frame["savings.total_eur"].astype(float), color="tab:green")
     ax.set_xticks(range(len(frame)), frame["run_dir"], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("flexible load savings, EUR")
     ax = axes[1]

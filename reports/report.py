@@ -51,7 +51,7 @@ def _figures(run_dir: Path, ts: pd.DataFrame) -> list[tuple[str, str]]:
     ax.plot(
         ts["time"],
         ts["flexible_baseline_kwh"] / slice_h,
-        label="declared baselines (default schedules)",
+        label="baselines in force (declared default schedules)",
         color="0.75",
         ls=":",
     )

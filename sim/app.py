@@ -74,22 +74,26 @@ def run(config: RunConfig, out_dir: Path, *, progress: Any = False) -> dict[str,
 
 
 def _summary(kpis: dict[str, Any], out_dir: Path, report: bool) -> str:
-    e, m, p, c, mk = kpis["energy"], kpis["money"], kpis["power"], kpis["comfort"], kpis["market"]
+    e, sv, m, p, mk = kpis["energy"], kpis["savings"], kpis["money"], kpis["power"], kpis["market"]
+    run = kpis["run"]
+    comfort = ", ".join(
+        f"{device} {v['violations']}" + (f" ({v['gap']:.1f} {v['unit']})" if "unit" in v else "")
+        for device, v in kpis["comfort"]["by_device"].items()
+    )
     lines = [
-        f"GOFLEX twin: {kpis['run']['scenario']} from {kpis['run']['start']}, {kpis['run']['days']} day(s), "
-        f"seed {kpis['run']['seed']}",
-        f"  offers {kpis['offers']['total']} ({kpis['offers']['by_state']['settled']} settled); "
-        f"FMAN rounds {kpis['fman']['planning_rounds']}, schedules assigned {kpis['fman']['assigned']}",
-        f"  flexible energy {e['flexible_metered_kwh']:.1f} kWh (baseline {e['flexible_baseline_kwh']:.1f}); "
-        f"shifted {e['flexible_energy_shifted_kwh']:.1f} kWh",
-        f"  flexible load cost {m['flexible_cost_actual_eur']:.2f} EUR "
-        f"(baseline {m['flexible_cost_baseline_eur']:.2f}); savings {m['flexible_savings_eur']:.2f} EUR",
-        f"  site peak {p['site_peak_actual_kw']:.1f} kW (baseline {p['site_peak_baseline_kw']:.1f} kW)",
+        f"GOFLEX twin: {run['scenario']} from {run['start']}, {run['days']} day(s) "
+        f"(+{run['warmup_s'] / 3600:g} h warm-up, +{run['tail_s'] / 3600:g} h tail counted), seed {run['seed']}",
+        f"  offers {kpis['offers']['total']} ({kpis['offers']['by_state']['settled']} settled, "
+        f"{kpis['offers']['unfinished_at_end']} unfinished); FMAN rounds {kpis['fman']['planning_rounds']}, "
+        f"schedules assigned {kpis['fman']['assigned']}",
+        f"  flexible energy {e['flexible_metered_kwh']:.1f} kWh (uncontrolled {e['flexible_uncontrolled_kwh']:.1f}, "
+        f"baseline in force {e['flexible_baseline_in_force_kwh']:.1f}); shifted {e['flexible_energy_shifted_kwh']:.1f} kWh",
+        f"  savings {sv['total_eur']:.2f} EUR = shift {sv['shift_eur']:.2f} + volume {sv['volume_eur']:.2f} "
+        f"({sv['volume_kwh']:.1f} kWh not drawn)",
+        f"  site peak {p['site_peak_actual_kw']:.1f} kW (uncontrolled {p['site_peak_uncontrolled_kw']:.1f} kW)",
         f"  market: cleared {mk['cleared_kwh']:.1f} of {mk['requested_kwh']:.1f} kWh requested, "
         f"{mk['awards']} awards, buyers paid {m['market_buyers_pay_eur']:.2f} EUR",
-        "  limits: "
-        + ", ".join(f"{device} {n}" for device, n in c["limit_violations"].items())
-        + f" (heat-pump steps outside comfort, EV departures below target); {c['ems_deviations']} EMS overrides",
+        f"  comfort violations: {comfort}; {kpis['comfort']['ems_deviations']} EMS overrides",
         f"  run folder: {out_dir}",
     ]
     if report:

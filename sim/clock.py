@@ -51,12 +51,12 @@ class SimClock:
         """The step the current time falls in."""
         return int(self.env.now // self.slice_s)
 
-    def every_step(self, phase: Phase, action, *, every_steps: int = 1):
-        """A SimPy process calling `action(k)` at `phase` of every `every_steps`-th step."""
+    def every_step(self, phase: Phase, action, *, every_steps: int = 1, first: int = 0):
+        """A SimPy process calling `action(k)` at `phase` of every `every_steps`-th step from step `first`."""
 
         def process():
-            yield self.env.timeout(int(phase))
-            for k in range(0, self.n_steps, every_steps):
+            yield self.env.timeout(first * self.slice_s + int(phase))
+            for k in range(first, self.n_steps, every_steps):
                 action(k)
                 yield self.env.timeout(self.slice_s * every_steps)
 

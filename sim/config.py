@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -183,10 +183,31 @@ class RunConfig:
     prices_file: Path | None
     report: bool
     dso: DsoStrategyConfig = DsoStrategyConfig()
+    warmup_s: int = 0  # simulated before `start`: devices run uncontrolled, the ATP is idle
+    tail_s: int = 0  # simulated after the window: offers made in the window run to their end
+
+    @property
+    def window_steps(self) -> int:
+        """Steps of the reporting window (`days` from `start`)."""
+        return round(self.days * SECONDS_PER_DAY / self.slice_s)
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.warmup_s // self.slice_s
+
+    @property
+    def tail_steps(self) -> int:
+        return self.tail_s // self.slice_s
 
     @property
     def n_steps(self) -> int:
-        return round(self.days * SECONDS_PER_DAY / self.slice_s)
+        """Every simulated step: warm-up, window and tail."""
+        return self.warmup_steps + self.window_steps + self.tail_steps
+
+    @property
+    def run_start(self) -> datetime:
+        """The first simulated instant: `start` minus the warm-up."""
+        return self.start - timedelta(seconds=self.warmup_s)
 
 
 # -- readers that name the key ----------------------------------------------------------------
@@ -437,6 +458,11 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
     if start.timestamp() % slice_s:
         raise ConfigError(f"sim.start: {start_text} is not on the {slice_s} s grid")
     seed = _int(cfg, "sim.seed", minimum=0)
+    warmup_s = _int(cfg, "sim.warmup_s", minimum=0)
+    tail_s = _int(cfg, "sim.tail_s", minimum=0)
+    for key, value in (("sim.warmup_s", warmup_s), ("sim.tail_s", tail_s)):
+        if value % slice_s:
+            raise ConfigError(f"{key}: (={value}) must be a multiple of sim.slice_s (={slice_s})")
 
     tz_name = _str(cfg, "scenario.timezone")
     try:
@@ -525,6 +551,8 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         prices_file=_optional_path(cfg, "data.prices_file"),
         report=bool(_get(cfg, "output.report")),
         dso=dso,
+        warmup_s=warmup_s,
+        tail_s=tail_s,
     )
 
 

@@ -6,6 +6,7 @@ same config and seed give a byte-identical `kpi.json`. Money in EUR, energy in k
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from atp.flexoffer import OfferState
 from atp.fman import KpiInputs, ProsumerPeriod, Settlement, settle
 from atp.fman import compute_kpis as compute_fman_kpis
 from atp.fmar import Award
+from sim.accounting import comfort_section, energy_section, savings_section, terminal_state_section
 from sim.agents.dso import DsoStrategy
 from sim.grid import detect, overload_kw
 from sim.world import World
@@ -30,23 +32,21 @@ def compute_kpis(world: World) -> dict[str, Any]:
     """The run's KPIs as a JSON-ready dict (sorted keys when written)."""
     cfg = world.config
     dt_h = world.slice_s / 3600
+    c = world.counted  # window + tail: what every figure below counts
     prices = world.prices.to_numpy(dtype=float)[: world.n_steps]
-    metered = world.metered_kwh.sum(axis=(1, 2))
-    # The baseline of the KPIs is the counterfactual: the same devices run uncontrolled, without
-    # the ATP. The offers' declared baselines (default schedules) are reported beside it.
-    baseline = world.counterfactual_kwh.sum(axis=(1, 2))
-    declared = world.baseline_kwh.sum(axis=(1, 2))
-    scheduled = world.scheduled_kwh.sum(axis=(1, 2))
-    nonflex = world.nonflex_kwh.sum(axis=1)
-    pv = world.pv_kwh.sum(axis=1)
-    net_actual = nonflex - pv + metered
-    net_baseline = nonflex - pv + baseline
+    metered = world.metered_kwh[c].sum(axis=(1, 2))
+    # The reference of the KPIs is the uncontrolled twin: the same devices run without the ATP.
+    # The baselines in force (declared default schedules) are reported beside it (sim/accounting.py).
+    uncontrolled = world.counterfactual_kwh[c].sum(axis=(1, 2))
+    base = world.nonflex_kwh[c].sum(axis=1) - world.pv_kwh[c].sum(axis=1)
+    net_actual = base + metered
+    net_uncontrolled = base + uncontrolled
 
     # Adaptation per hour (D2.1 7.6: load adaptability = delta MWh/h over peak MWh/h).
     steps_per_hour = max(round(1 / dt_h), 1)
     n_hours = len(metered) // steps_per_hour
-    hourly_delta = (metered - baseline)[: n_hours * steps_per_hour].reshape(n_hours, steps_per_hour).sum(axis=1)
-    hourly_base = net_baseline[: n_hours * steps_per_hour].reshape(n_hours, steps_per_hour).sum(axis=1)
+    hourly_delta = (metered - uncontrolled)[: n_hours * steps_per_hour].reshape(n_hours, steps_per_hour).sum(axis=1)
+    hourly_base = net_uncontrolled[: n_hours * steps_per_hour].reshape(n_hours, steps_per_hour).sum(axis=1)
     peak_mwh_h = float(np.max(np.abs(hourly_base))) / 1000 if n_hours else 0.0
     adaptability = (np.abs(hourly_delta) / 1000 / peak_mwh_h) if peak_mwh_h > 0 else np.zeros(n_hours)
 
@@ -56,63 +56,27 @@ def compute_kpis(world: World) -> dict[str, Any]:
         for record in store.records():
             offers[record.state.value] += 1
             n_offers += 1
+    unfinished = sum(offers[s.value] for s in (OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING))
     plans = world.aggregator.plans
     market_results = world.market_operator.market.results
     deviations = sum(len(p.foa.ems.deviations) for p in world.prosumers)
     violations = sum(len(p.foa.violations) for p in world.prosumers)
     generation_errors = sum(len(p.foa.generation_errors) for p in world.prosumers)
-
-    end_time = world.clock.step_start(world.n_steps)
-    limit_violations = {
-        device: sum(
-            p.limit_violations(device, start=world.start, end=end_time) for p in world.prosumers if device in p.devices
-        )
-        for device in world.device_types
-    }
     device_counts = {device: sum(1 for p in world.prosumers if device in p.devices) for device in world.device_types}
 
-    by_device = {
-        device: {
-            "metered_kwh": _r(world.metered_kwh[:, :, d].sum()),
-            "baseline_kwh": _r(world.counterfactual_kwh[:, :, d].sum()),
-            "declared_baseline_kwh": _r(world.baseline_kwh[:, :, d].sum()),
-        }
-        for d, device in enumerate(world.device_types)
-    }
+    energy = energy_section(world)
+    energy["hourly_adaptation_mwh"] = [_r(v / 1000) for v in hourly_delta]
+    energy["terminal_state"] = terminal_state_section(world)
     grid, dso = _grid_kpis(world, net_actual)
     kpis: dict[str, Any] = {
-        "run": {
-            "scenario": cfg.site.name,
-            "start": world.start.isoformat().replace("+00:00", "Z"),
-            "days": cfg.days,
-            "slice_s": world.slice_s,
-            "seed": cfg.seed,
-            "prosumers": {"delegated": cfg.site.delegated, "direct": cfg.site.direct},
-            "market_mechanism": cfg.market.mechanism,
-            "fman_objective": cfg.fman.objective,
-            "dso_strategy": cfg.dso.strategy,
-            "planner": f"{plans[0].planner} {plans[0].planner_version}" if plans else None,
-        },
-        "energy": {
-            "nonflexible_kwh": _r(nonflex.sum()),
-            "pv_kwh": _r(pv.sum()),
-            "flexible_metered_kwh": _r(metered.sum()),
-            "flexible_baseline_kwh": _r(baseline.sum()),
-            "flexible_declared_baseline_kwh": _r(declared.sum()),
-            "flexible_scheduled_kwh": _r(scheduled.sum()),
-            "site_net_kwh": _r(net_actual.sum()),
-            "by_device": by_device,
-            "flexible_energy_shifted_kwh": _r(np.abs(metered - baseline).sum() / 2),
-            "hourly_adaptation_mwh": [_r(v / 1000) for v in hourly_delta],
-        },
+        "run": _run_section(world),
+        "energy": energy,
+        "savings": savings_section(world),
         "power": {
-            "site_peak_baseline_kw": _r(np.max(net_baseline) / dt_h),
+            "site_peak_uncontrolled_kw": _r(np.max(net_uncontrolled) / dt_h),
             "site_peak_actual_kw": _r(np.max(net_actual) / dt_h),
         },
         "money": {
-            "flexible_cost_baseline_eur": _r(float(baseline @ prices)),
-            "flexible_cost_actual_eur": _r(float(metered @ prices)),
-            "flexible_savings_eur": _r(float(baseline @ prices - metered @ prices)),
             "market_buyers_pay_eur": _r(sum(r.buyer_pays_eur for r in market_results)),
             "market_sellers_receive_eur": _r(sum(r.sellers_receive_eur for r in market_results)),
             "market_surplus_eur": _r(sum(r.surplus_eur for r in market_results)),
@@ -121,7 +85,8 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "load_adaptability_level_max": _r(float(adaptability.max()) if len(adaptability) else 0.0),
             "load_adaptability_level_mean": _r(float(adaptability.mean()) if len(adaptability) else 0.0),
         },
-        "offers": {"total": n_offers, "by_state": offers},
+        # offers still open when the run ended (their service was cut by the end of the tail)
+        "offers": {"total": n_offers, "by_state": offers, "unfinished_at_end": unfinished},
         "fman": {
             "planning_rounds": len(plans),
             "assigned": sum(p.n_assigned for p in plans),
@@ -141,9 +106,9 @@ def compute_kpis(world: World) -> dict[str, Any]:
         "dso": dso,
         "devices": device_counts,
         "comfort": {
-            # per load type: heat pumps count steps ending outside the comfort band, EVs count
-            # departures below the target energy, other kinds what their DeviceKind tracks
-            "limit_violations": limit_violations,
+            # per load type: violations (heat pumps: steps ending outside the comfort band; EVs:
+            # departures below the target energy; ...) and their size in `unit`, beside the twins'
+            "by_device": comfort_section(world),
             "ems_deviations": deviations,
             "protocol_violations": violations,
             "offers_not_generated": generation_errors,
@@ -160,8 +125,41 @@ def compute_kpis(world: World) -> dict[str, Any]:
         "predicted_payments_eur": statement.predicted_payments_cents / 100,
         "margin_eur": statement.margin_cents / 100,
     }
-    kpis["fman_kpi"] = _fman_kpis(world, prices, net_baseline, statement.payments_to_prosumers_cents / 100)
+    kpis["fman_kpi"] = _fman_kpis(world, prices[c], net_uncontrolled, statement.payments_to_prosumers_cents / 100)
     return kpis
+
+
+def _run_section(world: World) -> dict[str, Any]:
+    """The effective configuration of the run (what produced these numbers)."""
+    cfg = world.config
+    plans = world.aggregator.plans
+    market = cfg.market
+    return {
+        "scenario": cfg.site.name,
+        "start": cfg.start.isoformat().replace("+00:00", "Z"),
+        "days": cfg.days,
+        "warmup_s": cfg.warmup_s,
+        "tail_s": cfg.tail_s,
+        "counted": "window + tail",
+        "slice_s": world.slice_s,
+        "seed": cfg.seed,
+        "prosumers": {"delegated": cfg.site.delegated, "direct": cfg.site.direct},
+        "market_mechanism": market.mechanism,
+        "market_pricing": market.mechanism_options().get("pricing", "pay_as_bid"),  # the rule in effect
+        "fman_objective": "market_bidding" if cfg.fman.bidding is not None else cfg.fman.objective,
+        "fman_planning_objective": cfg.fman.objective,
+        "fman_bidding": cfg.fman.bidding is not None,
+        "dso_strategy": cfg.dso.strategy,
+        "planner": f"{plans[0].planner} {plans[0].planner_version}" if plans else None,
+        "package_version": _package_version(),
+    }
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("goflex-twin")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _aggregator_awards(world: World) -> list[Award]:
@@ -176,15 +174,20 @@ def _settlement(world: World) -> Settlement:
     for record in world.aggregator.store.records():
         if not record.measurements or record.offer.slice_s != world.slice_s:
             continue
-        metered = np.zeros(world.n_steps)
+        c = world.counted
+        metered = np.zeros(c.stop - c.start)
         for t, e in record.measurements.items():
-            k = int((t - world.start).total_seconds() // world.slice_s)
-            if 0 <= k < world.n_steps:
+            k = int((t - world.config.start).total_seconds() // world.slice_s)
+            if 0 <= k < len(metered):
                 metered[k] += e
         periods.append(ProsumerPeriod(record.offer, world.config.fman.contract, metered, record.schedule))
     revenue = sum(a.price_eur for a in _aggregator_awards(world))
     return settle(
-        periods, period_start=world.start, period_steps=world.n_steps, slice_s=world.slice_s, market_revenue_eur=revenue
+        periods,
+        period_start=world.config.start,
+        period_steps=world.counted.stop - world.counted.start,
+        slice_s=world.slice_s,
+        market_revenue_eur=revenue,
     )
 
 
@@ -195,12 +198,13 @@ def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray, paym
     aggregator = world.aggregator
     awards = _aggregator_awards(world)
     delivered_kwh = sum(a.delivered_kwh for a in awards)
+    c = world.counted
     inputs = KpiInputs(
-        start=world.start,
+        start=cfg.start,
         slice_s=world.slice_s,
-        baseline_kwh=world.counterfactual_kwh[:, portfolio].sum(axis=(1, 2)),
-        optimised_kwh=world.scheduled_kwh[:, portfolio].sum(axis=(1, 2)),
-        metered_kwh=world.metered_kwh[:, portfolio].sum(axis=(1, 2)),
+        baseline_kwh=world.counterfactual_kwh[c, portfolio].sum(axis=(1, 2)),
+        optimised_kwh=world.scheduled_kwh[c, portfolio].sum(axis=(1, 2)),
+        metered_kwh=world.metered_kwh[c, portfolio].sum(axis=(1, 2)),
         site_baseline_kwh=site_baseline,
         prices_eur_per_kwh=prices,
         participants=cfg.site.delegated,
@@ -218,7 +222,8 @@ def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray, paym
 def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
     """Congestion on the actual flows (D2.1 7.6) and what the DSO's strategy cost and paid."""
     dt_h = world.slice_s / 3600
-    flows = world.flows
+    c = world.counted
+    flows = world.flows.window(c)
     flags = detect(flows, world.grid_limits)
     line_kw, trafo_kw = overload_kw(world.grid, flows, world.grid_limits)
     overloaded = flags.line_overloaded.any(axis=1) | flags.trafo_overloaded.any(axis=1)
@@ -228,7 +233,7 @@ def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any]
         return _r(float(np.nanmax(a))) if a.size and np.isfinite(a).any() else 0.0
 
     grid = {
-        "steps": world.n_steps,
+        "steps": c.stop - c.start,
         "steps_not_converged": int((~flows.converged).sum()),
         "overload_hours": _r(overloaded.sum() * dt_h),
         "overload_energy_kwh": _r((line_kw.sum() + trafo_kw.sum()) * dt_h),
@@ -247,8 +252,8 @@ def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any]
     own = [r for r in world.market_operator.market.results if r.buyer.startswith(f"{dso.name}@")]
     market_pays = sum(r.buyer_pays_eur for r in own)
     market_receive = sum(r.sellers_receive_eur for r in own)
-    compensation = float(dso.controlled_kwh.sum()) * dso.cutoff_eur_per_kwh
-    tariff = dso.tariff_eur_per_kwh_by_step
+    compensation = float(dso.controlled_kwh[c].sum()) * dso.cutoff_eur_per_kwh
+    tariff = dso.tariff_eur_per_kwh_by_step[c]
     tariff_income = float(tariff @ np.maximum(net_actual_kwh, 0.0))
     forecast_congested = sum(int(np.any(run.excess_kwh > 1e-6, axis=1).sum()) for run in dso.forecasts)
     section = {
@@ -258,7 +263,7 @@ def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any]
         "requests": len(dso.requests),
         "requested_kwh": _r(dso.requested_kwh_by_step.sum()),
         "cleared_kwh": _r(sum(float(np.abs(r.cleared_kwh).sum()) for r in own)),
-        "controlled_kwh": _r(dso.controlled_kwh.sum()),
+        "controlled_kwh": _r(dso.controlled_kwh[c].sum()),
         "tariff_steps": int((tariff > 0).sum()),
         "tariff_income_eur": _r(tariff_income),
         "cost_eur": _r(market_pays + compensation - tariff_income),

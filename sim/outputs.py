@@ -7,6 +7,7 @@ without `kpi.json` is incomplete.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from atp.flexoffer import encode
+from atp.flexoffer import FlexOffer, encode
 from atp.flexoffer.files import write_atomic
 from atp.fmar import results_frame
 from sim.grid import TRANSPORT_COLUMNS, detect
@@ -23,6 +24,7 @@ from sim.world import World
 
 _MEASUREMENT_COLUMNS = (
     "time",
+    "period",
     "prosumer",
     "meter_id",
     "bus",
@@ -37,6 +39,7 @@ _MEASUREMENT_COLUMNS = (
 
 __all__ = [
     "OUTPUT_FILES",
+    "aggregate_offers",
     "grid_forecast_frame",
     "grid_frame",
     "grid_injections_frame",
@@ -48,6 +51,7 @@ __all__ = [
 
 OUTPUT_FILES = (
     "flexoffers.jsonl",
+    "aggregates.jsonl",
     "schedules.jsonl",
     "measurements.parquet",
     "timeseries.parquet",
@@ -74,6 +78,7 @@ def timeseries_frame(world: World) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "time": world.times,
+            "period": world.periods,
             "nonflexible_kwh": world.nonflex_kwh.sum(axis=1),
             "pv_kwh": world.pv_kwh.sum(axis=1),
             "flexible_counterfactual_kwh": world.counterfactual_kwh.sum(axis=(1, 2)),
@@ -117,6 +122,7 @@ def measurements_frame(world: World) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "time": world.times[idx_k],
+            "period": world.periods[idx_k],
             "prosumer": np.array([p.name for p in prosumers], dtype=object)[idx_i],
             "meter_id": np.array([p.meter_id for p in prosumers], dtype=object)[idx_i],
             "bus": np.array([p.bus for p in prosumers])[idx_i],
@@ -258,6 +264,15 @@ def _net_json(world: World) -> str:
         net.load["p_mw"], net.load["q_mvar"], net.sgen["p_mw"] = saved
 
 
+def aggregate_offers(world: World) -> list[FlexOffer]:
+    """Every aggregate the FMAN planned or bid, once per id in order of first use, as a wire
+    offer (issuer = the aggregator, `members` = member offer ids) with `schedule` set to the
+    schedule its members were disaggregated from (absent when a bid was never awarded)."""
+    return [
+        dataclasses.replace(use.aggregate.offer, schedule=use.schedule) for use in world.aggregator.aggregates_used
+    ]
+
+
 def write_outputs(world: World, out_dir: Path, kpis: dict[str, Any]) -> list[Path]:
     """Write the run's files into `out_dir`; returns their paths (kpi.json last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +282,11 @@ def write_outputs(world: World, out_dir: Path, kpis: dict[str, Any]) -> list[Pat
             offers.append(encode(record.view()))
             if record.schedule is not None:
                 schedules.append(encode(record.schedule))
+    aggregates = aggregate_offers(world)
+    schedules += [encode(a.schedule) for a in aggregates if a.schedule is not None]
     written = []
+    write_atomic(out_dir / "aggregates.jsonl", _jsonl([encode(a) for a in aggregates]))
+    written.append(out_dir / "aggregates.jsonl")
     write_atomic(out_dir / "flexoffers.jsonl", _jsonl(offers))
     write_atomic(out_dir / "schedules.jsonl", _jsonl(schedules))
     written += [out_dir / "flexoffers.jsonl", out_dir / "schedules.jsonl"]

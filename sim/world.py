@@ -84,8 +84,12 @@ class World(mesa.Model):
         site = config.site
         self.slice_s = config.slice_s
         self.n_steps = config.n_steps
-        self.start = config.start
-        self.times = pd.date_range(config.start, periods=self.n_steps, freq=f"{config.slice_s}s", tz="UTC")
+        self.start = config.run_start  # the first simulated step: the warm-up's, else the window's
+        self.times = pd.date_range(self.start, periods=self.n_steps, freq=f"{config.slice_s}s", tz="UTC")
+        w0, w1 = config.warmup_steps, config.warmup_steps + config.window_steps
+        self.window = slice(w0, w1)  # the reporting window
+        self.counted = slice(w0, self.n_steps)  # what the KPIs count: window + tail
+        self.periods = np.array(["warmup"] * w0 + ["window"] * (w1 - w0) + ["tail"] * (self.n_steps - w1))
         seeds = np.random.SeedSequence(config.seed).spawn(8)
         rngs = {
             name: np.random.default_rng(s)
@@ -102,19 +106,19 @@ class World(mesa.Model):
         if config.weather_file is not None:
             self.weather = read_series_file(
                 config.weather_file,
-                start=config.start,
+                start=self.start,
                 n_steps=n_ext,
                 slice_s=self.slice_s,
                 columns=("temp_c", "ghi_w_per_m2"),
             )
         else:
             self.weather = generate_weather(
-                climate, start=config.start, n_steps=n_ext, slice_s=self.slice_s, rng=rngs["weather"]
+                climate, start=self.start, n_steps=n_ext, slice_s=self.slice_s, rng=rngs["weather"]
             )
         if config.prices_file is not None:
             frame = read_series_file(
                 config.prices_file,
-                start=config.start,
+                start=self.start,
                 n_steps=n_ext,
                 slice_s=self.slice_s,
                 columns=("price_eur_per_kwh",),
@@ -123,7 +127,7 @@ class World(mesa.Model):
         else:
             self.prices = generate_day_ahead_prices(
                 PRICE_MODELS[site.price_model],
-                start=config.start,
+                start=self.start,
                 n_steps=n_ext,
                 slice_s=self.slice_s,
                 rng=rngs["prices"],
@@ -145,7 +149,7 @@ class World(mesa.Model):
             if len(cols):
                 nonflex[:, cols] = draw(
                     library,
-                    start=config.start,
+                    start=self.start,
                     n_steps=self.n_steps,
                     slice_s=self.slice_s,
                     annual_kwh=annual[cols],
@@ -155,7 +159,7 @@ class World(mesa.Model):
         poa = plane_of_array_w_per_m2(self.weather, climate, slice_s=self.slice_s, tilt_deg=_PV_TILT_DEG)
         self.pv_per_kwp = pv_kwh_per_kwp(
             None,
-            start=config.start,
+            start=self.start,
             n_steps=n_ext,
             slice_s=self.slice_s,
             irradiance_w_per_m2=poa,
@@ -192,7 +196,7 @@ class World(mesa.Model):
 
         # -- SimPy time and the ATP receivers ---------------------------------------------------
         self.env = simpy.Environment()
-        self.clock = SimClock(self.env, start=config.start, slice_s=self.slice_s, n_steps=self.n_steps)
+        self.clock = SimClock(self.env, start=self.start, slice_s=self.slice_s, n_steps=self.n_steps)
         fman_store = OfferStore(f"{site.name}-fman", clock=self.clock.now)
         self.aggregator = Aggregator(
             self,
@@ -211,7 +215,7 @@ class World(mesa.Model):
         self.market_operator = MarketOperator(
             self,
             market=market,
-            start=config.start,
+            start=self.start,
             slice_s=self.slice_s,
             n_steps=self.n_steps,
             horizon_steps=config.market.intraday_horizon_steps,
@@ -237,7 +241,7 @@ class World(mesa.Model):
         self.brp = Brp(
             self,
             name=f"{site.name}-brp",
-            start=config.start,
+            start=self.start,
             slice_s=self.slice_s,
             n_steps=self.n_steps,
             n_prosumers=n,
@@ -255,8 +259,8 @@ class World(mesa.Model):
         base_ext = np.concatenate([base, np.resize(base[-min(len(base), 86_400 // self.slice_s) :], ahead)])
         target_ext = np.concatenate([self.brp.imbalance_kwh, np.zeros(ahead)])
         self.aggregator.series_kwh = {
-            "base_kwh": PriceSeries(config.start, self.slice_s, base_ext),
-            "target_kwh": PriceSeries(config.start, self.slice_s, target_ext),
+            "base_kwh": PriceSeries(self.start, self.slice_s, base_ext),
+            "target_kwh": PriceSeries(self.start, self.slice_s, target_ext),
         }
 
         # -- prosumers ----------------------------------------------------------------------------
@@ -280,7 +284,10 @@ class World(mesa.Model):
         ]
         dev_rng = rngs["devices"]
         build_ctx = BuildContext(
-            start=config.start, days=math.ceil(config.days) + 1, utc_offset_s=utc_offset_s, slice_s=self.slice_s
+            start=self.start,
+            days=math.ceil(self.n_steps * self.slice_s / 86_400) + 1,
+            utc_offset_s=utc_offset_s,
+            slice_s=self.slice_s,
         )
         self.prosumers: list[Prosumer] = []
         for i in range(n):
@@ -327,7 +334,7 @@ class World(mesa.Model):
         self.dso = Dso(
             self,
             name=dso_name,
-            start=config.start,
+            start=self.start,
             slice_s=self.slice_s,
             strategy=self.strategy,
             grid=self.grid,
@@ -394,7 +401,9 @@ class World(mesa.Model):
     def _schedule_processes(self) -> None:
         every_plan = self.config.fman.planning_interval_s // self.slice_s
         self.clock.every_step(Phase.TRIGGER, self._timed("atp_s", "foa", self._trigger))
-        self.clock.every_step(Phase.PLAN, self._timed("atp_s", "fman", self._plan), every_steps=every_plan)
+        self.clock.every_step(
+            Phase.PLAN, self._timed("atp_s", "fman", self._plan), every_steps=every_plan, first=self.window.start
+        )
         self.clock.every_step(Phase.MARKET, self._timed("atp_s", "fmar", self._market))
         self.clock.every_step(Phase.EXECUTE, self._timed("agents_s", "physics", self._execute))
         self.clock.every_step(Phase.SETTLE, self._timed("atp_s", "settle", self._settle))
@@ -407,6 +416,7 @@ class World(mesa.Model):
         ahead = slice(k + 1, k + 1 + self.forecast_steps)
         return StepEnv(
             k=k,
+            window_k=k - self.window.start,
             now=self.clock.step_start(k),
             slice_s=self.slice_s,
             outdoor_c=float(self.temp_c[k]),
@@ -416,14 +426,14 @@ class World(mesa.Model):
         )
 
     def _trigger(self, k: int) -> None:
-        if not self.strategy.trades:
+        if not self.strategy.trades or self.periods[k] != "window":  # offers only for the window
             return
         env = self.env_at(k)
         for p in self.prosumers:
             self.offers_generated += p.trigger(env)
 
     def _plan(self, k: int) -> None:
-        if not self.strategy.trades:
+        if not self.strategy.trades or k < self.window.start:
             return
         if self.strategy is DsoStrategy.DYNAMIC_TARIFF and self._dso_plans_at(k):
             self._dso_forecast(k, self.clock.now(), part="fman")  # the tariff is out before the FMAN plans
@@ -435,7 +445,7 @@ class World(mesa.Model):
         return int((midnight - local).total_seconds() // self.slice_s)
 
     def _market(self, k: int) -> None:
-        if not self.strategy.trades:
+        if not self.strategy.trades or k < self.window.start:
             return
         now = self.clock.now()
         local = self._local(k)
@@ -444,8 +454,8 @@ class World(mesa.Model):
         # before the BRP's in every session (grid safety before balancing).
         if self.strategy.forecasts and self._dso_plans_at(k) and self._dso_forecast_k != k:
             self._dso_forecast(k, now, part="fmar")
-        if k == 0:
-            # The run starts after today's day-ahead gate: the BRP asks for today up to the next
+        if k == self.window.start:
+            # The window starts after today's day-ahead gate: the BRP asks for today up to the next
             # delivery day at once.
             first = k + 1
             n_ahead = self._steps_to_next_local_midnight(k) - 1
@@ -467,9 +477,11 @@ class World(mesa.Model):
     def _dso_plans_at(self, k: int) -> bool:
         """The DSO's planning times: every `dso.forecast_interval_s`, else `market.dso.forecast_times`."""
         interval = self.config.dso.forecast_interval_s
+        if k < self.window.start:
+            return False
         if interval is not None:
-            return k % (interval // self.slice_s) == 0
-        return k == 0 or self._local(k).time() in self.config.market.dso_forecast_times
+            return (k - self.window.start) % (interval // self.slice_s) == 0
+        return k == self.window.start or self._local(k).time() in self.config.market.dso_forecast_times
 
     def _dso_forecast(self, k: int, now: datetime, *, part: str) -> None:
         """The DSO's forecast power flow and what its strategy makes of it (sim/agents/dso.py).
@@ -528,7 +540,7 @@ class World(mesa.Model):
         env = self.env_at(k)
         net = 0.0
         blocked: set[int] = set()
-        if self.strategy is DsoStrategy.DIRECT_CONTROL:
+        if self.strategy is DsoStrategy.DIRECT_CONTROL and k >= self.window.start:
             recent = self.metered_kwh[k - 1][:, self._controlled].sum(axis=1) if k else np.zeros(len(self.prosumers))
             blocked = self.dso.direct_control(k, self.clock.now(), recent)
         for i, p in enumerate(self.prosumers):

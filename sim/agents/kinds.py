@@ -56,6 +56,7 @@ class StepEnv:
     """What the world knows at step k: time, weather now and ahead, PV potential."""
 
     k: int
+    window_k: int  # steps since the reporting window began (negative in the warm-up)
     now: datetime
     slice_s: int
     outdoor_c: float
@@ -97,6 +98,7 @@ def check_range(params: Mapping[str, Any], key: str, prefix: str, *, minimum: fl
     return float(lo), float(hi)
 
 
+_WATER_KWH_PER_L_K = 4.186 / 3600  # heat capacity of water
 HP_BLOCK_STEPS = 16  # block offers (heat pump, water heater, battery, PV) cover 16 steps (4 h at 15 min)
 
 
@@ -122,7 +124,7 @@ class DeviceKind(abc.ABC):
     def wants_offer(self, device: Any, env: StepEnv) -> bool:
         """True when the FOA should (re)generate an offer at this step (a device event or refresh);
         by default at the start of every block of `HP_BLOCK_STEPS` steps."""
-        return env.k % HP_BLOCK_STEPS == 0
+        return env.window_k % HP_BLOCK_STEPS == 0
 
     def state(self, device: Any, env: StepEnv) -> Any:
         """The FOA's view of the device now (its state dataclass); by default `device.state(now)`."""
@@ -140,6 +142,38 @@ class DeviceKind(abc.ABC):
     def limit_violations(self, device: Any, *, start: datetime, end: datetime) -> int:
         """How many times the device left its user's limits in [start, end) (0 when not tracked)."""
         return 0
+
+    #: Unit of `comfort_gap` (None: the kind tracks no comfort limit).
+    comfort_unit: ClassVar[str | None] = None
+
+    def comfort_gap(self, device: Any, *, start: datetime, end: datetime, slice_s: int) -> float:
+        """How far the device fell outside its user's limits in [start, end), in `comfort_unit`."""
+        return 0.0
+
+    def stored_kwh(self, device: Any, now: datetime) -> float:
+        """Energy held in the device's store at `now` (kWh; heat for thermal stores, relative to
+        0 degC; the plugged-in EV's battery; a battery's charge; minus an industrial backlog).
+        Only differences between a device and its twin are reported (terminal state)."""
+        return 0.0
+
+
+def _kelvin_hours_outside(
+    steps: list[Any],
+    band: tuple[float, float],
+    *,
+    start: datetime,
+    end: datetime,
+    dt_h: float,
+    temp: str = "temp_end_c",
+) -> float:
+    """Degree-hours outside `band` of the step-end temperatures of `steps` in [start, end)."""
+    low, high = band
+    total = 0.0
+    for h in steps:
+        if start <= h.time < end:
+            t = getattr(h, temp)
+            total += (max(low - t, 0.0) + max(t - high, 0.0)) * dt_h
+    return total
 
 
 # -- EV ------------------------------------------------------------------------------------
@@ -177,7 +211,7 @@ class EvKind(DeviceKind):
         return EVGenerator()
 
     def wants_offer(self, device: EVCharger, env: StepEnv) -> bool:
-        return device.arrived(env.now, env.slice_s) or (env.k == 0 and device.session_at(env.now) is not None)
+        return device.arrived(env.now, env.slice_s) or (env.window_k == 0 and device.session_at(env.now) is not None)
 
     def limit_violations(self, device: EVCharger, *, start: datetime, end: datetime) -> int:
         """Sessions inside [start, end) that departed below their target energy."""
@@ -189,6 +223,22 @@ class EvKind(DeviceKind):
             if stored and stored[-1] < session.target_energy_kwh - 1e-6:
                 missed += 1
         return missed
+
+    comfort_unit = "kwh_short_at_departure"
+
+    def comfort_gap(self, device: EVCharger, *, start: datetime, end: datetime, slice_s: int) -> float:
+        """kWh below target at departure, over the sessions that departed in [start, end)."""
+        short = 0.0
+        for session in device.sessions:
+            if not start <= session.departure <= end:
+                continue
+            stored = [e for t, _, e in device.history if session.arrival <= t < session.departure]
+            if stored:
+                short += max(session.target_energy_kwh - stored[-1], 0.0)
+        return short
+
+    def stored_kwh(self, device: EVCharger, now: datetime) -> float:
+        return device.energy_kwh if device.session_at(now) is not None else 0.0
 
 
 # -- heat pump -------------------------------------------------------------------------------
@@ -249,6 +299,18 @@ class HeatPumpKind(DeviceKind):
             if start <= h.time < end
             and not (device.comfort_min_c - 1e-6 <= h.indoor_end_c <= device.comfort_max_c + 1e-6)
         )
+
+    comfort_unit = "kelvin_hours"
+
+    def comfort_gap(self, device: HeatPump, *, start: datetime, end: datetime, slice_s: int) -> float:
+        """Degree-hours of indoor temperature outside the comfort band."""
+        band = (device.comfort_min_c, device.comfort_max_c)
+        return _kelvin_hours_outside(
+            device.history, band, start=start, end=end, dt_h=slice_s / 3600, temp="indoor_end_c"
+        )
+
+    def stored_kwh(self, device: HeatPump, now: datetime) -> float:
+        return device.truth.c_kwh_per_k * device.indoor_temp_c
 
 
 # -- wet appliances -------------------------------------------------------------------------
@@ -316,6 +378,17 @@ class WaterHeaterKind(DeviceKind):
     def state(self, device: WaterHeater, env: StepEnv) -> Any:
         return device.state(env.now, slice_s=env.slice_s, n_steps=HP_BLOCK_STEPS + 1)
 
+    comfort_unit = "kelvin_hours"
+
+    def comfort_gap(self, device: WaterHeater, *, start: datetime, end: datetime, slice_s: int) -> float:
+        """Degree-hours of tank temperature outside its band."""
+        return _kelvin_hours_outside(
+            device.history, (device.min_c, device.max_c), start=start, end=end, dt_h=slice_s / 3600
+        )
+
+    def stored_kwh(self, device: WaterHeater, now: datetime) -> float:
+        return device.tank_l * _WATER_KWH_PER_L_K * device.temp_c
+
 
 # -- freezer / fridge on a smart plug --------------------------------------------------------
 
@@ -352,13 +425,24 @@ class FreezerKind(DeviceKind):
         return FreezerGenerator()
 
     def wants_offer(self, device: Freezer, env: StepEnv) -> bool:
-        return env.k % _FREEZER_REFRESH_STEPS == 0
+        return env.window_k % _FREEZER_REFRESH_STEPS == 0
 
     def state(self, device: Freezer, env: StepEnv) -> Any:
         return device.state(env.now, (device.world_ambient_c,) * (HP_BLOCK_STEPS + 1))
 
     def step(self, device: Freezer, setpoint_kwh: float | None, env: StepEnv) -> float:
         return device.step(env.now, setpoint_kwh, env.slice_s, device.world_ambient_c)
+
+    comfort_unit = "kelvin_hours"
+
+    def comfort_gap(self, device: Freezer, *, start: datetime, end: datetime, slice_s: int) -> float:
+        """Degree-hours of compartment temperature outside its band."""
+        return _kelvin_hours_outside(
+            device.history, (device.temp_min_c, device.temp_max_c), start=start, end=end, dt_h=slice_s / 3600
+        )
+
+    def stored_kwh(self, device: Freezer, now: datetime) -> float:
+        return -device.truth.c_kwh_per_k * device.temp_c  # cold is stored: colder = more
 
 
 # -- industrial process (KIBERnet) ------------------------------------------------------------
@@ -388,7 +472,10 @@ class IndustrialKind(DeviceKind):
         return IndustrialGenerator()
 
     def wants_offer(self, device: IndustrialProcess, env: StepEnv) -> bool:
-        return env.k % max(3600 // env.slice_s, 1) == 0
+        return env.window_k % max(3600 // env.slice_s, 1) == 0
+
+    def stored_kwh(self, device: IndustrialProcess, now: datetime) -> float:
+        return -device.backlog_kwh  # production still owed
 
 
 # -- battery storage -------------------------------------------------------------------------
@@ -413,6 +500,9 @@ class BatteryKind(DeviceKind):
 
     def generator(self, params: _BatteryParams) -> FlexOfferGenerator:
         return BatteryGenerator(block_steps=HP_BLOCK_STEPS)
+
+    def stored_kwh(self, device: Battery, now: datetime) -> float:
+        return device.soc_kwh
 
 
 # -- curtailable PV --------------------------------------------------------------------------

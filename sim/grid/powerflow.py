@@ -57,6 +57,10 @@ class FlowResult:
         """All steps not converged, every result NaN (to be filled step by step with `put`)."""
         return _empty_result(n_steps, n_bus, n_line, n_trafo)
 
+    def window(self, steps: slice) -> FlowResult:
+        """The results of `steps` only (views, not copies)."""
+        return FlowResult(**{name: getattr(self, name)[steps] for name in self.__dataclass_fields__})
+
     def put(self, k: int, one: FlowResult) -> None:
         """Copy the first step of `one` into step k."""
         for name in self.__dataclass_fields__:
