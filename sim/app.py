@@ -87,7 +87,8 @@ def _summary(kpis: dict[str, Any], out_dir: Path, report: bool) -> str:
         f"{kpis['offers']['unfinished_at_end']} unfinished); FMAN rounds {kpis['fman']['planning_rounds']}, "
         f"schedules assigned {kpis['fman']['assigned']}",
         f"  flexible energy {e['flexible_metered_kwh']:.1f} kWh (uncontrolled {e['flexible_uncontrolled_kwh']:.1f}, "
-        f"baseline in force {e['flexible_baseline_in_force_kwh']:.1f}); shifted {e['flexible_energy_shifted_kwh']:.1f} kWh",
+        f"baseline in force {e['flexible_baseline_in_force_kwh']:.1f}); "
+        f"shifted {e['flexible_energy_shifted_kwh']:.1f} kWh",
         f"  savings {sv['total_eur']:.2f} EUR = shift {sv['shift_eur']:.2f} + volume {sv['volume_eur']:.2f} "
         f"({sv['volume_kwh']:.1f} kWh not drawn)",
         f"  site peak {p['site_peak_actual_kw']:.1f} kW (uncontrolled {p['site_peak_uncontrolled_kw']:.1f} kW)",
