@@ -86,7 +86,8 @@ class PlanResult:
     objective), `baseline_cost_eur` of the same offers' default schedules (None when a default
     is missing or not covered by prices). Flexibility loss is that of aggregation (time in
     steps summed over members, energy in kWh). `fallback_reason` is None unless a solve
-    failed and its offers were left on their defaults.
+    failed and its offers were left on their defaults. `aggregate_schedules`: each aggregate
+    planned in this round with the schedule its members were disaggregated from.
     """
 
     planner: str
@@ -112,6 +113,7 @@ class PlanResult:
     schedules: tuple[Schedule, ...] = field(repr=False)
     aggregation: AggregationResult = field(repr=False)
     solutions: tuple[PlanSolution, ...] = field(repr=False)
+    aggregate_schedules: tuple[tuple[Aggregate, Schedule], ...] = field(repr=False, default=())
 
     @property
     def savings_eur(self) -> float | None:
@@ -237,6 +239,7 @@ class FlexOfferManager:
         statuses: list[str] = []
         fallbacks: list[str] = []
         assigned: list[Schedule] = []
+        planned: list[tuple[Aggregate, Schedule]] = []
         build_s = solve_s = 0.0
         objective_eur = 0.0
         baseline: float | None = 0.0
@@ -279,6 +282,7 @@ class FlexOfferManager:
             objective_eur += solution.objective_eur or 0.0
             for agg, schedule in extract_schedules(problem, solution, aggs, now=now):
                 baseline = self._assign_members(agg, schedule, originals, series, now, assigned, baseline)
+                planned.append((agg, schedule))
         return PlanResult(
             planner=PLANNER_NAME,
             planner_version=PLANNER_VERSION,
@@ -303,6 +307,7 @@ class FlexOfferManager:
             schedules=tuple(assigned),
             aggregation=aggregation,
             solutions=tuple(solutions),
+            aggregate_schedules=tuple(planned),
         )
 
     def assign_aggregate(self, agg: Aggregate, schedule: Schedule, *, now: datetime) -> list[Schedule]:

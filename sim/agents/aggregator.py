@@ -7,22 +7,50 @@ aggregates that earn more on the market than they cost (`atp.fman.plan_bids`) to
 through the aggregator's exchange client, and plans the rest itself; aggregates postponed by
 the bidding rule wait for a later round. When the market awards a bid, the FMAR's `assigned`
 event reaches the aggregator and the FMAN disaggregates the awarded schedule onto the members.
+
+`aggregates_used` remembers every aggregate the FMAN planned or bid, once per aggregate id,
+with the schedule its members were assigned from (a plan's or the market's award; None while
+a bid is not awarded). An aggregate is assigned at most once: its members leave the portfolio
+when assigned, so a later round builds new aggregates with new ids.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import mesa
 import pandas as pd
 
 from atp.errors import AtpError
-from atp.flexoffer import OfferState
-from atp.fman import AggregationParams, BiddingParams, FlexOfferManager, MarketBid, PlanResult, PriceSeries, plan_bids
+from atp.flexoffer import OfferState, Schedule
+from atp.fman import (
+    Aggregate,
+    AggregationParams,
+    BiddingParams,
+    FlexOfferManager,
+    MarketBid,
+    PlanResult,
+    PriceSeries,
+    plan_bids,
+)
 from atp.interface import Event, InProcessClient, OfferStore
 
-__all__ = ["Aggregator"]
+__all__ = ["AggregateUse", "Aggregator"]
+
+
+@dataclass(eq=False)
+class AggregateUse:
+    """An aggregate the FMAN planned or bid, and the schedule its members were assigned from.
+
+    `schedule` (flex_offer_id = the aggregate's id) is None while the aggregate is only bid and
+    not awarded; `bid` tells whether it was ever bid into the market.
+    """
+
+    aggregate: Aggregate
+    schedule: Schedule | None = None
+    bid: bool = False
 
 
 class Aggregator(mesa.Agent):
@@ -52,6 +80,7 @@ class Aggregator(mesa.Agent):
         self.series_kwh = series_kwh or {}  # what the objective needs besides prices (kWh per step)
         self.planning_interval_s = planning_interval_s
         self.plans: list[PlanResult] = []
+        self.aggregates_used: list[AggregateUse] = []  # one per aggregate id, in order of first use
         # Market bidding (None: the FMAN does not bid).
         self.bidding: BiddingParams | None = None
         self.reference_eur_per_kwh = 0.0
@@ -80,7 +109,17 @@ class Aggregator(mesa.Agent):
         assert schedule is not None  # an assigned event carries its schedule
         awarded = dataclasses.replace(schedule, flex_offer_id=bid.aggregate.id)
         self.fman.assign_aggregate(bid.aggregate, awarded, now=event.time)
+        self._use(bid.aggregate).schedule = awarded
         self.bids_awarded += 1
+
+    def _use(self, aggregate: Aggregate) -> AggregateUse:
+        """The entry of `aggregate` in `aggregates_used`, added if it is not there yet."""
+        for use in reversed(self.aggregates_used):
+            if use.aggregate.id == aggregate.id:
+                return use
+        use = AggregateUse(aggregate)
+        self.aggregates_used.append(use)
+        return use
 
     def _withdraw_unawarded(self) -> None:
         """Take back the bids that won nothing; their members return to the FMAN's planning."""
@@ -110,6 +149,7 @@ class Aggregator(mesa.Agent):
                 submitted = self.market.submit(dataclasses.replace(bid.offer, id=None))
                 assert submitted.id is not None
                 self.bids[submitted.id] = bid
+                self._use(bid.aggregate).bid = True
                 skip.update(m.offer_id for m in bid.aggregate.members)
             for held in bids.postponed:
                 skip.update(held.members)
@@ -117,4 +157,6 @@ class Aggregator(mesa.Agent):
             self.postponed += len(bids.postponed)
         result = self.fman.plan(now, self.prices, series_kwh=self.series_kwh, skip=skip)
         self.plans.append(result)
+        for aggregate, schedule in result.aggregate_schedules:
+            self._use(aggregate).schedule = schedule
         return result
