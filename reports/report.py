@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from atp.flexoffer.files import write_atomic
+from reports.accounts import accounting_html
 
 __all__ = ["build_report", "kpi_rows"]
 
@@ -168,13 +169,15 @@ def build_report(run_dir: str | Path) -> Path:
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td{{padding:2px 10px}}
-tr:nth-child(even){{background:#f3f3f3}}img{{max-width:100%}}</style></head>
+tr:nth-child(even){{background:#f3f3f3}}img{{max-width:100%}}th{{text-align:left;padding:2px 10px}}
+.note{{color:#555;font-size:90%}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p>Files of this run: flexoffers.jsonl, schedules.jsonl, measurements.parquet, timeseries.parquet,
 market.parquet, grid.parquet, grid_injections.parquet, grid_forecast.parquet, grid_net.json,
 transport.parquet, kpi.json (formats: docs/outputs.md).</p>
+{accounting_html(kpis, run_dir)}
 {images}
-<h2>KPIs</h2><table>{table}</table></body></html>
+<h2>All KPIs</h2><table>{table}</table></body></html>
 """
     out = run_dir / "report.html"
     write_atomic(out, page)
