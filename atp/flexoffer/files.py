@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -91,17 +91,36 @@ def read_documents(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX
     return data if isinstance(data, list) else [data]
 
 
+def _create_temporary(folder: Path, name: str) -> tuple[int, Path]:
+    """A new file beside `name` in `folder`, created with the usual mode (0666 less the umask).
+
+    `tempfile.mkstemp` would create it 0600, and the rename would keep that mode, so files
+    other users should read (a run folder's reports) would be private.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(4)}.part"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{folder}: no free temporary name for {name} after 100 attempts")
+
+
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, then rename."""
+    """Write `text` to `path` through a temporary file in the same folder, then rename.
+
+    The file gets the mode a plain `open(path, "w")` would give it (0644 under the usual umask 022).
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+    fd, tmp = _create_temporary(p.parent, p.name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, p)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
