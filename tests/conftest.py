@@ -1,13 +1,57 @@
-"""Test settings: Hypothesis without deadlines (shared CI machines), derandomised under CI."""
+"""Test settings: Hypothesis without deadlines (shared CI machines); a CI profile that reproduces.
+
+Profiles (`--hypothesis-profile NAME` picks one locally; `CI` set in the environment loads "ci"):
+- "default": 100 examples; the local example database in `.hypothesis/` replays past failures.
+- "ci": the same examples, no example database (a run depends on its seed only) and every
+  failure prints its reproduction blob. The session draws one seed, prints it in the header
+  and again under any failure: `pytest --hypothesis-profile=ci --hypothesis-seed=N` repeats the run.
+"""
 
 from __future__ import annotations
 
 import os
+import random
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("default", deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
-    "ci", deadline=None, max_examples=100, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+    "ci",
+    deadline=None,
+    max_examples=100,
+    derandomize=False,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+def _ci_profile(config: pytest.Config) -> bool:
+    chosen = config.getoption("hypothesis_profile", None) or settings.get_current_profile_name()
+    return chosen == "ci"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Under the CI profile, fix the session's seed before Hypothesis' plugin reads the option."""
+    if _ci_profile(config) and config.getoption("hypothesis_seed", None) is None:
+        config.option.hypothesis_seed = str(random.SystemRandom().randrange(2**32))
+
+
+def _seed_line(config: pytest.Config) -> str | None:
+    seed = config.getoption("hypothesis_seed", None)
+    if seed is None:
+        return None
+    return f"hypothesis seed {seed} (repeat with --hypothesis-profile=ci --hypothesis-seed={seed})"
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return _seed_line(config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    line = _seed_line(config)
+    if line is not None and terminalreporter.stats.get("failed"):
+        terminalreporter.write_line(line)

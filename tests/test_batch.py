@@ -279,11 +279,14 @@ def mutate(data: st.DataObject, offer: FlexOffer, how: str) -> FlexOffer:
     if how == "duration_off_grid" and offer.start_before_duration_s is not None:
         return dataclasses.replace(offer, start_before_duration_s=offer.start_before_duration_s + 60)
     if how == "both_window_fields":
+        # An offer that has neither field (after no_window_field) has no latest start: take its
+        # earliest start plus one step, so the change always sets both fields.
         window = offer.window(offer.created_at)
+        latest = window.latest if window.latest is not None else window.earliest + step
         return dataclasses.replace(
             offer,
-            start_before=window.latest,
-            start_before_duration_s=int((window.latest - window.earliest).total_seconds()),
+            start_before=latest,
+            start_before_duration_s=int((latest - window.earliest).total_seconds()),
         )
     if how == "no_window_field":
         return dataclasses.replace(offer, start_before=None, start_before_duration_s=None)
@@ -370,6 +373,32 @@ def test_validate_batch_agrees_with_validate_offer(how, data):
         for extra in data.draw(st.lists(st.sampled_from(OFFER_CHANGES), max_size=1)):
             offer = mutate(data, offer, extra)
         offers.append(offer)
+    _assert_validation_agrees(data, offers)
+
+
+WINDOW_CHANGES = [
+    "start_after_off_grid",
+    "start_before_off_grid",
+    "duration_off_grid",
+    "both_window_fields",
+    "no_window_field",
+    "negative_duration",
+    "reversed_window",
+    "assignment_after_start",
+]
+
+
+@pytest.mark.parametrize(("first", "second"), [(a, b) for a in WINDOW_CHANGES for b in WINDOW_CHANGES])
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_window_changes_compose(first, second, data):
+    """Every pair of changes to the start window composes (the second sees what the first left,
+    e.g. no window field at all) and the batch still agrees with validate_offer."""
+    case = data.draw(cases())
+    _assert_validation_agrees(data, [mutate(data, mutate(data, case.offer, first), second)])
+
+
+def _assert_validation_agrees(data: st.DataObject, offers: list[FlexOffer]) -> None:
     limits = data.draw(
         st.sampled_from([Limits(), Limits(max_profiles=1), Limits(max_profile_s=20 * 900), Limits(max_profile_s=0)])
     )
