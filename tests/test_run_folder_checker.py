@@ -1,0 +1,138 @@
+"""The independent run-folder checker (tests/check_run_folder.py) on each site's default run.
+
+Each site's default run (one day) is written once per module; the checker runs on it as a
+subprocess and must pass. Then copies of the folder are corrupted one way each (an infeasible
+schedule, a member schedule that no longer sums to its aggregate, periods out of order) and the
+checker must fail, naming what broke.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sim.app import run
+from tests.test_world import config_for
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKER = ROOT / "tests" / "check_run_folder.py"
+
+
+@pytest.fixture(scope="module", params=["foss", "esr", "sww"])
+def site_folder(request, tmp_path_factory) -> Path:
+    """The run folder of one site's default run (scenario=<site>, one day), without the report."""
+    out = tmp_path_factory.mktemp(f"checked-{request.param}")
+    run(config_for(f"scenario={request.param}", "output.report=false"), out)
+    return out
+
+
+def check(folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(CHECKER), str(folder)], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+def fail_lines(proc: subprocess.CompletedProcess) -> str:
+    """The FAIL lines of the checker's output with the problems listed under them."""
+    return "\n".join(line for line in proc.stdout.splitlines() if line.startswith(("FAIL", "     ")))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write_jsonl(path: Path, items: list[dict]) -> None:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+
+
+def steps(profile: dict) -> list[tuple[float, float]]:
+    return [tuple(s["energy"]) for s in profile["slices"] for _ in range(s["duration"])]
+
+
+def replace_schedule(folder: Path, schedule: dict) -> None:
+    """Put `schedule` in schedules.jsonl and in its offer's line (flexoffers or aggregates)."""
+    offer_id = schedule["flex_offer_id"]
+    lines = read_jsonl(folder / "schedules.jsonl")
+    write_jsonl(folder / "schedules.jsonl", [schedule if s["flex_offer_id"] == offer_id else s for s in lines])
+    for name in ("flexoffers.jsonl", "aggregates.jsonl"):
+        offers = read_jsonl(folder / name)
+        for o in offers:
+            if o["id"] == offer_id:
+                o["schedule"] = schedule
+        write_jsonl(folder / name, offers)
+
+
+@pytest.fixture
+def copy(site_folder, tmp_path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(site_folder, target)
+    return target
+
+
+def test_the_default_run_passes_every_check(site_folder):
+    proc = check(site_folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL" not in proc.stdout
+    for name in ("1 schedules feasible", "2 aggregates disaggregated", "5 periods in order"):
+        assert f"ok   {name}: " in proc.stdout
+
+
+def test_an_infeasible_schedule_fails_check_1(copy):
+    offers = {o["id"]: o for o in read_jsonl(copy / "flexoffers.jsonl")}
+    schedule = next(s for s in read_jsonl(copy / "schedules.jsonl") if s["flex_offer_id"] in offers)
+    offer = offers[schedule["flex_offer_id"]]
+    upper = steps(offer["profiles"][schedule["profile"]])[0][1]
+    schedule["energy"][0] = upper + 0.5
+    replace_schedule(copy, schedule)
+    proc = check(copy)
+    assert proc.returncode == 1
+    assert f"schedule of {schedule['flex_offer_id']}: energy[0] = " in fail_lines(proc)
+    assert "FAIL 1 schedules feasible" in proc.stdout
+
+
+def test_a_member_schedule_that_does_not_sum_fails_check_2(copy):
+    offers = {o["id"]: o for o in read_jsonl(copy / "flexoffers.jsonl")}
+    schedules = {s["flex_offer_id"]: s for s in read_jsonl(copy / "schedules.jsonl")}
+    # A member step with room on both sides: moving it keeps the member feasible but breaks the sum.
+    found = None
+    for agg in read_jsonl(copy / "aggregates.jsonl"):
+        if "schedule" not in agg:
+            continue
+        for member_id in agg["members"]:
+            s = schedules[member_id]
+            bounds = steps(offers[member_id]["profiles"][s["profile"]])
+            for i, (x, (lo, hi)) in enumerate(zip(s["energy"], bounds, strict=True)):
+                if lo + 0.02 < x < hi - 0.02:
+                    found = agg["id"], s, i
+                    break
+            if found:
+                break
+        if found:
+            break
+    assert found is not None, "no aggregate member has a step strictly inside its bounds"
+    agg_id, member, i = found
+    member["energy"][i] += 0.01
+    replace_schedule(copy, member)
+    proc = check(copy)
+    assert proc.returncode == 1
+    assert "ok   1 schedules feasible" in proc.stdout
+    assert "FAIL 2 aggregates disaggregated" in proc.stdout
+    assert f"aggregate {agg_id}: step " in fail_lines(proc)
+
+
+def test_periods_out_of_order_fail_check_5(copy):
+    ts = pd.read_parquet(copy / "timeseries.parquet")
+    first, last = ts.index[0], ts.index[-1]
+    assert (ts.at[first, "period"], ts.at[last, "period"]) == ("warmup", "tail")
+    ts.at[first, "period"] = "tail"
+    ts.to_parquet(copy / "timeseries.parquet", index=False)
+    proc = check(copy)
+    assert proc.returncode == 1
+    assert "FAIL 5 periods in order" in proc.stdout
+    assert "timeseries.parquet: period 'warmup'" in fail_lines(proc)
