@@ -51,7 +51,7 @@ def battery_setups(draw):
     now = DAY0 + timedelta(seconds=slice_s * draw(st.integers(0, 200)) + draw(st.sampled_from([0, 1, 450, 899])))
     capacity = draw(st.floats(1.0, 30.0))
     lo = capacity * draw(st.floats(0.0, 0.4))
-    hi = lo + (capacity - lo) * draw(st.floats(0.0, 1.0))
+    hi = min(lo + (capacity - lo) * draw(st.floats(0.0, 1.0)), capacity)  # min: lo + (c - lo) may round above c
     soc = draw(st.one_of(st.just(lo), st.just(hi), st.floats(lo, hi)))
     battery = Battery(
         capacity_kwh=capacity,
@@ -79,12 +79,14 @@ def pv_setups(draw):
 
 
 # -- battery helpers ---------------------------------------------------------------------------------
-def battery_offers(setup, mode=Mode.DELEGATED, price=None):
+def battery_offers(setup, mode=Mode.DELEGATED, price=None, *, energy_neutral=False):
+    """Dependency and polytope offers of one battery state (by default without the energy-neutral
+    total, so that the state-of-charge properties see every schedule the chain allows)."""
     battery, now, slice_s, block = setup
     ctx = context(now, slice_s) if price is None else dataclasses.replace(context(now, slice_s), mode=mode)
     state = battery.state(now)
-    dep = BatteryGenerator(block_steps=block).generate(state, ctx)
-    poly = BatteryGenerator(block_steps=block, form="polytope").generate(state, ctx)
+    dep = BatteryGenerator(block_steps=block, energy_neutral=energy_neutral).generate(state, ctx)
+    poly = BatteryGenerator(block_steps=block, form="polytope", energy_neutral=energy_neutral).generate(state, ctx)
     return dep, poly, state, ctx
 
 
@@ -169,6 +171,27 @@ def test_battery_feasible_schedules_keep_the_state_of_charge(setup, seed, extrem
 
 
 @settings(max_examples=80)
+@given(battery_setups(), st.integers(0, 2**32 - 1), st.booleans())
+def test_energy_neutral_battery_offers_cannot_empty_the_battery(setup, seed, extreme):
+    """By default a block takes from the grid at least what it gives back: a schedule that
+    discharges on balance is infeasible, and every feasible one ends the block with at least the
+    starting charge minus the worst-case cycling loss."""
+    dep, poly, state, ctx = battery_offers(setup, energy_neutral=True)
+    if dep is None:
+        return
+    x = sample_dependency_schedule(dep, np.random.default_rng(seed), extreme=extreme)
+    for offer in (dep, poly):
+        assert offer.profiles[0].total_energy[0] == 0.0
+        problems = check_schedule(offer, schedule_of(offer, x, setup[1]))
+        assert (problems == []) == (x.sum() >= -1e-9), (x.sum(), problems)
+    if x.sum() >= -1e-9:
+        eta_c, eta_d = state.charge_efficiency, state.discharge_efficiency
+        worst_loss_per_kwh = 1.0 / eta_d - eta_c  # a kWh taken and given back
+        lost = worst_loss_per_kwh * np.abs(x).sum()
+        assert stored_trajectory(state, x)[-1] >= state.soc_kwh - lost - TOL
+
+
+@settings(max_examples=80)
 @given(battery_setups(), st.integers(0, 2**32 - 1))
 def test_battery_dependency_and_polytope_forms_agree(setup, seed):
     _, now, _, _ = setup
@@ -220,13 +243,16 @@ def test_lossless_battery_offer_is_exact_and_captures_everything_over_the_horizo
         charge_efficiency=1.0,
         discharge_efficiency=1.0,
     )
-    ctx, gen = context(now), BatteryGenerator(block_steps=16)
+    ctx, gen = context(now), BatteryGenerator(block_steps=16, energy_neutral=False)
     offer = gen.generate(battery.state(now), ctx)
     full = schedule_of(offer, [1.0] * 5 + [0.0] * 11, now)  # exactly to capacity
     empty = schedule_of(offer, [-1.0] * 4 + [0.0] * 12, now)  # exactly to soc_min
     assert check_schedule(offer, full) == [] and check_schedule(offer, empty) == []
     assert check_schedule(offer, schedule_of(offer, [1.0] * 5 + [0.01] + [0.0] * 10, now)) != []
-    whole_day = BatteryGenerator(block_steps=200)
+    neutral = BatteryGenerator(block_steps=16).generate(battery.state(now), ctx)  # the default
+    cycle = schedule_of(neutral, [-1.0] * 4 + [1.0] * 4 + [0.0] * 8, now)
+    assert check_schedule(neutral, empty) != [] and check_schedule(neutral, cycle) == []
+    whole_day = BatteryGenerator(block_steps=200, energy_neutral=False)
     assert whole_day.captured_flexibility(battery.state(now), whole_day.generate(battery.state(now), ctx), ctx) == (
         pytest.approx(1.0)
     )
@@ -249,7 +275,7 @@ def test_battery_ems_clips_to_the_real_state_of_charge_and_reports():
     battery = Battery(capacity_kwh=10.0, soc_kwh=3.0, max_charge_kw=5.0, max_discharge_kw=5.0, soc_min_kwh=1.0)
     ctx = context(now)
     offer = BatteryGenerator().generate(battery.state(now), ctx)
-    schedule = schedule_of(offer, [-0.9] + [0.0] * 15, now)  # within the worst-case cycling reserve
+    schedule = schedule_of(offer, [-0.9] + [0.0] * 7 + [0.9] + [0.0] * 7, now)  # within the cycling reserve
     assert check_schedule(offer, schedule) == []
     # The battery lost charge since the offer was made (the truth differs from the prediction).
     drained = dataclasses.replace(battery.state(now), soc_kwh=1.5)

@@ -30,6 +30,11 @@ kinks are points, so the interpolation is exact); or as a polytope of the rows
 `sum(x[:k]) <= hi` and `-sum(x[:k]) <= -lo_k` (`form="polytope"`, rows the slices already
 imply left out). Both forms describe the same set of schedules.
 
+Energy neutral (default, `energy_neutral=True`): the offer's total-energy constraint is
+`[0, n * e_c]`, so every feasible schedule takes from the grid at least what it returns and the
+battery ends its block with at least its starting charge minus cycling losses; without it a
+planner could sell the stored energy of the morning as "savings".
+
 Default schedule: idle (zeros): uncontrolled, the battery does nothing (self-consumption control
 is out of scope). The step in progress (now to `first_start`) is idle too. To keep idle
 feasible with losses (`lo_n <= 0`), the discharge limit `e_d` of the offer is lowered when the
@@ -252,13 +257,16 @@ class BatteryGenerator(FlexOfferGenerator):
     load_type = "battery"
     version = "1"
 
-    def __init__(self, *, block_steps: int = 16, form: ConstraintForm = "dependency") -> None:
+    def __init__(
+        self, *, block_steps: int = 16, form: ConstraintForm = "dependency", energy_neutral: bool = True
+    ) -> None:
         if block_steps < 1:
             raise GenerationError(f"block_steps must be at least 1, not {block_steps}")
         if form not in _FORMS:
             raise GenerationError(f"form must be one of {', '.join(_FORMS)}, not {form!r}")
         self.block_steps = block_steps
         self.form: ConstraintForm = form
+        self.energy_neutral = energy_neutral
 
     def _n_steps(self, ctx: GenerationContext) -> int:
         return min(self.block_steps, ctx.steps_until(ctx.horizon_end))
@@ -272,12 +280,15 @@ class BatteryGenerator(FlexOfferGenerator):
         block = _block(state, ctx.slice_s, n)
         if _offer_ranges(block).sum() <= 1e-9:
             return None
+        # Energy neutral: the block takes from the grid at least what it gives back, so a schedule
+        # cannot "save" energy by emptying the battery (what the uncontrolled, idle battery would
+        # not have done); the charge at the block's end is then at least S_0 minus cycling losses.
+        total = (0.0, n * block.charge_kwh) if self.energy_neutral else None
+        slices = (Slice(n, (-block.discharge_kwh, block.charge_kwh)),)
         if self.form == "dependency":
-            profile = Profile(
-                slices=(Slice(n, (-block.discharge_kwh, block.charge_kwh)),), dependency=_dependency(block)
-            )
+            profile = Profile(slices=slices, total_energy=total, dependency=_dependency(block))
         else:
-            profile = Profile(slices=(Slice(n, (-block.discharge_kwh, block.charge_kwh)),), polytope=_polytope(block))
+            profile = Profile(slices=slices, total_energy=total, polytope=_polytope(block))
         return ctx.block_offer(self.load_type, profile, (0.0,) * n)
 
     def captured_flexibility(self, state: BatteryState, offer: FlexOffer | None, ctx: GenerationContext) -> float:
