@@ -176,7 +176,7 @@ def test_energy_neutral_battery_offers_cannot_empty_the_battery(setup, seed, ext
     """By default a block takes from the grid at least what it gives back: a schedule that
     discharges on balance is infeasible, and every feasible one ends the block with at least the
     starting charge minus the worst-case cycling loss."""
-    dep, poly, state, ctx = battery_offers(setup, energy_neutral=True)
+    dep, poly, state, _ = battery_offers(setup, energy_neutral=True)
     if dep is None:
         return
     x = sample_dependency_schedule(dep, np.random.default_rng(seed), extreme=extreme)
