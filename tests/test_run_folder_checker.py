@@ -3,21 +3,29 @@
 Each site's default run (one day) is written once per module; the checker runs on it as a
 subprocess and must pass. Then copies of the folder are corrupted one way each (an infeasible
 schedule, a member schedule that no longer sums to its aggregate, periods out of order) and the
-checker must fail, naming what broke.
+checker must fail, naming what broke. A property test shows that the checker's feasibility
+rules, written from the spec's text alone, agree with the platform's `check_schedule`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from atp.flexoffer import check_schedule, encode
 from sim.app import run
+from tests.check_run_folder import schedule_problems
+from tests.strategies import cases, feasible_schedule
 from tests.test_world import config_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +144,34 @@ def test_periods_out_of_order_fail_check_5(copy):
     assert proc.returncode == 1
     assert "FAIL 5 periods in order" in proc.stdout
     assert "timeseries.parquet: period 'warmup'" in fail_lines(proc)
+
+
+@st.composite
+def offer_and_schedule(draw):
+    """A generated offer and a schedule of it: feasible, or broken one way (energy, start, deadline)."""
+    case = draw(cases())
+    schedule = draw(feasible_schedule(case))
+    how = draw(st.sampled_from(["none", "energy", "start", "off_grid", "late"]))
+    if how == "energy":
+        i = draw(st.integers(0, len(schedule.energy) - 1))
+        energy = list(schedule.energy)
+        energy[i] += draw(st.sampled_from([-2.0, -0.3, 0.3, 2.0]))
+        schedule = dataclasses.replace(schedule, energy=tuple(energy))
+    elif how == "start":
+        steps = draw(st.sampled_from([-3, -1, 1, 5, 100]))
+        schedule = dataclasses.replace(schedule, start=schedule.start + timedelta(seconds=steps * case.offer.slice_s))
+    elif how == "off_grid":
+        schedule = dataclasses.replace(schedule, start=schedule.start + timedelta(seconds=60))
+    elif how == "late":
+        schedule = dataclasses.replace(schedule, assigned_at=schedule.assigned_at + timedelta(hours=30))
+    return case.offer, schedule
+
+
+@given(offer_and_schedule())
+def test_the_checker_and_the_platform_agree_on_feasibility(pair):
+    offer, schedule = pair
+    data = encode(schedule)
+    now = schedule.assigned_at or offer.created_at
+    theirs = check_schedule(offer, schedule)
+    ours = schedule_problems(encode(offer), data, now=now)
+    assert bool(ours) == bool(theirs), (ours, theirs)
