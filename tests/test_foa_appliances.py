@@ -253,11 +253,12 @@ def wh_setups(draw):
     return heater, now, slice_s, draw(st.integers(1, 24))
 
 
-def wh_offer(setup):
+def wh_offer(setup, *, keep_end_level=True):
     heater, now, slice_s, block = setup
     ctx = context(now, slice_s)
     state = heater.state(now, slice_s=slice_s, n_steps=block + 1)
-    return WaterHeaterGenerator(block_steps=block).generate(state, ctx), state, ctx
+    gen = WaterHeaterGenerator(block_steps=block, keep_end_level=keep_end_level)
+    return gen.generate(state, ctx), state, ctx
 
 
 def run_wh(heater, now, ctx, setpoints):
@@ -309,7 +310,7 @@ def test_water_heater_offer_is_valid_and_default_is_the_thermostat(setup):
 @given(wh_setups(), st.floats(0.0, 1.0), st.booleans())
 def test_water_heater_feasible_schedules_keep_the_tank_in_its_limits(setup, weight, highest):
     heater, now, slice_s, block = setup
-    offer, state, ctx = wh_offer(setup)
+    offer, state, ctx = wh_offer(setup, keep_end_level=False)  # the band alone: every band-keeping schedule
     default = np.asarray(offer.default_schedule.energy)
     start_c, _, default_temps = run_wh(heater, now, ctx, list(default))
     band = (min(heater.min_c, default_temps.min()), max(heater.max_c, default_temps.max()))
@@ -319,6 +320,10 @@ def test_water_heater_feasible_schedules_keep_the_tank_in_its_limits(setup, weig
     schedule = Schedule("fo-1", ctx.first_start, 0, tuple(float(v) for v in x), assigned_at=now)
     assert check_schedule(offer, schedule) == []
     _, _, temps = run_wh(heater, now, ctx, x.tolist())
+    # The default offer also keeps the end level: the tank ends at least as hot as its thermostat
+    # would leave it (the highest trajectory does; the lowest ends colder unless it is the default).
+    level_kept = check_schedule(wh_offer(setup)[0], schedule) == []
+    assert level_kept == (temps[-1] >= default_temps[-1] - 1e-6) or abs(temps[-1] - default_temps[-1]) < 1e-4
     assert np.all(temps >= band[0] - TOL) and np.all(temps <= band[1] + TOL)
     if not widened:
         ems, twin = BuiltInEMS(generators={"water_heater": WaterHeaterGenerator()}), copy.deepcopy(heater)
@@ -368,7 +373,8 @@ def test_water_heater_ems_heats_when_an_unforecast_draw_cools_the_tank():
     heater = boiler(47.0, shower)
     ctx = context(now)
     blind = heater.state(now, draw_forecast_l=[0.0])  # the FOA expects no draw
-    offer = WaterHeaterGenerator(block_steps=4).generate(blind, ctx)
+    # without the end level: "off" would otherwise leave the tank colder than its thermostat
+    offer = WaterHeaterGenerator(block_steps=4, keep_end_level=False).generate(blind, ctx)
     off = Schedule("fo-1", ctx.first_start, 0, (0.0,) * 4, assigned_at=now)
     assert check_schedule(offer, off) == []
     ems = BuiltInEMS(generators={"water_heater": WaterHeaterGenerator()})

@@ -270,10 +270,15 @@ def test_heat_pump_offer_is_valid_and_default_is_the_thermostat(setup):
     assert validate_offer(offer, now=now) == []
     profile = offer.profiles[0]
     n = min(block, ctx.steps_until(ctx.horizon_end))  # the block ends within 24 h of now
-    assert profile.n_steps == n and len(profile.polytope.b) == 2 * n
+    # the band (two rows per step) and the end level: T[n] at least the thermostat's
+    assert profile.n_steps == n and len(profile.polytope.b) == 2 * n + 1
     assert offer.start_after == offer.start_before == offer.assignment_before == ctx.first_start
-    drawn, _, _ = run_hp(hp, now, ctx, outdoor, [None] * n)
+    drawn, _, default_temps = run_hp(hp, now, ctx, outdoor, [None] * n)
     assert np.allclose(drawn, offer.default_schedule.energy, atol=TOL, rtol=0)
+    if sum(drawn) > 1e-3:  # drawing nothing leaves the building colder than its thermostat would
+        nothing = Schedule("fo-1", ctx.first_start, 0, (0.0,) * n, assigned_at=now)
+        _, _, cold = run_hp(hp, now, ctx, outdoor, [0.0] * n)
+        assert cold[-1] < default_temps[-1] and check_schedule(offer, nothing) != []
     gen = HeatPumpGenerator(block_steps=block)
     assert 0.0 <= gen.captured_flexibility(state, offer, ctx) <= 1.0
 
@@ -331,7 +336,8 @@ def test_heat_pump_ems_overrides_when_the_truth_loses_more_heat_than_the_model()
     )
     outdoor = (0.0,) * 17
     ctx = context(now)
-    offer = HeatPumpGenerator(block_steps=16).generate(hp.state(now, outdoor), ctx)
+    # without the end level, so that the lowest band-keeping trajectory is a feasible schedule
+    offer = HeatPumpGenerator(block_steps=16, keep_end_level=False).generate(hp.state(now, outdoor), ctx)
     predicted = copy.deepcopy(hp)
     predicted.truth = model
     predicted.step(now, None, 900, 0.0)

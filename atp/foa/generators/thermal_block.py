@@ -68,15 +68,24 @@ class ThermalBlock:
         temps = c + m @ self.default_kwh
         return min(lo_c, float(temps.min())), max(hi_c, float(temps.max()))
 
-    def profile(self, lo_c: float, hi_c: float) -> Profile:
-        """One slice of `n` steps in [0, step_kwh], its polytope exactly the band (widened)."""
+    def profile(self, lo_c: float, hi_c: float, *, keep_end_level: bool = False) -> Profile:
+        """One slice of `n` steps in [0, step_kwh], its polytope exactly the band (widened).
+
+        `keep_end_level`: one more row, T[n] >= the default trajectory's T[n]: the store ends the
+        block at least as warm as its thermostat would leave it, so a schedule moves heat in time
+        but cannot draw less by leaving the store colder (comfort spent is not flexibility)."""
         lo_c, hi_c = self.band(lo_c, hi_c)
         m, c = self.affine()
+        rows, rhs = [m, -m], [hi_c - c, c - lo_c]
+        if keep_end_level:
+            end_c = float(c[-1] + m[-1] @ self.default_kwh)
+            rows.append(-m[-1:])
+            rhs.append(np.array([c[-1] - end_c]))
         return Profile(
             slices=(Slice(self.n, (0.0, self.step_kwh)),),
             polytope=Polytope(
-                A=tuple(tuple(float(v) for v in row) for row in np.vstack([m, -m])),
-                b=tuple(float(v) for v in np.concatenate([hi_c - c, c - lo_c])),
+                A=tuple(tuple(float(v) for v in row) for row in np.vstack(rows)),
+                b=tuple(float(v) for v in np.concatenate(rhs)),
             ),
         )
 
@@ -135,10 +144,11 @@ class ThermalBlockGenerator(FlexOfferGenerator):
     before a block ends so that blocks follow each other.
     """
 
-    def __init__(self, *, block_steps: int = 16) -> None:
+    def __init__(self, *, block_steps: int = 16, keep_end_level: bool = True) -> None:
         if block_steps < 1:
             raise GenerationError(f"block_steps must be at least 1, not {block_steps}")
         self.block_steps = block_steps
+        self.keep_end_level = keep_end_level  # see ThermalBlock.profile
 
     @abstractmethod
     def block(self, state: Any, ctx: GenerationContext, n: int) -> ThermalBlock:
@@ -154,7 +164,8 @@ class ThermalBlockGenerator(FlexOfferGenerator):
         if n == 0:
             return None
         block = self.block(state, ctx, n)
-        return ctx.block_offer(self.load_type, block.profile(*self.band(state)), block.default_kwh)
+        profile = block.profile(*self.band(state), keep_end_level=self.keep_end_level)
+        return ctx.block_offer(self.load_type, profile, block.default_kwh)
 
     def captured_flexibility(self, state: Any, offer: FlexOffer | None, ctx: GenerationContext) -> float:
         """Share of the device's per-step ranges over the horizon that the offer's block captures:
