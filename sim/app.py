@@ -4,11 +4,15 @@
     goflex-twin scenario=esr sim.days=7 sim.seed=3
     goflex-twin -m scenario=foss,esr,sww           a sweep, with a comparison report
 
-A wrong value stops the run before it starts with one sentence naming the key.
+A wrong value stops the run before it starts with one sentence naming the key (exit code 2),
+and the run folder Hydra made for it is removed again. The configs are the package `scenarios`
+(installed with the code), so the command runs from any folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.resources
 import json
 import sys
 import time
@@ -17,6 +21,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from atp.errors import AtpError
@@ -24,9 +29,10 @@ from atp.flexoffer.files import write_atomic
 from sim.config import ConfigError, RunConfig, load_run_config
 from sim.sources import SourceError
 
-__all__ = ["main", "run"]
+__all__ = ["CONFIG_DIR", "CONFIG_PACKAGE", "main", "run"]
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "scenarios")
+CONFIG_PACKAGE = "scenarios"
+CONFIG_DIR = str(importlib.resources.files(CONFIG_PACKAGE))  # for hydra.initialize_config_dir (tests, benchmarks)
 
 
 def _progress_bar(config: RunConfig, setting: Any):
@@ -45,30 +51,26 @@ def run(config: RunConfig, out_dir: Path, *, progress: Any = False) -> dict[str,
     from sim.outputs import write_outputs
     from sim.world import World
 
+    began = time.perf_counter()
     world = World(config)
     bar = _progress_bar(config, progress)
-    began = time.perf_counter()
     try:
         world.run(progress=(lambda k: bar.update(1)) if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
-    run_s = time.perf_counter() - began
+    after_s: dict[str, float] = {}
     t = time.perf_counter()
     kpis = compute_kpis(world)
+    after_s["kpi"] = time.perf_counter() - t
+    t = time.perf_counter()
     write_outputs(world, out_dir, kpis)
+    after_s["outputs"] = time.perf_counter() - t
+    t = time.perf_counter()
     if config.report:
         build_report(out_dir)
-    world.timings.output_s = time.perf_counter() - t
-    timings = {
-        "build_s": world.timings.build_s,
-        "run_s": run_s,
-        "agents_s": world.timings.agents_s,
-        "atp_s": world.timings.atp_s,
-        "grid_s": world.timings.grid_s,
-        "output_s": world.timings.output_s,
-        "parts_s": world.timings.parts,
-    }
+    after_s["report"] = time.perf_counter() - t
+    timings = world.timings.summary(wall_s=time.perf_counter() - began, after_s=after_s)
     write_atomic(out_dir / "timings.json", json.dumps(timings, indent=2, sort_keys=True) + "\n")
     return kpis
 
@@ -102,11 +104,63 @@ def _summary(kpis: dict[str, Any], out_dir: Path, report: bool) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+_HYDRA_FILES = frozenset({"config.yaml", "hydra.yaml", "overrides.yaml"})
+
+
+def _rmdir_upwards(folder: Path, *, stop: Path) -> None:
+    """Remove `folder` and its parents while they are empty and strictly inside `stop`."""
+    while folder != stop and folder.is_relative_to(stop):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another run's folder), or not ours to remove
+            return
+        folder = folder.parent
+
+
+def _remove_unstarted_run_folder() -> None:
+    """Remove the folder Hydra made for a run refused before it started, if it holds only Hydra's files.
+
+    That is the `.hydra/` copy of the config and the (empty) job log; then its parents that are
+    left empty below the working directory (`outputs/<site>/`), and a sweep folder left with
+    nothing but `multirun.yaml`.
+    """
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    log = out_dir / f"{hc.job.name}.log"
+    subdir = out_dir / hc.output_subdir if hc.output_subdir else None
+    if not out_dir.is_dir():
+        return
+    entries = list(out_dir.iterdir())
+    for entry in entries:
+        if entry == log and entry.is_file() and entry.stat().st_size == 0:
+            continue
+        if entry == subdir and entry.is_dir() and {p.name for p in entry.iterdir()} <= _HYDRA_FILES:
+            continue
+        return  # something else is in there: keep the folder
+    for entry in entries:
+        if entry.is_dir():
+            for p in entry.iterdir():
+                p.unlink()
+            entry.rmdir()
+        else:
+            entry.unlink()
+    out_dir.rmdir()
+    cwd = Path.cwd().resolve()
+    _rmdir_upwards(out_dir.resolve().parent, stop=cwd)
+    sweep_dir = (cwd / hc.sweep.dir).resolve()
+    if hc.mode == RunMode.MULTIRUN and [p.name for p in sweep_dir.iterdir()] == ["multirun.yaml"]:
+        (sweep_dir / "multirun.yaml").unlink()
+        sweep_dir.rmdir()
+        _rmdir_upwards(sweep_dir.parent, stop=cwd)
+
+
+@hydra.main(config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         config = load_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     except ConfigError as exc:
+        with contextlib.suppress(OSError):  # a folder that cannot be removed is left, the error still stands
+            _remove_unstarted_run_folder()
         print(f"goflex-twin: {exc}", file=sys.stderr)
         sys.exit(2)
     out_dir = Path(HydraConfig.get().runtime.output_dir)

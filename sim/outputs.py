@@ -8,6 +8,7 @@ without `kpi.json` is incomplete.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -19,7 +20,7 @@ import pandas as pd
 from atp.flexoffer import FlexOffer, encode
 from atp.flexoffer.files import write_atomic
 from atp.fmar import results_frame
-from sim.grid import TRANSPORT_COLUMNS, detect
+from sim.grid import TRANSPORT_COLUMNS, cache_dir, detect
 from sim.world import World
 
 _MEASUREMENT_COLUMNS = (
@@ -38,16 +39,20 @@ _MEASUREMENT_COLUMNS = (
 )
 
 __all__ = [
+    "GRID_NET_REF",
     "OUTPUT_FILES",
     "aggregate_offers",
     "grid_forecast_frame",
     "grid_frame",
     "grid_injections_frame",
     "measurements_frame",
+    "resolve_grid_net",
     "timeseries_frame",
     "transport_frame",
     "write_outputs",
 ]
+
+GRID_NET_REF = "grid_net.ref.json"  # the site grid's hash and where the shared copy is (resolve_grid_net)
 
 OUTPUT_FILES = (
     "flexoffers.jsonl",
@@ -59,7 +64,7 @@ OUTPUT_FILES = (
     "grid.parquet",
     "grid_injections.parquet",
     "grid_forecast.parquet",
-    "grid_net.json",
+    GRID_NET_REF,
     "transport.parquet",
     "kpi.json",
 )
@@ -264,6 +269,79 @@ def _net_json(world: World) -> str:
         net.load["p_mw"], net.load["q_mvar"], net.sgen["p_mw"] = saved
 
 
+_GRID_NET_HOW = (
+    "pandapower JSON of the site grid (injections zeroed; they are in grid_injections.parquet), written once "
+    "into the goflex-twin cache under its SHA-256 and shared by every run on the same grid. "
+    "sim.outputs.resolve_grid_net(run_dir) finds it (this folder's grid_net.json, then `path`, then "
+    "`file_name` in the current cache) and checks the hash. If it is gone, run the same config again "
+    "(.hydra/overrides.yaml): it writes the same file."
+)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_grid_net(world: World, out_dir: Path) -> Path:
+    """The site grid into the cache once, named by its SHA-256; the run folder gets `grid_net.ref.json`.
+
+    Without a writable cache the net goes into the run folder as `grid_net.json` (the reference
+    then points there).
+    """
+    text = _net_json(world)
+    data = text.encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"net-{digest}.json"
+    stored = cache_dir() / name
+    try:
+        if not (stored.is_file() and stored.stat().st_size == len(data) and _sha256_file(stored) == digest):
+            write_atomic(stored, text)
+    except OSError:
+        stored = out_dir / "grid_net.json"
+        write_atomic(stored, text)
+    ref = {"sha256": digest, "bytes": len(data), "path": str(stored), "file_name": name, "how": _GRID_NET_HOW}
+    write_atomic(out_dir / GRID_NET_REF, json.dumps(ref, indent=2) + "\n")
+    return out_dir / GRID_NET_REF
+
+
+def resolve_grid_net(run_dir: str | Path) -> Path:
+    """The path of a run folder's site grid (pandapower JSON), found through `grid_net.ref.json`.
+
+    Looks in the run folder (`grid_net.json`), at the recorded path, then in the current cache
+    by file name, and returns the first file whose SHA-256 is the recorded one. A run folder from
+    before the cache holds `grid_net.json` and no reference: that file is returned as it is.
+    Raises FileNotFoundError (no copy with that hash; the sentence says how to get it back).
+    """
+    run_dir = Path(run_dir)
+    ref_path = run_dir / GRID_NET_REF
+    local = run_dir / "grid_net.json"
+    if not ref_path.is_file():
+        if local.is_file():
+            return local
+        raise FileNotFoundError(f"{run_dir}: no {GRID_NET_REF} and no grid_net.json; not a complete run folder")
+    ref = json.loads(ref_path.read_text(encoding="utf-8"))
+    try:
+        digest, recorded, name = str(ref["sha256"]), Path(ref["path"]), str(ref["file_name"])
+    except (KeyError, TypeError):
+        raise FileNotFoundError(f"{ref_path}: needs the keys sha256, path and file_name") from None
+    seen: list[str] = []
+    for candidate in dict.fromkeys((local, recorded, cache_dir() / name)):
+        if not candidate.is_file():
+            continue
+        if _sha256_file(candidate) == digest:
+            return candidate
+        seen.append(f"{candidate} (another SHA-256)")
+    tried = ", ".join(seen) or f"{recorded} and {cache_dir() / name} do not exist"
+    raise FileNotFoundError(
+        f"{ref_path}: no copy of the site grid with SHA-256 {digest} ({tried}); "
+        "run the same config again (.hydra/overrides.yaml) to write it into the cache"
+    )
+
+
 def aggregate_offers(world: World) -> list[FlexOffer]:
     """Every aggregate the FMAN planned or bid, once per id in order of first use, as a wire
     offer (issuer = the aggregator, `members` = member offer ids) with `schedule` set to the
@@ -298,7 +376,7 @@ def write_outputs(world: World, out_dir: Path, kpis: dict[str, Any]) -> list[Pat
     _write_parquet(grid_injections_frame(world), out_dir / "grid_injections.parquet")
     _write_parquet(grid_forecast_frame(world), out_dir / "grid_forecast.parquet")
     _write_parquet(transport_frame(world), out_dir / "transport.parquet")
-    write_atomic(out_dir / "grid_net.json", _net_json(world))
+    _write_grid_net(world, out_dir)
     written += [
         out_dir / n
         for n in (
@@ -306,7 +384,7 @@ def write_outputs(world: World, out_dir: Path, kpis: dict[str, Any]) -> list[Pat
             "grid_injections.parquet",
             "grid_forecast.parquet",
             "transport.parquet",
-            "grid_net.json",
+            GRID_NET_REF,
         )
     ]
     write_atomic(out_dir / "kpi.json", json.dumps(kpis, indent=2, sort_keys=True, allow_nan=False) + "\n")

@@ -60,17 +60,54 @@ _PV_TILT_DEG = 30.0
 
 @dataclass
 class Timings:
-    """Wall seconds spent per part of the world (reported, never asserted)."""
+    """Wall seconds spent per part of the world (reported, never asserted).
+
+    `parts` splits the world's time into disjoint parts that add up to `build_s + run_s`:
+    `build` (constructing the world, less the DSO's baseline), the phases `foa`, `fman`,
+    `fmar`, `physics`, `settle`, with `dso` and `power_flow` taken out of the phases they run
+    in, and `simpy` (what of `World.run` no phase holds: the event loop). `agents_s`, `atp_s`
+    and `grid_s` are groups across build and run (they overlap `build`); `summary` adds the
+    caller's parts after the run and `other` to make up the wall time.
+    """
 
     build_s: float = 0.0
+    run_s: float = 0.0
     agents_s: float = 0.0
     atp_s: float = 0.0
     grid_s: float = 0.0
-    output_s: float = 0.0
     parts: dict[str, float] = field(default_factory=dict)
 
     def add(self, part: str, seconds: float) -> None:
         self.parts[part] = self.parts.get(part, 0.0) + seconds
+
+    def close_build(self, build_s: float) -> None:
+        """The world is built: what the parts so far (the DSO's baseline) do not hold is `build`."""
+        self.build_s = build_s
+        self.add("build", build_s - sum(self.parts.values()))
+
+    def close_run(self, run_s: float) -> None:
+        """`World.run` has returned: what no phase holds is `simpy`."""
+        self.run_s += run_s
+        self.add("simpy", self.build_s + self.run_s - sum(self.parts.values()))
+
+    def summary(self, *, wall_s: float, after_s: dict[str, float]) -> dict[str, Any]:
+        """timings.json: `wall_s` and parts that add up to it, `other_s` being the unattributed rest.
+
+        `after_s` are the caller's parts after the run (e.g. kpi, outputs, report), disjoint from
+        the world's and from each other; `wall_s` covers building, running and all of them.
+        """
+        known_s = self.build_s + self.run_s + sum(after_s.values())
+        other_s = wall_s - known_s
+        parts = {**self.parts, **after_s, "other": other_s}
+        return {
+            "wall_s": wall_s,
+            "build_s": self.build_s,
+            "run_s": self.run_s,
+            **{f"{name}_s": seconds for name, seconds in after_s.items()},
+            "other_s": other_s,
+            "parts_s": parts,
+            "groups_s": {"agents": self.agents_s, "atp": self.atp_s, "grid": self.grid_s},
+        }
 
 
 class World(mesa.Model):
@@ -372,7 +409,7 @@ class World(mesa.Model):
         )
         self._progress: Callable[[int], None] | None = None
         self._schedule_processes()
-        self.timings.build_s = wallclock.perf_counter() - began
+        self.timings.close_build(wallclock.perf_counter() - began)
 
     def _uncontrolled_kwh(self) -> np.ndarray:
         """Per step, prosumer and device type: the energy of an uncontrolled copy of each device."""
@@ -602,4 +639,6 @@ class World(mesa.Model):
     def run(self, *, progress: Callable[[int], None] | None = None) -> None:
         """Advance SimPy through every step of the run."""
         self._progress = progress
+        began = wallclock.perf_counter()
         self.env.run(until=self.n_steps * self.slice_s)
+        self.timings.close_run(wallclock.perf_counter() - began)

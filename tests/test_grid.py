@@ -29,6 +29,7 @@ from sim.grid import (
     run_pandapower,
     transport_links,
 )
+from sim.outputs import resolve_grid_net
 from sim.world import World
 
 SWW_GRID = GridConfig(kind="simbench", code="1-LV-semiurb4--0-sw", file=None)
@@ -157,11 +158,11 @@ def congested_runs(tmp_path_factory):
 
 
 def test_run_power_flows_agree_with_a_standalone_pandapower_run(congested_runs):
-    """grid.parquet matches pandapower on the exported net (grid_net.json) and injections."""
+    """grid.parquet matches pandapower on the exported net (the cached file grid_net.ref.json names) and injections."""
     import pandapower
 
     folder, _ = congested_runs["local_market"]
-    net = pandapower.from_json(str(folder / "grid_net.json"))
+    net = pandapower.from_json(str(resolve_grid_net(folder)))
     injections = pd.read_parquet(folder / "grid_injections.parquet")
     grid = pd.read_parquet(folder / "grid.parquet")
     times = sorted(injections.time.unique())

@@ -2,7 +2,7 @@
 
 from sim.grid.congestion import Congestion, GridLimits, detect, feeder_excess_kwh, overload_kw, rating_kva
 from sim.grid.model import SiteGrid, build_site_grid
-from sim.grid.network import load_buses, load_network, place_prosumers
+from sim.grid.network import cache_dir, load_buses, load_network, place_prosumers
 from sim.grid.powerflow import FlowResult, PowerFlow, run_pandapower
 from sim.grid.transport import TRANSPORT_COLUMNS, FeederSensitivities, feeder_sensitivities, transport_links
 
@@ -15,6 +15,7 @@ __all__ = [
     "PowerFlow",
     "SiteGrid",
     "build_site_grid",
+    "cache_dir",
     "detect",
     "feeder_excess_kwh",
     "feeder_sensitivities",

@@ -21,10 +21,15 @@ import numpy as np
 
 from sim.config import ConfigError, GridConfig
 
-__all__ = ["load_buses", "load_network", "place_prosumers"]
+__all__ = ["cache_dir", "load_buses", "load_network", "place_prosumers"]
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Where built grids are kept: `goflex-twin/grids` in `$GOFLEX_TWIN_CACHE`, `$XDG_CACHE_HOME` or `~/.cache`.
+
+    SimBench nets built from the package's tables and the site grids that run folders refer to
+    by hash (`sim.outputs.resolve_grid_net`) live here; deleting the folder only costs rebuilding.
+    """
     root = os.environ.get("GOFLEX_TWIN_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "goflex-twin" / "grids"
 
@@ -39,7 +44,7 @@ def _simbench_net(code: str):
     import pandapower
 
     version = importlib.metadata.version("simbench")
-    cached = _cache_dir() / f"{code}-simbench{version}.json"
+    cached = cache_dir() / f"{code}-simbench{version}.json"
     if cached.is_file():
         try:
             return pandapower.from_json(str(cached))
@@ -81,7 +86,7 @@ def load_buses(grid: GridConfig) -> np.ndarray:
     """
     if grid.file is None:
         version = importlib.metadata.version("simbench")
-        side = _cache_dir() / f"{grid.code}-simbench{version}.loadbuses.json"
+        side = cache_dir() / f"{grid.code}-simbench{version}.loadbuses.json"
         if side.is_file():
             return np.asarray(json.loads(side.read_text()), dtype=int)
     net = load_network(grid)
