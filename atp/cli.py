@@ -39,9 +39,12 @@ def _load_offers(
     n_problems = 0
     for i, doc in enumerate(docs):
         if fmt == "goflex":
-            from atp.flexoffer.goflex import offer_from_goflex
+            from atp.flexoffer.goflex import read_goflex_offer
 
-            offer, problems = offer_from_goflex(doc)
+            read = read_goflex_offer(doc)
+            offer, problems = read.offer, read.problems
+            for notice in read.notices:
+                print(f"{path}: offer {i}: notice: {notice}", file=out)
             if offer is not None:
                 problems = validate_offer(offer, limits=limits)
         else:

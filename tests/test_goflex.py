@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +16,14 @@ from hypothesis import given, settings
 
 from atp.errors import Problem, ValidationError
 from atp.flexoffer import FlexOffer, Location, Mode, OfferState, Polytope, Schedule, validate_offer
-from atp.flexoffer.goflex import offer_from_goflex, offer_to_goflex, schedule_from_goflex, schedule_to_goflex
+from atp.flexoffer.goflex import (
+    DERIVED_ID_PREFIX,
+    offer_from_goflex,
+    offer_to_goflex,
+    read_goflex_offer,
+    schedule_from_goflex,
+    schedule_to_goflex,
+)
 from tests.strategies import cases
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "flexoffers" / "goflex" / "ev_goflex.json"
@@ -420,3 +429,67 @@ def test_export_names_every_feature_it_cannot_hold():
     lossy = offer_to_goflex(rich, lossy=True)
     assert lossy["startAfterTime"] == "2020-02-27T20:15:00.000+0000"  # resolved against created_at
     assert lossy["locationId"] == "M-1"
+
+
+# --- offers without an id -------------------------------------------------------------------------
+
+PILOT = EXAMPLE.with_name("pilot_assigned_null_ids.json")
+
+
+def test_an_assigned_offer_without_id_gets_a_deterministic_id_and_a_notice():
+    null_id = doc()
+    null_id["id"] = None  # as the GOFLEX pilots wrote them
+    read = read_goflex_offer(null_id)
+    assert read.problems == []
+    offer = read.offer
+    assert offer.id.startswith(DERIVED_ID_PREFIX) and len(offer.id) == len(DERIVED_ID_PREFIX) + 24
+    assert offer.schedule is not None and offer.schedule.flex_offer_id == offer.id
+    assert [(n.path, n.rule) for n in read.notices] == [("id", "derived_id")]
+    assert "null" in read.notices[0].message and offer.id in read.notices[0].message
+    # Same content, same id: read again, or with the id field left out; the 2-tuple reader agrees.
+    assert read_goflex_offer(copy.deepcopy(null_id)).offer.id == offer.id
+    absent = read_goflex_offer(doc(id=None))
+    assert absent.offer.id == offer.id and "absent" in absent.notices[0].message
+    assert offer_from_goflex(null_id) == (offer, [])
+    # Other content, another id.
+    other = copy.deepcopy(null_id)
+    other["offeredById"] = "foa-hp-043"
+    assert read_goflex_offer(other).offer.id != offer.id
+    # Under a prefix the notice's path is prefixed like the problems.
+    assert read_goflex_offer(null_id, path="flexOffer[3]").notices[0].path == "flexOffer[3].id"
+
+
+def test_offers_that_need_no_derived_id_get_none_and_no_notice():
+    with_id = read_goflex_offer(HEAT_PUMP)
+    assert with_id.offer.id == HEAT_PUMP["id"] and with_id.notices == []
+    unassigned = read_goflex_offer(doc(id=None, flexOfferSchedule=None))
+    assert unassigned.offer.id is None and unassigned.offer.schedule is None and unassigned.notices == []
+    broken = doc(id=None, offeredById=None)
+    read = read_goflex_offer(broken)
+    assert read.offer is None and read.notices == [] and paths(read.problems) == ["offeredById"]
+
+
+def test_the_pilot_file_validates_and_converts_with_the_same_ids_every_time(tmp_path):
+    def cli(*args):
+        proc = subprocess.run(
+            [sys.executable, "-m", "atp.cli", *map(str, args)], capture_output=True, text=True, timeout=60
+        )
+        assert "Traceback" not in proc.stderr + proc.stdout
+        return proc
+
+    proc = cli("validate", "--format", "goflex", PILOT)
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "1 file, 3 offers: 3 valid, 0 invalid"
+    (notice,) = lines[:-1]
+    assert notice.startswith(f"{PILOT}: offer 1: notice: id: is null on an assigned offer; derived from its content:")
+    outs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        assert cli("convert", "--from", "goflex", "--to", "v1", PILOT, tmp_path / name).returncode == 0
+        outs.append((tmp_path / name).read_text())
+    assert outs[0] == outs[1]
+    converted = [json.loads(line) for line in outs[0].splitlines()]
+    assert converted[0]["id"] == "b2d7c0de-5a4f-4e8b-9c3d-1f6a2b7e9d10"
+    assert converted[1]["id"].startswith(DERIVED_ID_PREFIX) and converted[1]["id"] in notice
+    assert converted[1]["schedule"]["flex_offer_id"] == converted[1]["id"]
+    assert "id" not in converted[2] and "schedule" not in converted[2]

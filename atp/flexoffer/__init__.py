@@ -23,7 +23,14 @@ from atp.flexoffer.feasibility import (
     is_feasible,
     on_grid,
 )
-from atp.flexoffer.goflex import offer_from_goflex, offer_to_goflex, schedule_from_goflex, schedule_to_goflex
+from atp.flexoffer.goflex import (
+    GoflexImport,
+    offer_from_goflex,
+    offer_to_goflex,
+    read_goflex_offer,
+    schedule_from_goflex,
+    schedule_to_goflex,
+)
 from atp.flexoffer.model import (
     DEFAULT_SLICE_S,
     Conditional,
@@ -52,6 +59,7 @@ __all__ = [
     "DefaultSchedule",
     "DependencyPoint",
     "FlexOffer",
+    "GoflexImport",
     "Limits",
     "Location",
     "Measurement",
@@ -85,6 +93,7 @@ __all__ = [
     "offer_to_json",
     "on_grid",
     "parse_time",
+    "read_goflex_offer",
     "schedule_from_goflex",
     "schedule_from_json",
     "schedule_to_goflex",
