@@ -19,6 +19,7 @@ from atp.fmar import InvalidRequestError, Pricing, TransportLink, check_links, m
 from sim.sources import CLIMATES, PRICE_MODELS
 
 __all__ = [
+    "SETTLEMENT_BASELINES",
     "BiddingConfig",
     "BrpConfig",
     "ConfigError",
@@ -38,6 +39,9 @@ DEFAULT_CONTRACT = DelegatedContract(activation_eur_per_kwh=0.05, imbalance_tole
 """The delegated prosumers' contract when fman.contract is not given: 5 ct per kWh of delivered
 adaptation, 10 % imbalance tolerance, no penalty."""
 _FMAN_OBJECTIVES = ("least_cost", "peak_shaving", "balance_imbalance")  # the world supplies their series
+SETTLEMENT_BASELINES = ("in_force", "characteristic", "twin")
+"""fman.settlement_baseline: the default schedule in force per device and step, the KIBERnet
+characteristic baseline from the warm-up's metered history, or the uncontrolled twin."""
 
 
 class ConfigError(ValueError):
@@ -142,6 +146,7 @@ class FmanConfig:
     time_limit_s: float
     bidding: BiddingConfig | None = None
     contract: Contract = DEFAULT_CONTRACT
+    settlement_baseline: str = "in_force"  # one of SETTLEMENT_BASELINES (sim/ledger.py settles against it)
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,22 @@ def _contract(cfg: Mapping[str, Any]) -> Contract:
     except ContractError as exc:
         message = str(exc).split(": ", 1)[-1]
         raise ConfigError(f"fman.contract.{exc.field}: {message}") from None
+
+
+def _settlement_baseline(cfg: Mapping[str, Any], warmup_s: int) -> str:
+    """fman.settlement_baseline: what the delegated prosumers' bills measure adaptation against."""
+    key = "fman.settlement_baseline"
+    if not _has(cfg, key):
+        return "in_force"
+    method = _str(cfg, key)
+    if method not in SETTLEMENT_BASELINES:
+        raise ConfigError(f"{key}: {method!r} is not one of {', '.join(SETTLEMENT_BASELINES)}")
+    if method == "characteristic" and warmup_s < SECONDS_PER_DAY:
+        raise ConfigError(
+            f"{key}: characteristic needs at least one day of uncontrolled history before the window; "
+            f"set sim.warmup_s to {SECONDS_PER_DAY} or more (now {warmup_s})"
+        )
+    return method
 
 
 def _bidding(cfg: Mapping[str, Any]) -> BiddingConfig | None:
@@ -534,6 +555,7 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         time_limit_s=_float(cfg, "fman.time_limit_s", minimum=0.1),
         bidding=_bidding(cfg),
         contract=_contract(cfg),
+        settlement_baseline=_settlement_baseline(cfg, warmup_s),
     )
     grid = _grid(cfg)
     dso = _dso(cfg, slice_s)

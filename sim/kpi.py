@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 
 from atp.flexoffer import OfferState
-from atp.fman import KpiInputs, ProsumerPeriod, Settlement, settle
+from atp.fman import KpiInputs
 from atp.fman import compute_kpis as compute_fman_kpis
 from atp.fmar import Award
 from sim.accounting import comfort_section, energy_section, savings_section, terminal_state_section
 from sim.agents.dso import DsoStrategy
 from sim.grid import detect, overload_kw
+from sim.ledger import RunSettlement, build_ledger, ledger_kpis, settle_run
 from sim.world import World
 
 __all__ = ["compute_kpis"]
@@ -30,7 +31,6 @@ def _r(x: float, digits: int = 6) -> float:
 
 def compute_kpis(world: World) -> dict[str, Any]:
     """The run's KPIs as a JSON-ready dict (sorted keys when written)."""
-    cfg = world.config
     dt_h = world.slice_s / 3600
     c = world.counted  # window + tail: what every figure below counts
     prices = world.prices.to_numpy(dtype=float)[: world.n_steps]
@@ -67,7 +67,10 @@ def compute_kpis(world: World) -> dict[str, Any]:
     energy = energy_section(world)
     energy["hourly_adaptation_mwh"] = [_r(v / 1000) for v in hourly_delta]
     energy["terminal_state"] = terminal_state_section(world)
-    grid, dso = _grid_kpis(world, net_actual)
+    # Money: every figure is a sum over the run's ledger (sim/ledger.py, docs/outputs.md).
+    run_settlement = settle_run(world, steps=c)
+    money = ledger_kpis(build_ledger(world, steps=c, settlement=run_settlement))
+    grid, dso = _grid_kpis(world, money)
     kpis: dict[str, Any] = {
         "run": _run_section(world),
         "energy": energy,
@@ -76,11 +79,7 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "site_peak_uncontrolled_kw": _r(np.max(net_uncontrolled) / dt_h),
             "site_peak_actual_kw": _r(np.max(net_actual) / dt_h),
         },
-        "money": {
-            "market_buyers_pay_eur": _r(sum(r.buyer_pays_eur for r in market_results)),
-            "market_sellers_receive_eur": _r(sum(r.sellers_receive_eur for r in market_results)),
-            "market_surplus_eur": _r(sum(r.surplus_eur for r in market_results)),
-        },
+        "money": money,
         "flexibility": {
             "load_adaptability_level_max": _r(float(adaptability.max()) if len(adaptability) else 0.0),
             "load_adaptability_level_mean": _r(float(adaptability.mean()) if len(adaptability) else 0.0),
@@ -114,18 +113,8 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "offers_not_generated": generation_errors,
         },
     }
-    settlement = _settlement(world)
-    statement = settlement.statement
-    kpis["settlement"] = {
-        "name": f"{settlement.name} {settlement.version}",
-        "contract": cfg.fman.contract.kind,
-        "bills": statement.n_bills,
-        "market_revenue_eur": statement.market_revenue_eur,
-        "payments_to_prosumers_eur": statement.payments_to_prosumers_cents / 100,
-        "predicted_payments_eur": statement.predicted_payments_cents / 100,
-        "margin_eur": statement.margin_cents / 100,
-    }
-    kpis["fman_kpi"] = _fman_kpis(world, prices[c], net_uncontrolled, statement.payments_to_prosumers_cents / 100)
+    kpis["settlement"] = _settlement(world, run_settlement)
+    kpis["fman_kpi"] = _fman_kpis(world, prices[c], net_uncontrolled, money)
     return kpis
 
 
@@ -167,32 +156,37 @@ def _aggregator_awards(world: World) -> list[Award]:
     return [a for r in world.market_operator.market.results for a in r.awards if a.issuer == name]
 
 
-def _settlement(world: World) -> Settlement:
-    """The run as one settlement period of the aggregator: a bill per delegated offer that was
-    metered in the run, under the configured contract, and the market revenue of its bids."""
-    periods = []
-    for record in world.aggregator.store.records():
-        if not record.measurements or record.offer.slice_s != world.slice_s:
-            continue
-        c = world.counted
-        metered = np.zeros(c.stop - c.start)
-        for t, e in record.measurements.items():
-            k = int((t - world.config.start).total_seconds() // world.slice_s)
-            if 0 <= k < len(metered):
-                metered[k] += e
-        periods.append(ProsumerPeriod(record.offer, world.config.fman.contract, metered, record.schedule))
-    revenue = sum(a.price_eur for a in _aggregator_awards(world))
-    return settle(
-        periods,
-        period_start=world.config.start,
-        period_steps=world.counted.stop - world.counted.start,
-        slice_s=world.slice_s,
-        market_revenue_eur=revenue,
-    )
+def _settlement(world: World, run: RunSettlement) -> dict[str, Any]:
+    """The counted steps as one settlement period of the aggregator (sim/ledger.py `settle_run`):
+    a bill per delegated offer in force, over the steps it was in force, against the configured
+    baseline; its money is the ledger's (`flexibility_payment`, `penalty`, the aggregator's
+    `market_award` rows)."""
+    settlement = run.settlement
+    statement = settlement.statement
+    bills = settlement.bills
+    section: dict[str, Any] = {
+        "name": f"{settlement.name} {settlement.version}",
+        "contract": world.config.fman.contract.kind,
+        "baseline": run.baseline,
+        "bills": statement.n_bills,
+        "scheduled_adaptation_kwh": _r(sum(b.scheduled_adaptation_kwh for b in bills)),
+        "delivered_adaptation_kwh": _r(sum(b.delivered_adaptation_kwh for b in bills)),
+        "penalised_kwh": _r(sum(b.penalised_kwh for b in bills)),
+        "market_revenue_eur": statement.market_revenue_cents / 100,
+        "payments_to_prosumers_eur": statement.payments_to_prosumers_cents / 100,
+        "predicted_payments_eur": statement.predicted_payments_cents / 100,
+        "margin_eur": statement.margin_cents / 100,
+    }
+    if run.submeter is not None:
+        section["submeter_check"] = run.submeter.as_dict()
+    return section
 
 
-def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray, payments_eur: float) -> dict[str, Any]:
-    """The aggregator's D2.1 7.6 KPIs (atp.fman.kpi) over its delegated prosumers."""
+def _fman_kpis(
+    world: World, prices: np.ndarray, site_baseline: np.ndarray, money: dict[str, Any]
+) -> dict[str, Any]:
+    """The aggregator's D2.1 7.6 KPIs (atp.fman.kpi) over its delegated prosumers; its money
+    (market revenue, payments to prosumers, margin) is the ledger's."""
     cfg = world.config
     portfolio = slice(0, cfg.site.delegated)  # prosumers are numbered delegated first
     aggregator = world.aggregator
@@ -211,16 +205,16 @@ def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray, paym
         offers=len(aggregator.store.records()),
         market_cleared_kwh=delivered_kwh,
         market_requested_kwh=float(world.market_operator.requested_kwh.sum()),
-        market_revenue_eur=sum(a.price_eur for a in awards),
+        market_revenue_eur=money["aggregator_market_revenue_eur"],
         market_deals=len(awards),
-        prosumer_payments_eur=payments_eur,
+        prosumer_payments_eur=money["payments_to_prosumers_eur"],
         scope=aggregator.name,
     )
     return compute_fman_kpis(inputs)
 
 
-def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Congestion on the actual flows (D2.1 7.6) and what the DSO's strategy cost and paid."""
+def _grid_kpis(world: World, money: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Congestion on the actual flows (D2.1 7.6) and what the DSO's strategy cost and paid (ledger sums)."""
     dt_h = world.slice_s / 3600
     c = world.counted
     flows = world.flows.window(c)
@@ -250,11 +244,8 @@ def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any]
     }
     dso = world.dso
     own = [r for r in world.market_operator.market.results if r.buyer.startswith(f"{dso.name}@")]
-    market_pays = sum(r.buyer_pays_eur for r in own)
-    market_receive = sum(r.sellers_receive_eur for r in own)
-    compensation = float(dso.controlled_kwh[c].sum()) * dso.cutoff_eur_per_kwh
     tariff = dso.tariff_eur_per_kwh_by_step[c]
-    tariff_income = float(tariff @ np.maximum(net_actual_kwh, 0.0))
+    paid_eur = money["dso_market_purchases_eur"] + money["dso_compensation_eur"] - money["dso_tariff_eur"]
     forecast_congested = sum(int(np.any(run.excess_kwh > 1e-6, axis=1).sum()) for run in dso.forecasts)
     section = {
         "strategy": dso.strategy.value,
@@ -265,9 +256,11 @@ def _grid_kpis(world: World, net_actual_kwh: np.ndarray) -> tuple[dict[str, Any]
         "cleared_kwh": _r(sum(float(np.abs(r.cleared_kwh).sum()) for r in own)),
         "controlled_kwh": _r(dso.controlled_kwh[c].sum()),
         "tariff_steps": int((tariff > 0).sum()),
-        "tariff_income_eur": _r(tariff_income),
-        "cost_eur": _r(market_pays + compensation - tariff_income),
-        "prosumer_rewards_eur": _r(market_receive + compensation - tariff_income),
+        # money from the ledger: tariff rows, the DSO's net (cost = minus its net), and what
+        # sellers received for the DSO's purchases plus compensation minus the tariff paid
+        "tariff_income_eur": money["dso_tariff_eur"],
+        "cost_eur": 0.0 - money["dso_net_eur"],
+        "prosumer_rewards_eur": round(paid_eur * 100) / 100,
         "transport_links": len(dso.transport[-1][1]) if dso.transport else 0,
         # F2.FMAR7 through the market's DOMS interface: registered congestion points, the
         # prosumers the market knows there (issuers of offers located at them, by the end of

@@ -21,6 +21,7 @@ from atp.flexoffer import FlexOffer, encode
 from atp.flexoffer.files import write_atomic
 from atp.fmar import results_frame
 from sim.grid import TRANSPORT_COLUMNS, cache_dir, detect
+from sim.ledger import build_ledger
 from sim.world import World
 
 _MEASUREMENT_COLUMNS = (
@@ -66,6 +67,7 @@ OUTPUT_FILES = (
     "grid_forecast.parquet",
     GRID_NET_REF,
     "transport.parquet",
+    "ledger.parquet",
     "kpi.json",
 )
 
@@ -387,6 +389,8 @@ def write_outputs(world: World, out_dir: Path, kpis: dict[str, Any]) -> list[Pat
             GRID_NET_REF,
         )
     ]
+    _write_parquet(build_ledger(world, steps=world.counted), out_dir / "ledger.parquet")
+    written.append(out_dir / "ledger.parquet")
     write_atomic(out_dir / "kpi.json", json.dumps(kpis, indent=2, sort_keys=True, allow_nan=False) + "\n")
     written.append(out_dir / "kpi.json")
     return written

@@ -42,16 +42,42 @@ def test_a_hand_computed_day() -> None:
     assert k["hourly_adaptation_projected_mwh"][17] == pytest.approx(-0.1)
     assert k["hourly_adaptation_projected_mwh"][2] == pytest.approx(0.1)
     assert k["load_adaptability_level_max"] == pytest.approx(1.0)  # 0.1 MWh/h over a 0.1 MWh/h peak
-    assert k["money"]["savings_projected_eur"] == pytest.approx(100 * 0.40 - 100 * 0.10)
-    assert k["money"]["aggregator_margin_eur"] == pytest.approx(8.0 + 30.0 - 5.0)
+    assert k["valuation"]["savings_projected_eur"] == pytest.approx(100 * 0.40 - 100 * 0.10)
+    # the margin is cash: market revenue minus payments; savings are a valuation beside it
+    assert k["money"]["aggregator_margin_eur"] == pytest.approx(8.0 - 5.0)
     assert k["flexible_capacity_mw"] == pytest.approx(0.1)
-    assert k["money_per_mw_year"]["savings_projected_eur_per_mw_year"] == pytest.approx(30.0 / 0.1 * 365)
-    x10, x100 = k["projections"]["x10"], k["projections"]["x100"]
+    # one day is extrapolated to a year: the figures sit under `extrapolated`, with their basis
+    extrapolated = k["extrapolated"]
+    assert "money_per_mw_year" not in k and "projections" not in k
+    assert extrapolated["basis"] == "1 day(s) from 2026-03-02 (March), scaled by 365/1"
+    assert "1 day(s) from 2026-03-02 (March)" in extrapolated["caveat"]
+    assert extrapolated["valuation_per_mw_year"]["savings_projected_eur_per_mw_year"] == pytest.approx(30.0 / 0.1 * 365)
+    assert extrapolated["money_per_mw_year"]["aggregator_margin_eur_per_mw_year"] == pytest.approx(3.0 / 0.1 * 365)
+    x10, x100 = extrapolated["projections"]["x10"], extrapolated["projections"]["x100"]
     assert x10["market_cleared_kwh"] == pytest.approx(400.0) and not x10["market_capped_by_requested_kwh"]
     assert x100["market_cleared_kwh"] == pytest.approx(1000.0) and x100["market_capped_by_requested_kwh"]
     assert x100["market_revenue_eur"] == pytest.approx(8.0 * 100 * 1000 / 4000)
     assert x100["flexible_energy_shifted_kwh"] == pytest.approx(100 * 100.0)
-    assert k["hourly_adaptation_factual_mwh"] is None and k["money"]["savings_factual_eur"] is None
+    assert x100["aggregator_margin_eur"] == pytest.approx(8.0 * 100 * 1000 / 4000 - 5.0 * 100)
+    assert k["hourly_adaptation_factual_mwh"] is None and k["valuation"]["savings_factual_eur"] is None
+
+
+def test_a_week_or_more_is_not_flagged_as_extrapolated() -> None:
+    n = 7 * 96 + 96 * 25  # 32 days from 2026-03-02: March and April
+    k = compute_kpis(
+        KpiInputs(
+            start=T0,
+            slice_s=900,
+            baseline_kwh=np.full(n, 1.0),
+            optimised_kwh=np.full(n, 1.0),
+            prices_eur_per_kwh=np.full(n, 0.1),
+            participants=1,
+            offers=1,
+        )
+    )
+    assert "extrapolated" not in k
+    assert k["extrapolation_basis"] == "32 day(s) from 2026-03-02 (March-April), scaled by 365/32"
+    assert set(k["projections"]) == {"x10", "x100", "x1000"} and "money_per_mw_year" in k
 
 
 @settings(max_examples=60, deadline=None)
@@ -80,12 +106,13 @@ def test_kpis_are_consistent(baseline, optimised, prices, cleared, requested) ->
         )
     )
     assert sum(k["hourly_adaptation_projected_mwh"]) == pytest.approx((optimised - baseline).sum() / 1000, abs=1e-5)
-    assert k["money"]["savings_factual_eur"] == pytest.approx(k["money"]["savings_projected_eur"], abs=1e-5)
-    assert k["money"]["savings_projected_eur"] == pytest.approx(float(prices @ (baseline - optimised)), abs=1e-5)
+    assert k["valuation"]["savings_factual_eur"] == pytest.approx(k["valuation"]["savings_projected_eur"], abs=1e-5)
+    assert k["valuation"]["savings_projected_eur"] == pytest.approx(float(prices @ (baseline - optimised)), abs=1e-5)
+    assert k["money"]["aggregator_margin_eur"] == pytest.approx(cleared * 0.1, abs=1e-5)  # nothing paid out
     assert all(level >= 0 for level in k["load_adaptability_level"])
     previous = 0.0
     for factor in (10, 100, 1000):
-        p = k["projections"][f"x{factor}"]
+        p = k["extrapolated"]["projections"][f"x{factor}"]
         assert p["market_cleared_kwh"] <= requested + 1e-6
         assert p["market_cleared_kwh"] >= previous - 1e-6  # more participants never sell less
         previous = p["market_cleared_kwh"]

@@ -192,6 +192,85 @@ def test_penalty_only_beyond_imbalance_tolerance(
         assert bill.penalty_cents == round(penalty * bill.penalised_kwh * 100)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_an_inflated_default_is_never_paid_more_than_an_honest_one(data: st.DataObject) -> None:
+    """Declaring a default above what the device would do (inflation >= 0 per step) cannot raise
+    the bill, to the cent, whatever the contract, schedule, meter and covered steps."""
+    n = data.draw(st.integers(1, 8))
+    values = st.lists(_kwh, min_size=n, max_size=n)
+    honest = np.array(data.draw(values))
+    inflation = np.array(data.draw(st.lists(st.floats(0.0, 5.0, allow_nan=False), min_size=n, max_size=n)))
+    start_step = data.draw(st.integers(0, PERIOD_STEPS - n))
+    metered = np.zeros(PERIOD_STEPS)
+    metered[start_step : start_step + n] = data.draw(values)
+    scheduled = tuple(data.draw(values))
+    contract = data.draw(_contracts())
+    covered = np.array(data.draw(st.lists(st.booleans(), min_size=PERIOD_STEPS, max_size=PERIOD_STEPS)))
+    declared_in_offer = data.draw(st.booleans())  # the default schedule itself, or a per-step baseline
+
+    def bill(default: np.ndarray):
+        offer = _offer("fo-1", -20.0, 20.0, tuple(float(v) for v in default), start_step=start_step)
+        baseline = None
+        if not declared_in_offer:
+            baseline = np.zeros(PERIOD_STEPS)
+            baseline[start_step : start_step + n] = default
+        schedule = _schedule(offer, scheduled, start_step)
+        item = ProsumerPeriod(offer, contract, metered, schedule, baseline_kwh=baseline, covered=covered)
+        return _settle([item]).bills[0]
+
+    fair, inflated = bill(honest), bill(honest + inflation)
+    assert inflated.total_cents <= fair.total_cents
+    assert inflated.delivered_adaptation_kwh <= fair.delivered_adaptation_kwh
+    assert inflated.penalty_cents == fair.penalty_cents  # the penalty never depends on the baseline
+
+
+def test_an_energy_neutral_shift_is_paid_once() -> None:
+    """1 kWh moved from step 0 to step 2 and delivered: 1 kWh of adaptation, not 2."""
+    offer = _offer("fo-1", 0.0, 4.0, (1.0, 1.0, 1.0))
+    schedule = _schedule(offer, (0.0, 1.0, 2.0), 0)
+    contract = DelegatedContract(activation_eur_per_kwh=0.5)
+    bill = _settle([ProsumerPeriod(offer, contract, _grid({0: 0.0, 1: 1.0, 2: 2.0}), schedule)]).bills[0]
+    assert bill.scheduled_adaptation_kwh == pytest.approx(1.0)
+    assert bill.factual_adaptation_kwh == pytest.approx(1.0)
+    assert bill.delivered_adaptation_kwh == pytest.approx(1.0)
+    assert bill.activation_cents == 50
+
+
+def test_production_curtailed_is_paid_and_a_pure_reduction_is_not() -> None:
+    """PV declared at -2 kWh, curtailed to -0.5: 1.5 kWh moved up, paid. A load cut from 2 to
+    0.5 kWh with nothing moved elsewhere is what an inflated default would fake: not paid."""
+    contract = DelegatedContract(activation_eur_per_kwh=1.0)
+    pv = _offer("fo-pv", -2.0, 0.0, (-2.0,))
+    curtailed = _settle([ProsumerPeriod(pv, contract, _grid({0: -0.5}), _schedule(pv, (-0.5,), 0))]).bills[0]
+    assert curtailed.delivered_adaptation_kwh == pytest.approx(1.5) and curtailed.activation_cents == 150
+    load = _offer("fo-load", 0.0, 2.0, (2.0,))
+    cut = _settle([ProsumerPeriod(load, contract, _grid({0: 0.5}), _schedule(load, (0.5,), 0))]).bills[0]
+    assert cut.delivered_adaptation_kwh == 0.0 and cut.total_cents == 0
+
+
+def test_a_bill_covers_only_the_steps_its_offer_was_in_force() -> None:
+    """An offer re-declared after two steps is billed for those two steps, not its whole default;
+    per-step baseline and schedule from the caller replace the offer's own."""
+    offer = _offer("fo-1", 0.0, 4.0, (1.0, 1.0, 1.0, 1.0))
+    covered = np.zeros(PERIOD_STEPS, dtype=bool)
+    covered[:2] = True
+    metered = _grid({0: 2.0, 1: 1.0, 2: 3.0, 3: 3.0})  # steps 2, 3 ran under the next offer
+    scheduled = _grid({0: 2.0, 1: 1.0, 2: 3.0, 3: 3.0})
+    contract = DelegatedContract(activation_eur_per_kwh=1.0, reward_eur_per_flexible_kwh=0.1)
+    item = ProsumerPeriod(
+        offer, contract, metered, baseline_kwh=_grid({0: 1.0, 1: 1.0}), scheduled_kwh=scheduled, covered=covered
+    )
+    bill = _settle([item]).bills[0]
+    assert bill.covered_steps == 2
+    assert bill.baseline_kwh == pytest.approx(2.0) and bill.metered_kwh == pytest.approx(3.0)
+    assert bill.delivered_adaptation_kwh == pytest.approx(1.0)  # step 0 only
+    assert bill.offered_flexible_kwh == pytest.approx(3.0)  # what ran under the offer
+    assert bill.total_cents == 100 + 30
+    with pytest.raises(SettlementError, match="covered"):
+        _settle([dataclasses.replace(item, covered=np.ones(3, dtype=bool))])
+
+
 def test_delegated_rewards_for_offered_flexibility() -> None:
     offer = _offer("fo-1", 0.0, 2.0, (1.0, 1.0, 1.0, 1.0), flex_steps=8)  # 2 h time flexibility, 8 kW
     contract = DelegatedContract(

@@ -278,7 +278,7 @@ def test_kpi_is_scoped_to_the_party_and_the_operator_sees_everything(server):
     assert d21["scope"] == P17 and d21["participants"] == 1
     assert sum(abs(v) for v in d21["hourly_adaptation_projected_mwh"]) == pytest.approx(0.022)
     assert sum(d21["hourly_adaptation_projected_mwh"]) == pytest.approx(0.0, abs=1e-9)  # shifted, not shed
-    assert set(d21["projections"]) == {"x10", "x100", "x1000"}
+    assert set(d21["extrapolated"]["projections"]) == {"x10", "x100", "x1000"}  # hours, not a year: flagged
     everything = r.http.get("/kpi", headers=AUTH_OP).json()
     assert everything["scope"] == "all" and everything["n_offers"] == 2 and everything["n_parties"] == 2
     assert r.http.get("/kpi", params={"party": P18}, headers=AUTH_OP).json()["n_offers"] == 1

@@ -72,7 +72,7 @@ def test_kpis_report_the_aggregators_market_revenue(bidding_world):
     assert kpis["money"]["market_buyers_pay_eur"] == pytest.approx(
         kpis["money"]["market_sellers_receive_eur"] + kpis["money"]["market_surplus_eur"], abs=0.01
     )
-    assert set(fman["projections"]) == {"x10", "x100", "x1000"}
+    assert set(fman["extrapolated"]["projections"]) == {"x10", "x100", "x1000"}  # half a day: flagged
 
 
 @pytest.mark.parametrize(

@@ -7,16 +7,24 @@
   loads per hour, and the factual one (metered minus baseline) when meter data is given;
 - load adaptability level per hour = |adaptation| (MWh/h) / peak hourly load (MWh/h) of the
   baseline (the site's, when given, else the flexible loads'); its mean and maximum;
-- savings: energy cost of the baseline minus that of the optimised (projected) and of the
-  metered (factual) energy at the given prices (EUR), plus market revenues and payments to
-  prosumers, and the aggregator's margin = market revenue + savings - payments;
-- every money figure also in EUR/MW/year: divided by the flexible capacity (peak flexible
-  baseline power, MW) and scaled from the covered days to 365;
+- money (cash that changes hands): market revenue, payments to prosumers (net of their
+  penalties) and the aggregator's margin = market revenue - payments;
+- valuation (not cash): energy cost of the baseline minus that of the optimised (projected)
+  and of the metered (factual) energy at the given prices (EUR), i.e. what the portfolio's
+  energy would have cost without the adaptation; it accrues to whoever buys that energy;
+- every money and valuation figure also in EUR/MW/year: divided by the flexible capacity
+  (peak flexible baseline power, MW) and scaled from the covered days to 365;
 - projections for 10x, 100x and 1000x the participants. Flexibility (kWh shifted), offers and
   savings at the given prices scale linearly with participants (each brings its devices; prices
   are taken as given, so this ignores price feedback, and says so); market deals and revenue
   scale linearly until they meet the buyers' requested volume, which caps them (market depth:
   more sellers do not create more demand). The cap is reported beside each projection.
+
+Per-MW-year figures and projections extrapolate the covered days: `extrapolation_basis` names
+them (e.g. "1 day(s) from 2026-01-12 (January), scaled by 365/1"). A period shorter than
+`MIN_DAYS_NOT_EXTRAPOLATED` (7) days is no sample of a year (no weekly cycle, one season):
+its per-MW-year figures and projections are put under `extrapolated`, beside that basis and
+a `caveat` sentence, instead of at the top level.
 """
 
 from __future__ import annotations
@@ -32,10 +40,11 @@ import numpy as np
 from atp.errors import ValidationError
 from atp.interface.store import OPERATOR, OfferStore
 
-__all__ = ["PROJECTION_FACTORS", "KpiInputs", "compute_kpis", "kpi_inputs_from_store"]
+__all__ = ["MIN_DAYS_NOT_EXTRAPOLATED", "PROJECTION_FACTORS", "KpiInputs", "compute_kpis", "kpi_inputs_from_store"]
 
 PROJECTION_FACTORS = (10, 100, 1000)
 DAYS_PER_YEAR = 365.0
+MIN_DAYS_NOT_EXTRAPOLATED = 7.0
 _MIN_PEAK_MWH_H = 1e-6
 
 
@@ -49,7 +58,7 @@ class KpiInputs:
     flexible baseline); `prices_eur_per_kwh`: energy prices per step. Market figures: energy
     cleared for the portfolio (kWh, absolute), the buyers' requested volume (kWh, absolute),
     revenue (EUR) and number of deals; `prosumer_payments_eur`: what the aggregator paid its
-    prosumers (rewards, activation payments).
+    prosumers (rewards, activation payments, net of their penalties).
     """
 
     start: datetime
@@ -116,8 +125,7 @@ def compute_kpis(inputs: KpiInputs) -> dict[str, Any]:
     savings_projected = cost_baseline - float(optimised @ prices)
     savings_factual = None if metered is None else cost_baseline - float(metered @ prices)
     shifted = (np.abs((metered if metered is not None else optimised) - baseline).sum()) / 2
-    margin = inputs.market_revenue_eur + (savings_factual if savings_factual is not None else savings_projected)
-    margin -= inputs.prosumer_payments_eur
+    margin = inputs.market_revenue_eur - inputs.prosumer_payments_eur
     capacity_mw = float(np.max(np.abs(baseline))) / (inputs.slice_s / 3600) / 1000 if len(baseline) else 0.0
 
     def per_mw_year(eur: float | None) -> float | None:
@@ -126,18 +134,22 @@ def compute_kpis(inputs: KpiInputs) -> dict[str, Any]:
         return _r(eur / capacity_mw * DAYS_PER_YEAR / days, 2)
 
     money = {
-        "energy_cost_baseline_eur": _r(cost_baseline),
-        "savings_projected_eur": _r(savings_projected),
-        "savings_factual_eur": None if savings_factual is None else _r(savings_factual),
         "market_revenue_eur": _r(inputs.market_revenue_eur),
         "prosumer_payments_eur": _r(inputs.prosumer_payments_eur),
         "aggregator_margin_eur": _r(margin),
     }
-    money_per_mw_year = {
-        name.replace("_eur", "_eur_per_mw_year"): per_mw_year(value)
-        for name, value in money.items()
-        if name != "energy_cost_baseline_eur"
+    valuation = {
+        "energy_cost_baseline_eur": _r(cost_baseline),
+        "savings_projected_eur": _r(savings_projected),
+        "savings_factual_eur": None if savings_factual is None else _r(savings_factual),
     }
+
+    def scaled(figures: dict[str, float | None]) -> dict[str, float | None]:
+        return {
+            name.replace("_eur", "_eur_per_mw_year"): per_mw_year(value)
+            for name, value in figures.items()
+            if name != "energy_cost_baseline_eur"
+        }
 
     projections = {}
     for factor in PROJECTION_FACTORS:
@@ -156,8 +168,34 @@ def compute_kpis(inputs: KpiInputs) -> dict[str, Any]:
             "market_capped_by_requested_kwh": bool(wanted_kwh > cap),
             "market_revenue_eur": _r(revenue),
             "savings_eur": _r(savings),
-            "aggregator_margin_eur": _r(revenue + savings - inputs.prosumer_payments_eur * factor),
+            "aggregator_margin_eur": _r(revenue - inputs.prosumer_payments_eur * factor),
         }
+
+    extrapolation: dict[str, Any] = {
+        "money_per_mw_year": scaled(money),
+        "valuation_per_mw_year": scaled(valuation),
+        "projections": projections,
+        "projection_model": (
+            "flexibility, offers and savings scale with participants at the given prices (no price feedback); "
+            "market deals and revenue scale until the buyers' requested volume caps them; payments to "
+            "prosumers scale with participants"
+        ),
+    }
+    basis = _basis(inputs.start, days)
+    if days < MIN_DAYS_NOT_EXTRAPOLATED:
+        placed: dict[str, Any] = {
+            "extrapolated": {
+                "basis": basis,
+                "caveat": (
+                    f"extrapolated from {basis.split(',')[0]} only: a period under "
+                    f"{MIN_DAYS_NOT_EXTRAPOLATED:g} days has no weekly cycle and one season, so per-MW-year "
+                    "figures and projections are indications, not estimates"
+                ),
+                **extrapolation,
+            }
+        }
+    else:
+        placed = {"extrapolation_basis": basis, **extrapolation}
 
     return {
         "scope": inputs.scope,
@@ -173,18 +211,26 @@ def compute_kpis(inputs: KpiInputs) -> dict[str, Any]:
         "load_adaptability_level_mean": _r(float(level.mean()) if len(level) else 0.0),
         "load_adaptability_level_max": _r(float(level.max()) if len(level) else 0.0),
         "money": money,
-        "money_per_mw_year": money_per_mw_year,
+        "valuation": valuation,
         "market": {
             "deals": inputs.market_deals,
             "cleared_kwh": _r(inputs.market_cleared_kwh),
             "requested_kwh": _r(inputs.market_requested_kwh),
         },
-        "projections": projections,
-        "projection_model": (
-            "flexibility, offers and savings scale with participants at the given prices (no price feedback); "
-            "market deals and revenue scale until the buyers' requested volume caps them"
-        ),
+        **placed,
     }
+
+
+def _basis(start: datetime, days: float) -> str:
+    """What the extrapolated figures come from: "1 day(s) from 2026-01-12 (January), scaled by 365/1"."""
+    last = start + timedelta(days=days) - timedelta(microseconds=1) if days > 0 else start
+    months: list[str] = []
+    month = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    while month <= last:
+        months.append(month.strftime("%B"))
+        month = (month + timedelta(days=32)).replace(day=1)
+    named = months[0] if len(months) == 1 else f"{months[0]}-{months[-1]}"
+    return f"{days:g} day(s) from {start.date().isoformat()} ({named}), scaled by {DAYS_PER_YEAR:g}/{days:g}"
 
 
 def _add(series: np.ndarray, start: datetime, slice_s: int, at: datetime, energy: Sequence[float]) -> None:

@@ -3,24 +3,40 @@
 Inputs per prosumer (`ProsumerPeriod`): the offer (with its default schedule), the schedule
 the aggregator assigned (None = the offer ran its default), the metered kWh per step and the
 contract. All energies are put on one period grid (`period_start`, `period_steps` steps of
-`slice_s` seconds); parts of a schedule outside the period are not settled in it.
+`slice_s` seconds); parts of a schedule outside the period are not settled in it. A caller
+that knows which offer was in force at each step (the world does) passes the per-step series
+itself (`baseline_kwh`, `scheduled_kwh`) and `covered`, the steps the offer was in force: a
+bill then settles only those steps (an offer re-declared after a few steps is billed for
+those steps, never for the rest of its default schedule).
 
-Quantities of a bill (all kWh over the period):
+Quantities of a bill (all kWh over the steps it covers):
 
-- baseline: `baseline_kwh` when given (e.g. a `characteristic_baseline`), else the offer's
-  default schedule on the grid;
-- scheduled (predicted) adaptation = scheduled - baseline per step; factual adaptation =
-  metered - baseline per step;
-- delivered adaptation per step = min(|factual|, |scheduled|) when both point the same way,
-  else 0: only adaptation that was asked for *and* happened is paid;
-- imbalance = sum |metered - scheduled|; tolerance = `imbalance_tolerance_share` * sum
-  |scheduled|; only the imbalance beyond the tolerance is penalised.
+- baseline b: `baseline_kwh` when given (the default in force, a `characteristic_baseline`,
+  the uncontrolled twin...), else the offer's default schedule on the grid; scheduled s:
+  `scheduled_kwh`, else the assigned schedule, else the default; metered m;
+- delivered adaptation per step = min(max(m - b, 0), max(s - b, 0)): only energy moved INTO
+  a step, as far as it was both asked for and metered. An energy-neutral shift (1 kWh out of
+  one step, into another) counts once, not twice; and raising b can only lower every term,
+  so a default declared above what the device would do is never paid more than an honest
+  one (tests/test_fman_settlement.py proves it to the cent). Scheduled adaptation = sum
+  max(s - b, 0), factual adaptation = sum max(m - b, 0);
+- consequences of the rule: PV curtailment (production smaller than its declared default),
+  a battery's charging and a load moved to other steps are paid where the energy lands;
+  a pure reduction (less consumption, a battery discharge, extra production, with no energy
+  moved into another step of the bill) is not paid as activation: against a declared
+  baseline it is exactly what an inflated declaration would fake. Its value is the energy
+  the prosumer does not buy (a valuation against the uncontrolled twin, not a payment);
+  a default declared *below* what the device would do is bounded by the offer itself (the
+  default must be a feasible schedule of the offer, e.g. meet its total energy);
+- imbalance = sum |m - s|; tolerance = `imbalance_tolerance_share` * sum |s|; only the
+  imbalance beyond the tolerance is penalised. Neither depends on the baseline, so the
+  penalty cannot be moved by a declaration either.
 
 Offered flexibility (delegated contracts) is taken from the profile that was scheduled (or the
 default's): time flexibility in hours (`FlexOffer.time_flexibility_s`, 0 when implicit),
 power in kW (largest per-step bound / step length), energy flexibility sum(upper - lower)
-(capped by the total-energy span) and flexible kWh (sum |default energy|, else sum of the
-largest per-step bound).
+(capped by the total-energy span) and flexible kWh = sum |m| over the bill's steps (the energy
+the flexible load really ran under the contract; a declared default cannot raise it).
 
 Money is kept in integer cents. Every line item is rounded to cents (round half to even) and
 a bill's total is the sum of its rounded lines; the aggregator's margin is the market revenue
@@ -53,7 +69,7 @@ __all__ = [
 ]
 
 SETTLEMENT_NAME = "fman-settlement"
-SETTLEMENT_VERSION = "1"
+SETTLEMENT_VERSION = "2"
 
 
 class SettlementError(FmanError):
@@ -62,13 +78,20 @@ class SettlementError(FmanError):
 
 @dataclass(frozen=True)
 class ProsumerPeriod:
-    """What is settled for one offer of one prosumer in the period."""
+    """What is settled for one offer of one prosumer in the period.
+
+    `baseline_kwh` and `scheduled_kwh` (one value per period step) replace the offer's default
+    and its schedule on the grid; `covered` (booleans per period step) limits the bill to the
+    steps the offer was in force (None: every step).
+    """
 
     offer: FlexOffer
     contract: Contract
     metered_kwh: np.ndarray
     schedule: Schedule | None = None
     baseline_kwh: np.ndarray | None = None
+    scheduled_kwh: np.ndarray | None = None
+    covered: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +101,7 @@ class Bill:
     prosumer: str
     flex_offer_id: str
     contract_kind: str
+    covered_steps: int
     # Offered flexibility.
     offered_time_flexibility_h: float
     offered_power_kw: float
@@ -190,8 +214,8 @@ def _grid_array(values: np.ndarray, period_steps: int, what: str) -> np.ndarray:
     return arr
 
 
-def _offered(offer: FlexOffer, profile_index: int) -> tuple[float, float, float, float]:
-    """(time flexibility h, power kW, energy flexibility kWh, flexible kWh) of one profile."""
+def _offered(offer: FlexOffer, profile_index: int) -> tuple[float, float, float]:
+    """(time flexibility h, power kW, energy flexibility kWh) of one profile."""
     profile = offer.profiles[profile_index]
     lower, upper = profile.lower_kwh(), profile.upper_kwh()
     time_h = (offer.time_flexibility_s or 0) / 3600
@@ -200,60 +224,66 @@ def _offered(offer: FlexOffer, profile_index: int) -> tuple[float, float, float,
     energy_flex = float((upper - lower).sum())
     if profile.total_energy is not None:
         energy_flex = min(energy_flex, profile.total_energy[1] - profile.total_energy[0])
-    if offer.default_schedule is not None:
-        flexible = float(np.abs(np.asarray(offer.default_schedule.energy, dtype=float)).sum())
-    else:
-        flexible = float(bound.sum())
-    return time_h, power_kw, max(energy_flex, 0.0), flexible
+    return time_h, power_kw, max(energy_flex, 0.0)
 
 
 def _bill(item: ProsumerPeriod, period_start: datetime, period_steps: int, slice_s: int) -> Bill:
     offer = item.offer
     name = f"offer {offer.id!r}"
-    if offer.slice_s != slice_s:
-        raise SettlementError(f"{name} has slice_s={offer.slice_s}, the period uses {slice_s}")
     default = offer.default_schedule
-    default_kwh = (
-        None
-        if default is None
-        else _on_grid(default.start, default.energy, period_start, period_steps, slice_s, f"{name} default_schedule")
-    )
-    if item.baseline_kwh is not None:
-        baseline = _grid_array(item.baseline_kwh, period_steps, f"{name} baseline_kwh")
-    elif default_kwh is not None:
-        baseline = default_kwh
-    else:
-        raise SettlementError(f"{name} has no default_schedule; pass a baseline_kwh (e.g. characteristic_baseline)")
-    if item.schedule is not None:
-        scheduled = _on_grid(
-            item.schedule.start, item.schedule.energy, period_start, period_steps, slice_s, f"{name} schedule"
-        )
-        profile_index = item.schedule.profile
-    else:
-        scheduled = default_kwh if default_kwh is not None else baseline
-        profile_index = default.profile if default is not None else 0
+    schedule = item.schedule
+    profile_index = schedule.profile if schedule is not None else default.profile if default is not None else 0
     if not 0 <= profile_index < len(offer.profiles):
         raise SettlementError(f"{name}: profile {profile_index} is not a profile index")
-    metered = _grid_array(item.metered_kwh, period_steps, f"{name} metered_kwh")
 
-    sched_adapt = scheduled - baseline
-    fact_adapt = metered - baseline
-    same_way = np.sign(sched_adapt) * np.sign(fact_adapt) > 0
-    delivered = float(np.where(same_way, np.minimum(np.abs(sched_adapt), np.abs(fact_adapt)), 0.0).sum())
-    scheduled_adaptation = float(np.abs(sched_adapt).sum())
+    def placed(start: datetime, energy: Sequence[float], what: str) -> np.ndarray:
+        if offer.slice_s != slice_s:
+            raise SettlementError(f"{name} has slice_s={offer.slice_s}, the period uses {slice_s}")
+        return _on_grid(start, energy, period_start, period_steps, slice_s, f"{name} {what}")
+
+    if item.baseline_kwh is not None:
+        baseline = _grid_array(item.baseline_kwh, period_steps, f"{name} baseline_kwh")
+    elif default is not None:
+        baseline = placed(default.start, default.energy, "default_schedule")
+    else:
+        raise SettlementError(f"{name} has no default_schedule; pass a baseline_kwh (e.g. characteristic_baseline)")
+    if item.scheduled_kwh is not None:
+        scheduled = _grid_array(item.scheduled_kwh, period_steps, f"{name} scheduled_kwh")
+    elif schedule is not None:
+        scheduled = placed(schedule.start, schedule.energy, "schedule")
+    elif default is not None:
+        scheduled = placed(default.start, default.energy, "default_schedule")
+    else:
+        scheduled = baseline
+    metered = _grid_array(item.metered_kwh, period_steps, f"{name} metered_kwh")
+    covered = np.ones(period_steps, dtype=bool)
+    if item.covered is not None:
+        covered = np.asarray(item.covered)
+        if covered.shape != (period_steps,) or covered.dtype != bool:
+            raise SettlementError(f"{name} covered must be {period_steps} booleans (one per period step)")
+    # Steps the offer did not cover are not settled under it.
+    baseline, scheduled, metered = (np.where(covered, a, 0.0) for a in (baseline, scheduled, metered))
+
+    asked_up = np.maximum(scheduled - baseline, 0.0)
+    metered_up = np.maximum(metered - baseline, 0.0)
+    delivered = float(np.minimum(asked_up, metered_up).sum())
+    scheduled_adaptation = float(asked_up.sum())
     imbalance = float(np.abs(metered - scheduled).sum())
     contract = item.contract
     tolerance = contract.imbalance_tolerance_share * float(np.abs(scheduled).sum())
     penalised = max(imbalance - tolerance, 0.0)
+    flexible = float(np.abs(metered).sum())
 
-    time_h, power_kw, energy_flex, flexible = _offered(offer, profile_index)
+    time_h, power_kw, energy_flex = _offered(offer, profile_index)
     if isinstance(contract, DelegatedContract):
         time_c = _cents(contract.reward_eur_per_h_kw_time_flexibility * time_h * power_kw, f"{name} time reward")
         energy_c = _cents(contract.reward_eur_per_kwh_energy_flexibility * energy_flex, f"{name} energy reward")
         flexible_c = _cents(contract.reward_eur_per_flexible_kwh * flexible, f"{name} flexible-kWh reward")
+        scheduled_flexible = float(np.abs(scheduled).sum())
+        predicted_flexible_c = _cents(contract.reward_eur_per_flexible_kwh * scheduled_flexible, f"{name} predicted")
         rate = contract.activation_eur_per_kwh
     elif isinstance(contract, DirectContract):
-        time_c = energy_c = flexible_c = 0
+        time_c = energy_c = flexible_c = predicted_flexible_c = 0
         rate_or_none = contract.price_eur_per_kwh_deviation
         if rate_or_none is None:
             rate_or_none = None if offer.price is None else offer.price.per_kwh_deviation
@@ -269,6 +299,7 @@ def _bill(item: ProsumerPeriod, period_start: datetime, period_steps: int, slice
         prosumer=offer.issuer,
         flex_offer_id=offer.id or "",
         contract_kind=contract.kind,
+        covered_steps=int(covered.sum()),
         offered_time_flexibility_h=time_h,
         offered_power_kw=power_kw,
         offered_energy_flexibility_kwh=energy_flex,
@@ -277,7 +308,7 @@ def _bill(item: ProsumerPeriod, period_start: datetime, period_steps: int, slice
         scheduled_kwh=float(scheduled.sum()),
         metered_kwh=float(metered.sum()),
         scheduled_adaptation_kwh=scheduled_adaptation,
-        factual_adaptation_kwh=float(np.abs(fact_adapt).sum()),
+        factual_adaptation_kwh=float(metered_up.sum()),
         delivered_adaptation_kwh=delivered,
         imbalance_kwh=imbalance,
         tolerance_kwh=tolerance,
@@ -288,7 +319,7 @@ def _bill(item: ProsumerPeriod, period_start: datetime, period_steps: int, slice
         activation_cents=activation_c,
         penalty_cents=penalty_c,
         total_cents=time_c + energy_c + flexible_c + activation_c - penalty_c,
-        predicted_total_cents=time_c + energy_c + flexible_c + predicted_activation_c,
+        predicted_total_cents=time_c + energy_c + predicted_flexible_c + predicted_activation_c,
     )
 
 

@@ -137,6 +137,7 @@ class Dso(mesa.Agent):
         self.requested_kwh_by_step = np.zeros((self.n_steps, len(grid.feeders)))
         self.tariff_eur_per_kwh_by_step = np.zeros(self.n_steps)
         self.controlled_kwh = np.zeros(self.n_steps)  # direct control: recent draw of blocked devices
+        self.controlled_kwh_by_prosumer = np.zeros((self.n_steps, n_p))  # the same per blocked prosumer
         self.transport: list[tuple[datetime, pd.DataFrame]] = []
         self._dvm_per_mw: np.ndarray | None = None
 
@@ -280,5 +281,6 @@ class Dso(mesa.Agent):
                     break
                 blocked.add(int(i))
                 covered += float(recent_kwh[i])
+                self.controlled_kwh_by_prosumer[k, i] += float(recent_kwh[i])
             self.controlled_kwh[k] += covered
         return blocked
