@@ -129,12 +129,17 @@ def thermal_coefficients(hp: HeatPump, slice_s: int, outdoor) -> tuple[float, fl
     return a, m.cop / m.c_kwh_per_k, b, hp.max_power_kw * dt_h
 
 
-def extreme_trajectory(hp, slice_s, outdoor, start_c, band, *, highest: bool) -> np.ndarray:
-    """Energies of the highest (or lowest) temperature trajectory that keeps T[1..n] in `band`."""
+def extreme_trajectory(
+    hp, slice_s, outdoor, start_c, band, *, highest: bool, end_max_c: float | None = None
+) -> np.ndarray:
+    """Energies of the highest (or lowest) temperature trajectory that keeps T[1..n] in `band`
+    (and T[n] at most `end_max_c`)."""
     a, g, b, e = thermal_coefficients(hp, slice_s, outdoor)
     n = len(outdoor)
     lo, hi = band
     low_ok, high_ok = np.full(n + 1, lo), np.full(n + 1, hi)
+    if end_max_c is not None:
+        high_ok[n] = min(hi, end_max_c)
     for k in range(n - 1, 0, -1):
         low_ok[k] = max(lo, (low_ok[k + 1] - b[k] - g * e) / a)
         high_ok[k] = min(hi, (high_ok[k + 1] - b[k]) / a)
@@ -270,8 +275,9 @@ def test_heat_pump_offer_is_valid_and_default_is_the_thermostat(setup):
     assert validate_offer(offer, now=now) == []
     profile = offer.profiles[0]
     n = min(block, ctx.steps_until(ctx.horizon_end))  # the block ends within 24 h of now
-    # the band (two rows per step) and the end level: T[n] at least the thermostat's
-    assert profile.n_steps == n and len(profile.polytope.b) == 2 * n + 1
+    # the band (two rows per step) and the end level: T[n] at least the thermostat's, at most
+    # its cut-out (or the thermostat's T[n] when warmer)
+    assert profile.n_steps == n and len(profile.polytope.b) == 2 * n + 2
     assert offer.start_after == offer.start_before == offer.assignment_before == ctx.first_start
     drawn, _, default_temps = run_hp(hp, now, ctx, outdoor, [None] * n)
     assert np.allclose(drawn, offer.default_schedule.energy, atol=TOL, rtol=0)
@@ -279,6 +285,11 @@ def test_heat_pump_offer_is_valid_and_default_is_the_thermostat(setup):
         nothing = Schedule("fo-1", ctx.first_start, 0, (0.0,) * n, assigned_at=now)
         _, _, cold = run_hp(hp, now, ctx, outdoor, [0.0] * n)
         assert cold[-1] < default_temps[-1] and check_schedule(offer, nothing) != []
+    full = Schedule("fo-1", ctx.first_start, 0, (state.max_power_kw * ctx.slice_s / 3600,) * n, assigned_at=now)
+    _, _, warm = run_hp(hp, now, ctx, outdoor, list(full.energy))
+    cut_out = state.setpoint_c + state.deadband_c / 2
+    if warm[-1] > max(cut_out, default_temps[-1]) + 1e-6:  # banking heat beyond the thermostat's cut-out
+        assert check_schedule(offer, full) != []
     gen = HeatPumpGenerator(block_steps=block)
     assert 0.0 <= gen.captured_flexibility(state, offer, ctx) <= 1.0
 
@@ -292,7 +303,10 @@ def test_heat_pump_feasible_schedules_keep_the_comfort_band(setup, weight):
     band = (min(hp.comfort_min_c, default_temps.min()), max(hp.comfort_max_c, default_temps.max()))
     widened = band != (hp.comfort_min_c, hp.comfort_max_c)
     block = len(default)
-    highest = extreme_trajectory(hp, ctx.slice_s, outdoor[1 : block + 1], start_c, band, highest=True)
+    end_max_c = max(hp.setpoint_c + hp.deadband_c / 2, default_temps[-1])  # the end level's cap
+    highest = extreme_trajectory(
+        hp, ctx.slice_s, outdoor[1 : block + 1], start_c, band, highest=True, end_max_c=end_max_c
+    )
     x = weight * default + (1 - weight) * highest
     schedule = Schedule("fo-1", ctx.first_start, 0, tuple(float(v) for v in x), assigned_at=now)
     assert check_schedule(offer, schedule) == []

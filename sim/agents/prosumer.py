@@ -4,8 +4,8 @@ The prosumer owns the truth (device physics, non-flexible load, PV) and an FOA (
 that sees the devices only through their sensor states. Devices are driven through their
 `DeviceKind` (sim/agents/kinds.py). Each step it records, per device, what ran (metered), what
 an uncontrolled twin of the device drew (the counterfactual: the same device without the ATP),
-the baseline the offer declared (its default schedule, or the metered energy where no offer
-covers the step) and what was scheduled.
+the baseline the offer declared (its default schedule, 0 kWh where the offer's schedule runs past
+the default's end, the metered energy where no offer covers the step) and what was scheduled.
 """
 
 from __future__ import annotations
@@ -101,7 +101,11 @@ class Prosumer(mesa.Agent):
         tracked, schedule = found
         scheduled = schedule_step(tracked.offer, schedule, now)
         default = tracked.offer.default_schedule
-        baseline = schedule_step(tracked.offer, default, now) if default is not None else None
+        baseline: float | None = None
+        if default is not None:
+            # Past the default's end (a schedule shifted later) the default declares 0 kWh: the
+            # device would have finished by then, so the shifted energy is not declared twice.
+            baseline = schedule_step(tracked.offer, default, now) or 0.0
         self.foa.measure(load_type, now, metered)
         return StepRecord(
             metered_kwh=metered,

@@ -116,6 +116,11 @@ class HeatPumpGenerator(ThermalBlockGenerator):
         state = _check_state(state)
         return state.comfort_min_c, state.comfort_max_c
 
+    def cut_out(self, state: object) -> float:
+        """The thermostat's cut-out, setpoint + deadband/2 (C)."""
+        state = _check_state(state)
+        return state.setpoint_c + state.deadband_c / 2
+
     def keep_limits(
         self, state: ThermalState, scheduled_kwh: float, *, now: datetime, slice_s: int
     ) -> tuple[float, str | None]:

@@ -68,12 +68,17 @@ class ThermalBlock:
         temps = c + m @ self.default_kwh
         return min(lo_c, float(temps.min())), max(hi_c, float(temps.max()))
 
-    def profile(self, lo_c: float, hi_c: float, *, keep_end_level: bool = False) -> Profile:
+    def profile(
+        self, lo_c: float, hi_c: float, *, keep_end_level: bool = False, end_max_c: float | None = None
+    ) -> Profile:
         """One slice of `n` steps in [0, step_kwh], its polytope exactly the band (widened).
 
         `keep_end_level`: one more row, T[n] >= the default trajectory's T[n]: the store ends the
         block at least as warm as its thermostat would leave it, so a schedule moves heat in time
-        but cannot draw less by leaving the store colder (comfort spent is not flexibility)."""
+        but cannot draw less by leaving the store colder (comfort spent is not flexibility).
+        `end_max_c` (with `keep_end_level`, e.g. the thermostat's cut-out): one more row,
+        T[n] <= max(end_max_c, the default's T[n]): heat banked beyond what the thermostat keeps
+        would lower the next block's default below what the device draws uncontrolled."""
         lo_c, hi_c = self.band(lo_c, hi_c)
         m, c = self.affine()
         rows, rhs = [m, -m], [hi_c - c, c - lo_c]
@@ -81,6 +86,9 @@ class ThermalBlock:
             end_c = float(c[-1] + m[-1] @ self.default_kwh)
             rows.append(-m[-1:])
             rhs.append(np.array([c[-1] - end_c]))
+            if end_max_c is not None:
+                rows.append(m[-1:])
+                rhs.append(np.array([max(end_max_c, end_c) - c[-1]]))
         return Profile(
             slices=(Slice(self.n, (0.0, self.step_kwh)),),
             polytope=Polytope(
@@ -158,13 +166,18 @@ class ThermalBlockGenerator(FlexOfferGenerator):
     def band(self, state: Any) -> tuple[float, float]:
         """The user's temperature limits (C)."""
 
+    def cut_out(self, state: Any) -> float | None:
+        """The thermostat's cut-out (C), the warmest end of a block under `keep_end_level`
+        (`ThermalBlock.profile`); None (the default) leaves the end open upwards."""
+        return None
+
     def generate(self, state: Any, ctx: GenerationContext) -> FlexOffer | None:
         """One block offer from `ctx.first_start`; None when the horizon holds no whole step."""
         n = min(self.block_steps, ctx.steps_until(ctx.horizon_end))
         if n == 0:
             return None
         block = self.block(state, ctx, n)
-        profile = block.profile(*self.band(state), keep_end_level=self.keep_end_level)
+        profile = block.profile(*self.band(state), keep_end_level=self.keep_end_level, end_max_c=self.cut_out(state))
         return ctx.block_offer(self.load_type, profile, block.default_kwh)
 
     def captured_flexibility(self, state: Any, offer: FlexOffer | None, ctx: GenerationContext) -> float:

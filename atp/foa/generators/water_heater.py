@@ -125,20 +125,30 @@ class WaterHeaterGenerator(ThermalBlockGenerator):
         state = _check_state(state)
         return state.min_c, state.max_c
 
+    def cut_out(self, state: object) -> float:
+        """The thermostat's cut-out, setpoint + deadband/2 (C)."""
+        state = _check_state(state)
+        return state.setpoint_c + state.deadband_c / 2
+
     def keep_limits(
         self, state: WaterHeaterState, scheduled_kwh: float, *, now: datetime, slice_s: int
     ) -> tuple[float, str | None]:
         """Keep [min_c, max_c]: full power if the step would end below min_c, off if above max_c.
 
         The end-of-step temperature is predicted with the FOA's model from the measured tank
-        temperature and the forecast draw of the step (`draw_forecast_l[0]`).
+        temperature and the forecast draw of the step (`draw_forecast_l[0]`). A schedule that
+        heats at least as much as the tank's own thermostat would in this step is kept even when
+        the step ends below min_c: a draw the element cannot make up takes the uncontrolled tank
+        below min_c as well, and heating beyond the thermostat would draw energy the device
+        never draws uncontrolled (the baseline it is settled against).
         """
         state = _check_state(state)
         dt_h = slice_s / 3600.0
         step_kwh = state.element_kw * dt_h
         draw = state.draws_l(1)[0]
         scheduled_next = _next_temp(state, state.temp_c, draw, min(max(scheduled_kwh, 0.0), step_kwh), dt_h)
-        if scheduled_next < state.min_c - TOL_K and scheduled_kwh < step_kwh:
+        on = thermostat_on(state.temp_c, state.heat_on, setpoint_c=state.setpoint_c, deadband_c=state.deadband_c)
+        if scheduled_next < state.min_c - TOL_K and scheduled_kwh < (step_kwh if on else 0.0):
             return step_kwh, (
                 f"limits: tank temperature would fall to {scheduled_next:.2f} C, below {state.min_c:.2f} C; "
                 "heating at full power"
