@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -166,3 +167,29 @@ def test_the_site_grid_is_a_reference_to_one_checked_cached_file(cli_run, tmp_pa
         fh.write(b" ")
     with pytest.raises(FileNotFoundError, match="another SHA-256"):
         resolve_grid_net(moved)
+
+
+def test_the_site_grid_goes_into_the_cache_once_or_into_the_run_folder_without_one(tmp_path, monkeypatch):
+    """`_write_grid_net` on a real pandapower net: one cached file for two runs; an unusable cache
+    (a file where the folder should be) puts `grid_net.json` into the run folder instead."""
+    import pandapower.networks
+
+    from sim.outputs import _write_grid_net
+
+    world = SimpleNamespace(grid=SimpleNamespace(net=pandapower.networks.example_simple()))
+    world.grid.net.load["p_mw"] = 0.7  # zeroed in the file, restored in the net
+    monkeypatch.setenv("GOFLEX_TWIN_CACHE", str(tmp_path / "cache"))
+    for run in ("a", "b"):
+        _write_grid_net(world, tmp_path / run)
+    cached = list((tmp_path / "cache" / "goflex-twin" / "grids").iterdir())
+    assert len(cached) == 1 and resolve_grid_net(tmp_path / "a") == resolve_grid_net(tmp_path / "b") == cached[0]
+    assert (world.grid.net.load["p_mw"] == 0.7).all()
+    assert (tmp_path / "a" / GRID_NET_REF).read_text() == (tmp_path / "b" / GRID_NET_REF).read_text()
+
+    (tmp_path / "blocked").write_text("not a folder\n")
+    monkeypatch.setenv("GOFLEX_TWIN_CACHE", str(tmp_path / "blocked"))
+    _write_grid_net(world, tmp_path / "c")
+    local = tmp_path / "c" / "grid_net.json"
+    assert resolve_grid_net(tmp_path / "c") == local
+    assert json.loads((tmp_path / "c" / GRID_NET_REF).read_text())["path"] == str(local)
+    assert local.read_bytes() == cached[0].read_bytes()
