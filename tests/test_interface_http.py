@@ -305,8 +305,9 @@ def test_contract_and_bill_come_from_the_fman_contracts_and_settlement(server):
     assert bill["contract_kind"] == "delegated" and bill["not_billed"] == []
     (period,) = bill["periods"]
     assert period["flex_offer_id"] == offer.id and period["period_start"] == "2026-11-25T18:00:00Z"
-    assert period["delivered_adaptation_kwh"] == pytest.approx(22.0)  # followed the schedule exactly
-    assert period["activation_cents"] == 220 and bill["total_cents"] == bill["predicted_total_cents"] == 220
+    # followed the schedule exactly: 11 kWh moved one hour later, paid once (where it landed)
+    assert period["delivered_adaptation_kwh"] == pytest.approx(11.0)
+    assert period["activation_cents"] == 110 and bill["total_cents"] == bill["predicted_total_cents"] == 110
     assert r.http.get("/bill", params={"party": P17}, headers=AUTH_OP).json() == bill
     assert "?party=" in assert_error(r.http.get("/bill", headers=AUTH_OP), 422)["error"]
     assert "no contract" in assert_error(r.http.get("/contract", headers=AUTH18), 404)["error"]
