@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -411,6 +412,268 @@ def check_periods(run_dir: Path) -> CheckResult:
     return CheckResult("5 periods in order", summary, problems)
 
 
+# -- money (docs/outputs.md "ledger.parquet" and the kpi.json `money` table) -----------------
+ROLES = ("prosumer", "aggregator", "brp", "dso", "fmar")
+# reason -> (payer roles, payee roles), from the reasons table
+REASONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "energy_flexible": (frozenset({"prosumer"}), frozenset({"brp"})),
+    "energy_other": (frozenset({"prosumer"}), frozenset({"brp"})),
+    "tariff": (frozenset({"prosumer"}), frozenset({"dso"})),
+    "dso_compensation": (frozenset({"dso"}), frozenset({"prosumer"})),
+    "market_purchase": (frozenset({"brp", "dso"}), frozenset({"fmar"})),
+    "market_surplus": (frozenset({"brp", "dso"}), frozenset({"fmar"})),
+    "transport_fee": (frozenset({"brp", "dso"}), frozenset({"dso"})),
+    "market_award": (frozenset({"fmar"}), frozenset({"aggregator", "prosumer"})),
+    "flexibility_payment": (frozenset({"aggregator"}), frozenset({"prosumer"})),
+    "penalty": (frozenset({"prosumer"}), frozenset({"aggregator"})),
+}
+_STEP_REASONS = ("energy_flexible", "energy_other", "tariff", "dso_compensation")
+_SETTLEMENT_REASONS = ("flexibility_payment", "penalty")
+_CENT_TOLERANCE_EUR = 1e-6
+
+
+@dataclass
+class _Ledger:
+    """The ledger's rows with integer cents, and each party's net (received - paid) in cents."""
+
+    rows: pd.DataFrame  # time, payer, payee, reason, eur, cents, payer_role, payee_role
+    net: dict[str, int]
+
+    def cents(self, reason: str | None = None, *, payer_role: str | None = None, payee_role: str | None = None) -> int:
+        rows = self.rows
+        if reason is not None:
+            rows = rows[rows["reason"] == reason]
+        if payer_role is not None:
+            rows = rows[rows["payer_role"] == payer_role]
+        if payee_role is not None:
+            rows = rows[rows["payee_role"] == payee_role]
+        return int(rows["cents"].sum())
+
+    def role_net(self, role: str) -> int:
+        return sum(c for party, c in self.net.items() if party.split(":", 1)[0] == role)
+
+
+def _role(party: Any) -> str | None:
+    if not isinstance(party, str) or ":" not in party:
+        return None
+    role, name = party.split(":", 1)
+    return role if role in ROLES and name else None
+
+
+def _read_ledger(run_dir: Path, problems: list[str]) -> _Ledger:
+    """The ledger, listing in `problems` every row that breaks the documented form."""
+    frame = _read_parquet(run_dir / "ledger.parquet")
+    missing = [c for c in ("time", "payer", "payee", "reason", "eur") if c not in frame.columns]
+    if missing:
+        raise _FolderError(f"ledger.parquet has no column(s) {', '.join(missing)}")
+    rows = frame.reset_index(drop=True).copy()
+    eur = pd.to_numeric(rows["eur"], errors="coerce").astype(float)
+    finite = np.isfinite(eur.to_numpy())
+    cents = np.where(finite, np.round(np.where(finite, eur, 0.0) * 100.0), 0.0)
+    rows["cents"] = cents.astype(np.int64)
+    rows["payer_role"] = rows["payer"].map(_role)
+    rows["payee_role"] = rows["payee"].map(_role)
+
+    def bad(i: int, why: str) -> None:
+        r = rows.loc[i]
+        problems.append(f"ledger.parquet row {i} ({r['time']}, {r['payer']} -> {r['payee']}, {r['reason']}): {why}")
+
+    for i in np.flatnonzero(~finite):
+        bad(int(i), f"eur {rows.at[i, 'eur']!r} is not a finite number")
+    off = finite & (np.abs(np.where(finite, eur, 0.0) - cents / 100.0) > _CENT_TOLERANCE_EUR)
+    for i in np.flatnonzero(off):
+        bad(int(i), f"eur {eur[i]!r} is not a whole number of cents")
+    for i in np.flatnonzero(finite & (cents == 0)):
+        bad(int(i), "a row of 0 cents (such rows are not written)")
+    for i in np.flatnonzero(rows["payer_role"].isna().to_numpy() | rows["payee_role"].isna().to_numpy()):
+        bad(int(i), f"payer and payee must be party ids <role>:<name> with role one of {', '.join(ROLES)}")
+    for reason, (payers, payees) in REASONS.items():
+        these = rows["reason"] == reason
+        wrong = these & ~(rows["payer_role"].isin(payers) & rows["payee_role"].isin(payees))
+        for i in np.flatnonzero(wrong.to_numpy()):
+            bad(int(i), f"{reason} is paid by {'/'.join(sorted(payers))} to {'/'.join(sorted(payees))}")
+    for i in np.flatnonzero(~rows["reason"].isin(list(REASONS)).to_numpy()):
+        bad(int(i), f"unknown reason {rows.at[i, 'reason']!r}")
+    # A row pays out of its payer and into its payee, each side counted where it names a party:
+    # a row without a payee takes money out of the world, and the nets no longer sum to 0.
+    net: dict[str, int] = {}
+    for column, sign in (("payee", 1), ("payer", -1)):
+        named = rows.loc[rows[column].map(lambda p: isinstance(p, str) and bool(p))]
+        for party, c in named.groupby(column)["cents"].sum().items():
+            net[str(party)] = net.get(str(party), 0) + sign * int(c)
+    return _Ledger(rows, net)
+
+
+def _counted_times(run_dir: Path) -> tuple[pd.DatetimeIndex, pd.Timestamp] | None:
+    """The counted steps (window + tail) of timeseries.parquet and their end, when it has periods."""
+    ts = _read_parquet(run_dir / "timeseries.parquet")
+    if "period" not in ts.columns or len(ts) < 2:
+        return None
+    times = pd.DatetimeIndex(ts.loc[ts["period"].isin(("window", "tail")), "time"]).sort_values()
+    if times.empty:
+        return None
+    step = pd.DatetimeIndex(ts["time"]).sort_values().to_series().diff().min()
+    return times, times[-1] + step
+
+
+def _market_cents(run_dir: Path, column: str) -> int:
+    """Sum over market.parquet rows of one money column, each rounded to cents half to even."""
+    market = _read_parquet(run_dir / "market.parquet")
+    values = pd.to_numeric(market[column], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    return int(np.round(values * 100.0).sum())
+
+
+def check_ledger(run_dir: Path) -> CheckResult:
+    """Check 3: the ledger is well formed and balances to the cent: the parties' nets sum to 0,
+    purchases = awards, the FMAR keeps the surplus, the aggregator's net is its receipts minus
+    its payments plus penalties; step and settlement rows lie where the doc puts them."""
+    problems: list[str] = []
+    ledger = _read_ledger(run_dir, problems)
+    total = sum(ledger.net.values())
+    if total != 0:
+        problems.append(f"the parties' nets sum to {total / 100:.2f} EUR, not 0")
+    purchases, awards = ledger.cents("market_purchase"), ledger.cents("market_award")
+    if purchases != awards:
+        problems.append(
+            f"market_purchase rows sum to {purchases / 100:.2f} EUR, market_award rows to {awards / 100:.2f}"
+        )
+    fmar, surplus = ledger.role_net("fmar"), ledger.cents("market_surplus")
+    if fmar != surplus:
+        problems.append(f"the FMAR's net is {fmar / 100:.2f} EUR, the market_surplus rows sum to {surplus / 100:.2f}")
+    aggregator = ledger.role_net("aggregator")
+    expected = (
+        ledger.cents("market_award", payee_role="aggregator")
+        - ledger.cents("flexibility_payment")
+        + ledger.cents("penalty")
+    )
+    if aggregator != expected:
+        problems.append(
+            f"the aggregator's net is {aggregator / 100:.2f} EUR, its awards - flexibility payments + penalties "
+            f"{expected / 100:.2f}"
+        )
+    for reason, column in (("market_surplus", "surplus_eur"), ("transport_fee", "transport_fees_eur")):
+        in_market = _market_cents(run_dir, column)
+        if ledger.cents(reason) != in_market:
+            problems.append(
+                f"{reason} rows sum to {ledger.cents(reason) / 100:.2f} EUR, market.parquet's {column} to "
+                f"{in_market / 100:.2f}"
+            )
+    counted = _counted_times(run_dir)
+    if counted is not None:
+        times, end = counted
+        rows = ledger.rows
+        when = pd.DatetimeIndex(rows["time"])
+        outside = rows["reason"].isin(_STEP_REASONS).to_numpy() & ~when.isin(times)
+        for i in np.flatnonzero(outside)[:_SHOWN]:
+            problems.append(f"ledger.parquet row {i} ({rows.at[i, 'reason']}): time {when[i]} is not a counted step")
+        late = rows["reason"].isin(_SETTLEMENT_REASONS).to_numpy() & (when != end)
+        for i in np.flatnonzero(late)[:_SHOWN]:
+            problems.append(
+                f"ledger.parquet row {i} ({rows.at[i, 'reason']}): time {when[i]} is not the end of the "
+                f"counted steps {end}"
+            )
+    summary = (
+        f"{len(ledger.rows)} rows, {len(ledger.net)} parties, nets sum to {total / 100:.2f} EUR; "
+        f"purchases = awards = {awards / 100:.2f} EUR"
+    )
+    return CheckResult("3 ledger balanced", summary, problems)
+
+
+def _expected_money(ledger: _Ledger) -> dict[str, int]:
+    """Every kpi.json money key of docs/outputs.md's table with its ledger sum (cents; rows: count)."""
+    c = ledger.cents
+    expected = {
+        "money.ledger.rows": len(ledger.rows),
+        "money.ledger.total_eur": sum(ledger.net.values()),
+    }
+    for role in ROLES:
+        expected[f"money.ledger.by_role.{role}"] = ledger.role_net(role)
+    for party, net in ledger.net.items():
+        if party.split(":", 1)[0] != "prosumer":
+            expected[f"money.ledger.by_party.{party}"] = net
+    for reason in REASONS:
+        expected[f"money.ledger.by_reason.{reason}"] = c(reason)
+    margin = ledger.role_net("aggregator")
+    revenue = c("market_award", payee_role="aggregator")
+    payments = c("flexibility_payment") - c("penalty")
+    expected |= {
+        "money.aggregator_margin_eur": margin,
+        "money.aggregator_market_revenue_eur": revenue,
+        "money.flexibility_payments_eur": c("flexibility_payment"),
+        "money.penalties_eur": c("penalty"),
+        "money.payments_to_prosumers_eur": payments,
+        "money.prosumers_net_eur": ledger.role_net("prosumer"),
+        "money.energy_eur": c("energy_flexible") + c("energy_other"),
+        "money.energy_flexible_eur": c("energy_flexible"),
+        "money.market_buyers_pay_eur": c("market_purchase") + c("market_surplus") + c("transport_fee"),
+        "money.market_sellers_receive_eur": c("market_award"),
+        "money.market_direct_prosumers_receive_eur": c("market_award", payee_role="prosumer"),
+        "money.market_transport_fees_eur": c("transport_fee"),
+        "money.market_surplus_eur": c("market_surplus"),
+        "money.dso_market_purchases_eur": c("market_purchase", payer_role="dso"),
+        "money.dso_compensation_eur": c("dso_compensation"),
+        "money.dso_tariff_eur": c("tariff"),
+        "money.dso_net_eur": ledger.role_net("dso"),
+        "money.brp_net_eur": ledger.role_net("brp"),
+        "settlement.market_revenue_eur": revenue,
+        "fman_kpi.money.market_revenue_eur": revenue,
+        "settlement.payments_to_prosumers_eur": payments,
+        "fman_kpi.money.prosumer_payments_eur": payments,
+        "settlement.margin_eur": margin,
+        "fman_kpi.money.aggregator_margin_eur": margin,
+        "dso.tariff_income_eur": c("tariff"),
+        "dso.cost_eur": -ledger.role_net("dso"),
+        "dso.prosumer_rewards_eur": c("market_purchase", payer_role="dso") + c("dso_compensation") - c("tariff"),
+    }
+    return expected
+
+
+def _lookup(kpis: dict[str, Any], key: str) -> Any:
+    """The value at a dotted key; party ids may contain dots, so `by_party.` takes the rest."""
+    head, _, party = key.partition(".ledger.by_party.")
+    parts = head.split(".") + (["ledger", "by_party", party] if party else [])
+    value: Any = kpis
+    for part in parts:
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(key)
+        value = value[part]
+    return value
+
+
+def _leaves(value: Any, prefix: str) -> list[str]:
+    if isinstance(value, dict):
+        return [k for name, v in value.items() for k in _leaves(v, f"{prefix}.{name}")]
+    return [prefix] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+def check_kpi_money(run_dir: Path) -> CheckResult:
+    """Check 4: every money figure of kpi.json equals its ledger sum to the cent (docs/outputs.md's
+    table), and `money` holds no figure the table does not define."""
+    if not (run_dir / "kpi.json").is_file():
+        raise _FolderError("kpi.json is missing (an incomplete run)")
+    kpis = json.loads((run_dir / "kpi.json").read_text())
+    ledger = _read_ledger(run_dir, [])
+    expected = _expected_money(ledger)
+    problems = []
+    for key, want in expected.items():
+        try:
+            got = _lookup(kpis, key)
+        except KeyError:
+            problems.append(f"kpi.json has no {key}")
+            continue
+        if isinstance(got, bool) or not isinstance(got, int | float) or not math.isfinite(got):
+            problems.append(f"kpi.json {key} = {got!r} is not a number")
+        elif key == "money.ledger.rows":
+            if got != want:
+                problems.append(f"kpi.json {key} = {got}, the ledger has {want} rows")
+        elif round(got * 100) != want:
+            problems.append(f"kpi.json {key} = {got:.2f} EUR, its ledger sum is {want / 100:.2f} EUR")
+    for key in _leaves(kpis.get("money", {}), "money"):
+        if key not in expected:
+            problems.append(f"kpi.json {key} is not a ledger sum of docs/outputs.md's table")
+    return CheckResult("4 kpi money = ledger", f"{len(expected)} money figures equal their ledger sums", problems)
+
+
 # -- running ---------------------------------------------------------------------------------
 def _guarded(name: str, check: Callable[[], CheckResult]) -> CheckResult:
     """Run one check; a missing or malformed file fails that check instead of stopping the run."""
@@ -436,6 +699,8 @@ def check_run_folder(run_dir: Path) -> list[CheckResult]:
 
     results.append(_guarded("1 schedules feasible", with_folder(check_schedules)))
     results.append(_guarded("2 aggregates disaggregated", with_folder(check_aggregates)))
+    results.append(_guarded("3 ledger balanced", lambda: check_ledger(run_dir)))
+    results.append(_guarded("4 kpi money = ledger", lambda: check_kpi_money(run_dir)))
     results.append(_guarded("5 periods in order", lambda: check_periods(run_dir)))
     return results
 

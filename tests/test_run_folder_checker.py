@@ -2,8 +2,9 @@
 
 Each site's default run (one day) is written once per module; the checker runs on it as a
 subprocess and must pass. Then copies of the folder are corrupted one way each (an infeasible
-schedule, a member schedule that no longer sums to its aggregate, periods out of order) and the
-checker must fail, naming what broke. A property test shows that the checker's feasibility
+schedule, a member schedule that no longer sums to its aggregate, ledger rows that break the
+balance, a kpi.json money figure one cent off, periods out of order) and the checker must fail,
+naming what broke. A property test shows that the checker's feasibility
 rules, written from the spec's text alone, agree with the platform's `check_schedule`.
 """
 
@@ -87,7 +88,8 @@ def test_the_default_run_passes_every_check(site_folder):
     proc = check(site_folder)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout
-    for name in ("1 schedules feasible", "2 aggregates disaggregated", "5 periods in order"):
+    names = ("1 schedules feasible", "2 aggregates disaggregated", "3 ledger balanced", "4 kpi money = ledger")
+    for name in (*names, "5 periods in order"):
         assert f"ok   {name}: " in proc.stdout
 
 
@@ -132,6 +134,48 @@ def test_a_member_schedule_that_does_not_sum_fails_check_2(copy):
     assert "ok   1 schedules feasible" in proc.stdout
     assert "FAIL 2 aggregates disaggregated" in proc.stdout
     assert f"aggregate {agg_id}: step " in fail_lines(proc)
+
+
+def test_a_ledger_row_without_payee_breaks_the_balance(copy):
+    ledger = pd.read_parquet(copy / "ledger.parquet")
+    i = int(ledger["eur"].abs().idxmax())
+    ledger.loc[i, "payee"] = None
+    ledger.to_parquet(copy / "ledger.parquet", index=False)
+    proc = check(copy)
+    assert proc.returncode == 1
+    assert "FAIL 3 ledger balanced" in proc.stdout
+    assert f"ledger.parquet row {i} (" in fail_lines(proc)
+    assert "the parties' nets sum to" in fail_lines(proc)
+
+
+def test_an_award_a_cent_off_its_purchase_breaks_the_balance(copy):
+    ledger = pd.read_parquet(copy / "ledger.parquet")
+    awards = ledger.index[ledger["reason"] == "market_award"]
+    assert len(awards), "the default run clears no market award"
+    ledger.loc[awards[0], "eur"] = round(float(ledger.loc[awards[0], "eur"]) + 0.01, 2)
+    ledger.to_parquet(copy / "ledger.parquet", index=False)
+    proc = check(copy)
+    assert proc.returncode == 1
+    assert "FAIL 3 ledger balanced" in proc.stdout
+    assert "market_purchase rows sum to" in fail_lines(proc)
+
+
+@pytest.mark.parametrize(
+    "key", ["money.energy_flexible_eur", "money.ledger.by_role.prosumer", "settlement.margin_eur", "dso.cost_eur"]
+)
+def test_a_kpi_money_figure_a_cent_off_fails_check_4(copy, key):
+    kpis = json.loads((copy / "kpi.json").read_text())
+    *path, last = key.split(".")
+    section = kpis
+    for part in path:
+        section = section[part]
+    section[last] = round(section[last] + 0.01, 2)
+    (copy / "kpi.json").write_text(json.dumps(kpis, indent=2))
+    proc = check(copy)
+    assert proc.returncode == 1
+    assert "ok   3 ledger balanced" in proc.stdout
+    assert "FAIL 4 kpi money = ledger" in proc.stdout
+    assert f"kpi.json {key} = " in fail_lines(proc)
 
 
 def test_periods_out_of_order_fail_check_5(copy):
