@@ -6,11 +6,10 @@ documents promise rather than against the code that wrote it. It prints one line
 (`ok` or `FAIL`, with the offer, schedule or row that failed) and exits 0 when every check
 passes, 1 otherwise (2 when RUN_DIR is not a folder).
 
-Reading of the spec where the text leaves a choice: "now" of implicit time flexibility
-(`start_after` absent, `start_before_duration_s`) is the time the receiver evaluated the offer,
-which for an assigned schedule is its `assigned_at` and for a default schedule the offer's
-`created_at`. A schedule refers to the profiles as the offer lists them (a `conditional`
-offer's schedule runs one of its submitted profiles).
+"Now" of implicit time flexibility (`start_after` absent, `start_before_duration_s`) is, as
+the spec says, the time of the check: a schedule's `assigned_at`, else (default schedules) the
+offer's `created_at`. A schedule refers to the profiles as the offer lists them (a
+`conditional` offer's schedule runs one of its submitted profiles).
 """
 
 from __future__ import annotations
