@@ -57,7 +57,7 @@ def test_run_folder_is_complete(site_run):
 
 def test_every_schedule_is_feasible_for_its_offer(site_run):
     _, out, _ = site_run
-    offers = {o.id: o for o in read_jsonl(out / "flexoffers.jsonl", FlexOffer)}
+    offers = {o.id: o for name in ("flexoffers.jsonl", "aggregates.jsonl") for o in read_jsonl(out / name, FlexOffer)}
     schedules = read_jsonl(out / "schedules.jsonl", Schedule)
     assert schedules
     for s in schedules:
