@@ -213,7 +213,7 @@ def test_sweep_writes_a_comparison_report(tmp_path):
 
 
 def test_prices_from_a_file_and_hourly_steps(tmp_path):
-    times = pd.date_range("2026-01-12T00:00:00Z", periods=60, freq="1h")
+    times = pd.date_range("2026-01-11T12:00:00Z", periods=72, freq="1h")  # from the warm-up's start
     prices = pd.DataFrame(
         {"time": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "price_eur_per_kwh": 0.1 + 0.01 * (times.hour % 5)}
     )
@@ -231,7 +231,7 @@ def test_prices_from_a_file_and_hourly_steps(tmp_path):
         tmp_path / "run",
     )
     ts = pd.read_parquet(tmp_path / "run" / "timeseries.parquet")
-    assert len(ts) == 12
+    assert len(ts) == 36 and (ts["period"] == "window").sum() == 12  # 12 h warm-up, window and tail
     np.testing.assert_allclose(ts["price_eur_per_kwh"], 0.1 + 0.01 * (ts["time"].dt.hour % 5))
     assert kpis["run"]["slice_s"] == 3600
 
