@@ -172,8 +172,9 @@ def build_report(run_dir: str | Path) -> Path:
 tr:nth-child(even){{background:#f3f3f3}}img{{max-width:100%}}th{{text-align:left;padding:2px 10px}}
 .note{{color:#555;font-size:90%}}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>Files of this run: flexoffers.jsonl, aggregates.jsonl, schedules.jsonl, ledger.parquet, measurements.parquet, timeseries.parquet,
-market.parquet, grid.parquet, grid_injections.parquet, grid_forecast.parquet, grid_net.ref.json,
+<p>Files of this run: flexoffers.jsonl, aggregates.jsonl, schedules.jsonl, ledger.parquet,
+measurements.parquet, timeseries.parquet, market.parquet, grid.parquet, grid_injections.parquet,
+grid_forecast.parquet, grid_net.ref.json,
 transport.parquet, kpi.json (formats: docs/outputs.md).</p>
 {accounting_html(kpis, run_dir)}
 {images}
