@@ -3,7 +3,7 @@
 `generate_ev_offers_batch` and `generate_heat_pump_offers_batch` compute, with numpy and for
 all devices at once, the arrays that `EVGenerator.generate` and `HeatPumpGenerator.generate`
 compute device by device (charging needs, windows, totals and default schedules; the thermostat
-prediction, the RC model's affine map and the comfort-band polytope), then build the same
+prediction, the RC model's affine map, the comfort-band polytope and its end level), then build the same
 FlexOffers. They follow the per-device generators step for step, so the offers agree with them
 (structure exactly, numbers within rounding: the batched matrix products may sum in another
 order). The model, default schedule and captured flexibility are those of the two generators'
@@ -183,8 +183,20 @@ def _heat_pump_chunk(states: Sequence[ThermalState], ctx: GenerationContext, n: 
     temps = c_vec + np.einsum("dij,dj->di", m, default)
     lo_c = np.minimum(cmin, temps.min(axis=1))
     hi_c = np.maximum(cmax, temps.max(axis=1))
-    a_rows = np.concatenate([m, -m], axis=1).tolist()
-    b_rows = np.concatenate([hi_c[:, None] - c_vec, c_vec - lo_c[:, None]], axis=1).tolist()
+    # The end level (ThermalBlock.profile with keep_end_level, the generator's default): T[n] at
+    # least the default's, at most the thermostat's cut-out (or the default's T[n] when warmer).
+    end_c = temps[:, -1]
+    end_max_c = np.maximum(setpoint + half_band, end_c)
+    a_rows = np.concatenate([m, -m, -m[:, -1:], m[:, -1:]], axis=1).tolist()
+    b_rows = np.concatenate(
+        [
+            hi_c[:, None] - c_vec,
+            c_vec - lo_c[:, None],
+            (c_vec[:, -1] - end_c)[:, None],
+            (end_max_c - c_vec[:, -1])[:, None],
+        ],
+        axis=1,
+    ).tolist()
     defaults = default.tolist()
     steps = step_kwh.tolist()
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from atp.foa.generators.thermal_block import thermostat_on
 from atp.foa.states import EVState, ThermalState
 
 __all__ = ["ChargingSession", "DeviceError", "EVCharger", "HeatPump", "HeatPumpStep", "RCBuilding"]
@@ -301,12 +302,9 @@ class HeatPump:
         )
 
     def thermostat(self) -> bool:
-        """The thermostat's decision for a step starting now (hysteresis from `heat_on`)."""
-        if self.indoor_temp_c < self.setpoint_c - self.deadband_c / 2:
-            return True
-        if self.indoor_temp_c > self.setpoint_c + self.deadband_c / 2:
-            return False
-        return self.heat_on
+        """The thermostat's decision for a step starting now (hysteresis from `heat_on`; the FOA's
+        rule, `atp.foa.generators.thermal_block.thermostat_on`)."""
+        return thermostat_on(self.indoor_temp_c, self.heat_on, setpoint_c=self.setpoint_c, deadband_c=self.deadband_c)
 
     def state(self, now: datetime, outdoor_forecast_c: Sequence[float]) -> ThermalState:
         """What the FOA sees at `now`: indoor temperature, comfort, thermostat and the model."""

@@ -8,7 +8,7 @@ FreezerState`), passes the FOA's setpoints to `step(...)` and meters what `step`
   the sub-step (`ColdBox`: ua in kW/K, C in kWh/K, cop).
 - The thermostat decides at the start of each sub-step: on above `setpoint + deadband/2`,
   off below `setpoint - deadband/2`, otherwise unchanged; the compressor then runs at
-  `power_kw`.
+  `power_kw` (`atp.foa.generators.freezer.run_compressor`, the rule the FOA's model steps too).
 - A setpoint is the plug's energy budget for the step: the compressor follows its thermostat
   until the budget is used, then the plug is off for the rest of the step (0 = off for the
   whole step). None = uncontrolled (the thermostat alone).
@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from atp.foa.generators.freezer import FreezerState
+from atp.foa.generators.freezer import FreezerState, run_compressor
 
 __all__ = ["ColdBox", "Freezer", "FreezerError", "FreezerStep"]
 
@@ -183,27 +183,23 @@ class Freezer:
         """Advance over [now, now + slice_s) at ambient `ambient_c`: the kWh really drawn."""
         if slice_s <= 0:
             raise FreezerError(f"slice_s must be positive, not {slice_s}")
-        budget = None if setpoint_kwh is None else max(setpoint_kwh, 0.0)
-        lower = self.setpoint_c - self.deadband_c / 2
-        upper = self.setpoint_c + self.deadband_c / 2
         box = self.truth
-        start = temp = self.temp_c
-        on = self.compressor_on
-        drawn = 0.0
-        left_s = float(slice_s)
-        while left_s > 0:
-            dt_s = min(float(self.substep_s), left_s)
-            if temp > upper:
-                on = True
-            elif temp < lower:
-                on = False
-            dt_h = dt_s / 3600.0
-            e = self.power_kw * dt_h if on else 0.0
-            if budget is not None:
-                e = min(e, max(budget - drawn, 0.0))
-            temp = temp + (dt_h * box.ua_kw_per_k * (ambient_c - temp) - box.cop * e) / box.c_kwh_per_k
-            drawn += e
-            left_s -= dt_s
+        start = self.temp_c
+        # The thermostat and node are the FOA's rule (one source), stepped with the truth's parameters.
+        temp, on, drawn = run_compressor(
+            start,
+            self.compressor_on,
+            budget_kwh=None if setpoint_kwh is None else max(setpoint_kwh, 0.0),
+            duration_s=slice_s,
+            ambient_c=ambient_c,
+            setpoint_c=self.setpoint_c,
+            deadband_c=self.deadband_c,
+            power_kw=self.power_kw,
+            ua_kw_per_k=box.ua_kw_per_k,
+            c_kwh_per_k=box.c_kwh_per_k,
+            cop=box.cop,
+            substep_s=self.substep_s,
+        )
         self.temp_c, self.compressor_on = temp, on
         self.history.append(FreezerStep(now, start, temp, ambient_c, drawn, setpoint_kwh is not None))
         return drawn

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from atp.foa.generators.thermal_block import thermostat_on
 from atp.foa.states_appliances import WATER_KWH_PER_L_K, WaterHeaterState
 
 __all__ = ["HotWaterDraw", "WaterHeater", "WaterHeaterError", "WaterHeaterStep"]
@@ -195,12 +196,9 @@ class WaterHeater:
         return tuple(self.drawn_l(a, b) for a, b in itertools.pairwise(edges))
 
     def thermostat(self) -> bool:
-        """The thermostat's decision for a step starting now (hysteresis from `heat_on`)."""
-        if self.temp_c < self.setpoint_c - self.deadband_c / 2:
-            return True
-        if self.temp_c > self.setpoint_c + self.deadband_c / 2:
-            return False
-        return self.heat_on
+        """The thermostat's decision for a step starting now (hysteresis from `heat_on`; the FOA's
+        rule, `atp.foa.generators.thermal_block.thermostat_on`)."""
+        return thermostat_on(self.temp_c, self.heat_on, setpoint_c=self.setpoint_c, deadband_c=self.deadband_c)
 
     def state(
         self, now: datetime, *, slice_s: int = 900, n_steps: int = 96, draw_forecast_l: Sequence[float] | None = None
