@@ -195,29 +195,18 @@ def _in_band(state: FreezerState, temp_c: float) -> bool:
 
 @dataclass(frozen=True)
 class _Plan:
-    """The thermostat's predicted operation from `first_start`."""
+    """The appliance at `first_start` as the model predicts it (the step in progress uncontrolled)."""
 
     step_kwh: float
-    temps_c: tuple[float, ...]  # at first_start + j * slice_s
-    ons: tuple[bool, ...]
-    energy_kwh: tuple[float, ...]  # per step from first_start, uncontrolled
+    start_temp_c: float
+    start_on: bool
 
 
-def _predict(state: FreezerState, ctx: GenerationContext, n_steps: int) -> _Plan:
+def _predict(state: FreezerState, ctx: GenerationContext) -> _Plan:
     temp, on, _ = advance_freezer(
         state, state.temp_c, state.compressor_on, budget_kwh=None, duration_s=ctx.lead_s, ambient_c=state.ambient_c(0)
     )
-    temps, ons, energy = [temp], [on], []
-    for k in range(n_steps):
-        temp, on, e = advance_freezer(
-            state, temp, on, budget_kwh=None, duration_s=ctx.slice_s, ambient_c=state.ambient_c(k + 1)
-        )
-        temps.append(temp)
-        ons.append(on)
-        energy.append(e)
-    return _Plan(
-        step_kwh=state.power_kw * ctx.slice_s / 3600.0, temps_c=tuple(temps), ons=tuple(ons), energy_kwh=tuple(energy)
-    )
+    return _Plan(step_kwh=state.power_kw * ctx.slice_s / 3600.0, start_temp_c=temp, start_on=on)
 
 
 def _ambient_index(j: int) -> int:
@@ -227,7 +216,7 @@ def _ambient_index(j: int) -> int:
 
 def _off_temps(state: FreezerState, plan: _Plan, max_steps: int, slice_s: int) -> list[tuple[float, bool]]:
     """(temperature, thermostat demand) after m = 1..max_steps steps off from first_start, while in band."""
-    temp, on = plan.temps_c[0], plan.ons[0]
+    temp, on = plan.start_temp_c, plan.start_on
     out: list[tuple[float, bool]] = []
     for m in range(max_steps):
         amb = state.ambient_c(_ambient_index(m))
@@ -263,7 +252,7 @@ class _Intervention:
 def _intervention(state: FreezerState, ctx: GenerationContext, block_steps: int) -> tuple[_Plan, _Intervention]:
     horizon = ctx.steps_until(ctx.horizon_end)
     span = min(horizon, block_steps)
-    plan = _predict(state, ctx, span)
+    plan = _predict(state, ctx)
     offs = _off_temps(state, plan, horizon, ctx.slice_s)
     for n in range(min(len(offs), span - 1), 0, -1):
         temp, on = offs[n - 1]
@@ -331,7 +320,7 @@ class FreezerGenerator(FlexOfferGenerator):
         """(temp, demand) at `first_start` from which the default runs the thermostat."""
         shadow = self._shadows.get(_device_key(ctx.issuer, ctx.location.meter_id))
         if shadow is None or not shadow.switched_off or shadow.time > ctx.first_start:
-            return plan.temps_c[0], plan.ons[0]
+            return plan.start_temp_c, plan.start_on
         gap_s = (ctx.first_start - shadow.time).total_seconds()
         temp, on, _ = advance_freezer(
             state, shadow.temp_c, shadow.on, budget_kwh=None, duration_s=gap_s, ambient_c=state.ambient_c(0)
