@@ -122,6 +122,7 @@ def kind_states(load_type: str, rng: np.random.Generator, n: int, now: datetime)
             env_now = device.requests[0].pressed_at - timedelta(seconds=1)
         env = StepEnv(
             k=0,
+            window_k=0,
             now=env_now,
             slice_s=900,
             outdoor_c=5.0,
