@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atp.flexoffer import Location, Mode, Schedule, check_schedule, validate_offer
+from atp.flexoffer.feasibility import TOLERANCE_KWH
 from atp.foa import BuiltInEMS, GenerationContext, GenerationError, ScheduleRefusedError, StateError, generator_for
 from atp.foa.generators.battery import BatteryGenerator, BatteryState
 from atp.foa.generators.pv import PvGenerator, PvState
@@ -180,11 +181,15 @@ def test_energy_neutral_battery_offers_cannot_empty_the_battery(setup, seed, ext
     if dep is None:
         return
     x = sample_dependency_schedule(dep, np.random.default_rng(seed), extreme=extreme)
+    total = x.sum()
     for offer in (dep, poly):
         assert offer.profiles[0].total_energy[0] == 0.0
         problems = check_schedule(offer, schedule_of(offer, x, setup[1]))
-        assert (problems == []) == (x.sum() >= -1e-9), (x.sum(), problems)
-    if x.sum() >= -1e-9:
+        if total >= 0.0:
+            assert problems == [], (total, problems)
+        elif total < -2 * TOLERANCE_KWH:  # within the checker's tolerance either answer is right
+            assert problems != [], total
+    if total >= -TOLERANCE_KWH:
         eta_c, eta_d = state.charge_efficiency, state.discharge_efficiency
         worst_loss_per_kwh = 1.0 / eta_d - eta_c  # a kWh taken and given back
         lost = worst_loss_per_kwh * np.abs(x).sum()
