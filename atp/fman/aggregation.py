@@ -63,6 +63,7 @@ __all__ = [
     "Aggregate",
     "AggregationParams",
     "AggregationResult",
+    "JointRows",
     "MemberBox",
     "Unaggregated",
     "aggregate_start_aligned",
@@ -121,6 +122,31 @@ class AggregationParams:
 
 
 @dataclass(frozen=True, eq=False)
+class JointRows:
+    """Linear rows `lo <= a @ x <= hi` over a profile vector x (its steps from its own start).
+
+    `a` has one row per constraint and one column per profile step; `lo` may hold -inf and
+    `hi` +inf (one-sided rows). An aggregate that keeps a member's joint constraints (total
+    energy, polytope, convex dependency) carries them as rows; the planner adds them at the
+    chosen start.
+    """
+
+    a: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows."""
+        return int(self.a.shape[0])
+
+    def violations(self, x: np.ndarray, tol: float = TOLERANCE_KWH) -> np.ndarray:
+        """Indices of the rows that `x` breaks by more than `tol`."""
+        ax = self.a @ np.asarray(x, dtype=float)
+        return np.flatnonzero((ax < self.lo - tol) | (ax > self.hi + tol))
+
+
+@dataclass(frozen=True, eq=False)
 class MemberBox:
     """One member of an aggregate, reduced to a box.
 
@@ -159,7 +185,9 @@ class Aggregate:
 
     `time_flex_loss_steps`: time flexibility lost, in steps, summed over members;
     `energy_flex_loss_kwh`: sum over members of the chosen profile's sum(upper - lower) minus
-    the box's.
+    the box's. `joint`: rows over the aggregate's profile vector besides its per-step bounds
+    (None: the aggregate is a box); only a single member that keeps its joint constraints has
+    them, and rows that are not shift-invariant only when the aggregate has no time flexibility.
     """
 
     offer: FlexOffer
@@ -168,6 +196,7 @@ class Aggregate:
     energy_flex_loss_kwh: float
     lower_kwh: np.ndarray = field(repr=False)
     upper_kwh: np.ndarray = field(repr=False)
+    joint: JointRows | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
