@@ -20,6 +20,12 @@ money in EUR at the day-ahead price of each step):
   with less stored than the twins: part of the volume is then a debt, not a saving.
 - comfort: per type the count of limit violations and their size (`DeviceKind.comfort_gap`:
   kWh short at EV departure, degree-hours outside the band), for the devices and their twins.
+- aggregation: the flexibility the member offers of the aggregates the FMAN planned or bid
+  had on their own against what they kept inside their aggregates (`atp.fman.member_losses`:
+  each member offer once, in the last aggregate that held it). Energy flexibility in kWh (sum
+  of per-step ranges), time flexibility in steps (allowed start shifts), area in kWh x steps
+  (Valsomatzis et al. 2015; atp/fman/flexloss.py). Members that keep their profile (joint
+  constraints a box would cut, `fman.aggregation.min_box_share`) are counted apart.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from atp.fman import member_losses
 from sim.world import World
 
-__all__ = ["comfort_section", "energy_section", "savings_section", "terminal_state_section"]
+__all__ = ["aggregation_section", "comfort_section", "energy_section", "savings_section", "terminal_state_section"]
 
 
 def _r(x: float, digits: int = 6) -> float:
@@ -142,3 +149,29 @@ def comfort_section(world: World) -> dict[str, Any]:
             entry.update({"unit": kind.comfort_unit, "gap": _r(gap), "uncontrolled_gap": _r(twin)})
         by_device[device_type] = entry
     return by_device
+
+
+def aggregation_section(world: World) -> dict[str, Any]:
+    """Flexibility lost by aggregation, site-wide and per device type (module docstring)."""
+    losses = member_losses(use.aggregate for use in world.aggregator.aggregates_used)
+
+    def figures(rows: list) -> dict[str, Any]:
+        offered = sum(r.original.energy_kwh for r in rows)
+        lost = sum(r.loss.energy_kwh for r in rows)
+        return {
+            "members": len(rows),
+            "members_keeping_profile": sum(1 for r in rows if r.keeps_profile),
+            "energy_flexibility_offered_kwh": _r(offered),
+            "energy_flexibility_lost_kwh": _r(lost),
+            "energy_flexibility_lost_share": _r(lost / offered) if offered > 1e-9 else 0.0,
+            "time_flexibility_offered_steps": sum(r.original.time_steps for r in rows),
+            "time_flexibility_lost_steps": sum(r.loss.time_steps for r in rows),
+            "area_flexibility_lost_kwh_steps": _r(sum(r.loss.area_kwh_steps for r in rows)),
+        }
+
+    devices = sorted({r.device for r in losses})
+    return {
+        "aggregates": len(world.aggregator.aggregates_used),
+        **figures(losses),
+        "by_device": {d: figures([r for r in losses if r.device == d]) for d in devices},
+    }

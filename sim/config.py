@@ -147,6 +147,7 @@ class FmanConfig:
     bidding: BiddingConfig | None = None
     contract: Contract = DEFAULT_CONTRACT
     settlement_baseline: str = "in_force"  # one of SETTLEMENT_BASELINES (sim/ledger.py settles against it)
+    min_box_share: float | None = 0.9  # atp.fman.AggregationParams.min_box_share (None: box every member)
 
 
 @dataclass(frozen=True)
@@ -276,8 +277,8 @@ def _clock(value: Any, key: str) -> time:
         raise ConfigError(f"{key}: {value!r} is not a time of day like '12:00'") from None
 
 
-def _optional_float(cfg: Mapping[str, Any], key: str, *, minimum: float) -> float | None:
-    return None if _get(cfg, key) is None else _float(cfg, key, minimum=minimum)
+def _optional_float(cfg: Mapping[str, Any], key: str, *, minimum: float, maximum: float | None = None) -> float | None:
+    return None if _get(cfg, key) is None else _float(cfg, key, minimum=minimum, maximum=maximum)
 
 
 def _contract(cfg: Mapping[str, Any]) -> Contract:
@@ -290,6 +291,14 @@ def _contract(cfg: Mapping[str, Any]) -> Contract:
     except ContractError as exc:
         message = str(exc).split(": ", 1)[-1]
         raise ConfigError(f"fman.contract.{exc.field}: {message}") from None
+
+
+def _min_box_share(cfg: Mapping[str, Any]) -> float | None:
+    """fman.aggregation.min_box_share (absent: 0.9; null: every member is boxed)."""
+    key = "fman.aggregation.min_box_share"
+    if not _has(cfg, key):
+        return 0.9
+    return _optional_float(cfg, key, minimum=0.0, maximum=1.0)
 
 
 def _settlement_baseline(cfg: Mapping[str, Any], warmup_s: int) -> str:
@@ -556,6 +565,7 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         bidding=_bidding(cfg),
         contract=_contract(cfg),
         settlement_baseline=_settlement_baseline(cfg, warmup_s),
+        min_box_share=_min_box_share(cfg),
     )
     grid = _grid(cfg)
     dso = _dso(cfg, slice_s)

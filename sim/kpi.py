@@ -15,7 +15,13 @@ from atp.flexoffer import OfferState
 from atp.fman import KpiInputs
 from atp.fman import compute_kpis as compute_fman_kpis
 from atp.fmar import Award
-from sim.accounting import comfort_section, energy_section, savings_section, terminal_state_section
+from sim.accounting import (
+    aggregation_section,
+    comfort_section,
+    energy_section,
+    savings_section,
+    terminal_state_section,
+)
 from sim.agents.dso import DsoStrategy
 from sim.grid import detect, overload_kw
 from sim.ledger import RunSettlement, build_ledger, ledger_kpis, settle_run
@@ -90,11 +96,11 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "planning_rounds": len(plans),
             "assigned": sum(p.n_assigned for p in plans),
             "fallbacks": sum(1 for p in plans if p.fallback_reason),
-            "energy_flex_loss_kwh": _r(sum(p.energy_flex_loss_kwh for p in plans)),
             "bids": world.aggregator.bids_made,
             "bids_awarded": world.aggregator.bids_awarded,
             "aggregates_postponed": world.aggregator.postponed,
         },
+        "aggregation": aggregation_section(world),
         "market": {
             "sessions": len({r.session for r in market_results}),
             "requested_kwh": _r(world.market_operator.requested_kwh.sum()),
@@ -182,9 +188,7 @@ def _settlement(world: World, run: RunSettlement) -> dict[str, Any]:
     return section
 
 
-def _fman_kpis(
-    world: World, prices: np.ndarray, site_baseline: np.ndarray, money: dict[str, Any]
-) -> dict[str, Any]:
+def _fman_kpis(world: World, prices: np.ndarray, site_baseline: np.ndarray, money: dict[str, Any]) -> dict[str, Any]:
     """The aggregator's D2.1 7.6 KPIs (atp.fman.kpi) over its delegated prosumers; its money
     (market revenue, payments to prosumers, margin) is the ledger's."""
     cfg = world.config

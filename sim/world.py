@@ -240,7 +240,9 @@ class World(mesa.Model):
             name=f"{site.name}-aggregator",
             store=fman_store,
             params=AggregationParams(
-                start_tolerance_s=config.fman.start_tolerance_s, max_group_size=config.fman.max_group_size
+                start_tolerance_s=config.fman.start_tolerance_s,
+                max_group_size=config.fman.max_group_size,
+                min_box_share=config.fman.min_box_share,
             ),
             objective=config.fman.objective,
             horizon_steps=config.fman.horizon_steps,

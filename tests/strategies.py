@@ -199,3 +199,28 @@ def rebase(offer: FlexOffer, to: datetime) -> FlexOffer:
         default_schedule=None if default is None else dataclasses.replace(default, start=default.start + delta),
     )
 
+
+
+def aggregate_energy(aggregate, rng: np.random.Generator) -> np.ndarray:
+    """A random energy vector feasible for an `atp.fman.Aggregate`: inside its per-step bounds and,
+    when it carries joint rows, a convex combination of two LP vertices that meet them (HiGHS via
+    scipy, random objectives), so the rows hold too."""
+    from scipy.optimize import linprog
+
+    lower, upper = np.asarray(aggregate.lower_kwh), np.asarray(aggregate.upper_kwh)
+    lam = rng.random(len(lower))
+    lam[rng.random(len(lower)) < 0.2] = 0.0
+    lam[rng.random(len(lower)) < 0.2] = 1.0
+    if aggregate.joint is None:
+        return lower + lam * (upper - lower)
+    rows = aggregate.joint
+    up, lo = np.isfinite(rows.hi), np.isfinite(rows.lo)
+    a_ub = np.vstack((rows.a[up], -rows.a[lo]))
+    b_ub = np.concatenate((rows.hi[up], -rows.lo[lo]))
+    vertices = []
+    for _ in range(2):
+        res = linprog(rng.normal(size=len(lower)), A_ub=a_ub, b_ub=b_ub, bounds=list(zip(lower, upper, strict=True)))
+        assert res.status == 0, res.message  # an aggregate's own rows are feasible (its default meets them)
+        vertices.append(np.clip(res.x, lower, upper))
+    w = rng.random()
+    return w * vertices[0] + (1.0 - w) * vertices[1]

@@ -20,7 +20,7 @@ from atp.fman.flexloss import (
     offer_flexibility,
     portfolio_loss,
 )
-from tests.strategies import cases, rebase
+from tests.strategies import aggregate_energy, cases, rebase
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -42,15 +42,13 @@ params_strategy = st.builds(
     start_tolerance_s=st.sampled_from([0, 3600, 86_400]),
     max_time_flex_loss_s=st.sampled_from([None, 0, 3600, 86_400]),
     max_group_size=st.integers(1, 6),
+    min_box_share=st.sampled_from([None, 0.9]),
 )
 
 
 def _random_schedule(agg, rng: np.random.Generator) -> Schedule:
     shift = int(rng.integers(0, agg.flexibility_steps + 1))
-    lam = rng.random(agg.n_steps)
-    lam[rng.random(agg.n_steps) < 0.2] = 0.0
-    lam[rng.random(agg.n_steps) < 0.2] = 1.0
-    energy = agg.lower_kwh + lam * (agg.upper_kwh - agg.lower_kwh)
+    energy = aggregate_energy(agg, rng)
     return Schedule(agg.id, agg.earliest + timedelta(seconds=shift * agg.slice_s), 0, tuple(map(float, energy)))
 
 

@@ -37,7 +37,7 @@ from atp.fman import (
     solve_highs,
 )
 from atp.interface import OPERATOR, InProcessClient, OfferStore
-from tests.strategies import cases, rebase
+from tests.strategies import aggregate_energy, cases, rebase
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -62,6 +62,7 @@ params_strategy = st.builds(
     start_tolerance_s=st.sampled_from([0, 900, 3600, 86_400]),
     max_time_flex_loss_s=st.sampled_from([None, 0, 3600, 86_400]),
     max_group_size=st.integers(1, 6),
+    min_box_share=st.sampled_from([None, 0.9]),
 )
 
 
@@ -73,10 +74,7 @@ def _prices(seed: int, *, days: int = 4, slice_s: int = 900) -> PriceSeries:
 
 def _random_aggregate_schedule(agg, rng: np.random.Generator) -> Schedule:
     shift = int(rng.integers(0, agg.flexibility_steps + 1))
-    lam = rng.random(agg.n_steps)
-    lam[rng.random(agg.n_steps) < 0.2] = 0.0
-    lam[rng.random(agg.n_steps) < 0.2] = 1.0
-    energy = agg.lower_kwh + lam * (agg.upper_kwh - agg.lower_kwh)
+    energy = aggregate_energy(agg, rng)
     start = agg.earliest + timedelta(seconds=shift * agg.slice_s)
     return Schedule(agg.id, start, 0, tuple(float(v) for v in energy))
 
@@ -205,7 +203,9 @@ def _brute_force_eur(problem) -> float:
 @given(delegated_offers(max_size=4, spread_h=3, implicit=False), st.integers(0, 2**32 - 1))
 def test_highs_plan_equals_brute_force_optimum(offers, seed):
     now = T0
-    params = AggregationParams(start_tolerance_s=0, max_time_flex_loss_s=0, max_group_size=2)
+    # boxes only (min_box_share=None): the brute force below knows per-step bounds, not joint rows
+    # (tests/test_fman_joint_rows.py checks plans with rows against an independent solver)
+    params = AggregationParams(start_tolerance_s=0, max_time_flex_loss_s=0, max_group_size=2, min_box_share=None)
     result = aggregate_start_aligned(offers, now=now, params=params)
     aggs = [a for a in result if a.slice_s == result[0].slice_s][:3] if len(result) else []
     prices = _prices(seed, slice_s=aggs[0].slice_s if aggs else 900)

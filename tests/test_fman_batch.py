@@ -28,7 +28,7 @@ from atp.fman import (
     disaggregate_many,
     member_boxes,
 )
-from tests.strategies import cases, rebase
+from tests.strategies import aggregate_energy, cases, rebase
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -38,6 +38,7 @@ params_strategy = st.builds(
     max_time_flex_loss_s=st.sampled_from([None, 0, 900, 3600, 86_400]),
     max_group_size=st.integers(1, 7),
     max_duration_diff_steps=st.sampled_from([None, 0, 1, 3]),
+    min_box_share=st.sampled_from([None, 0.9]),
 )
 
 
@@ -85,7 +86,7 @@ def test_batch_grouping_and_sums_equal_the_object_path(offers, params, now_h):
     expected = aggregate_start_aligned(offers, now=now, params=params, issuer="fman-t")
     _same_aggregates(aggregate_start_aligned_batch(offers, now=now, params=params, issuer="fman-t"), expected)
 
-    boxes, _ = member_boxes(offers, now=now)
+    boxes, _ = member_boxes(offers, now=now, min_box_share=params.min_box_share)
     members = MemberBatch.from_boxes(boxes)
     result = aggregate_batch(members, params)
     assert result.n_aggregates == len(expected)
@@ -115,7 +116,7 @@ def test_disaggregation_is_feasible_exact_and_equal_to_the_object_path(offers, p
     schedules = []
     for agg in aggregates:
         shift = int(rng.integers(0, agg.flexibility_steps + 1))
-        energy = _random_schedule(agg.lower_kwh, agg.upper_kwh, rng)
+        energy = aggregate_energy(agg, rng)
         start = agg.earliest + timedelta(seconds=shift * agg.slice_s)
         schedules.append(Schedule(agg.id, start, 0, tuple(energy.tolist())))
     fast = disaggregate_many(aggregates.aggregates, schedules, assigned_at=now)

@@ -11,15 +11,23 @@ Members are first reduced to boxes, exactly as follows:
    schedules refer to its profiles; an offer whose `assignment_before` has passed is left out;
 2. the profile the default schedule runs is chosen (profile 0 without a default);
 3. the box is `inner_box(profile)`: per-step bounds inside which every vector is feasible for
-   the profile's total-energy, polytope and dependency constraints. An offer without such a
-   box is not aggregated (`Unaggregated`, with the reason).
+   the profile's total-energy, polytope and dependency constraints. A box cannot hold joint
+   constraints: an EV that must charge 20 kWh over 8 steps of up to 11 kWh keeps no range at
+   all in a box, a heat pump whose temperature band couples its steps almost none. So a member
+   whose box would keep less than `min_box_share` of its energy flexibility (default 90 %)
+   keeps its profile instead (`MemberBox.keeps_profile`): it forms an aggregate of its own
+   whose profile carries its joint constraints as they were (and as `JointRows` for the
+   planner), so nothing of it is lost; its dependency must be convex (it then is a polytope,
+   `atp.flexoffer.rows`). An offer with neither is not aggregated (`Unaggregated`, with the
+   reason).
 
 The start window is resolved against `now` (implicit time flexibility) and put on the grid:
 the earliest start is the first grid time at or after both `start_after` and `now`, the latest
 the last grid time at or before `start_before`.
 
 The Minkowski sum of boxes is the box of the sums, so the aggregate is exact for the boxes and
-every feasible aggregate schedule disaggregates into feasible member schedules: at aggregate
+every feasible aggregate schedule disaggregates into feasible member schedules (the sum of
+boxes with joint constraints would not be: hence members that keep them stay alone): at aggregate
 step k with energy x_k, every member covering k takes the same fraction
 f_k = (x_k - sum lower_k) / (sum upper_k - sum lower_k) of its own range (0 when the range is
 empty); every member starts the aggregate's shift after its own earliest start.
@@ -57,6 +65,7 @@ from atp.flexoffer import (
     expand_conditional,
 )
 from atp.flexoffer.approx import inner_box
+from atp.flexoffer.rows import joint_rows
 from atp.fman.errors import DisaggregationError
 
 __all__ = [
@@ -93,7 +102,11 @@ class AggregationParams:
       most this many steps (None: no limit);
     - `max_group_energy_kwh`: the members' summed size (largest absolute energy per step, summed
       over steps) stays at or below this (None: no limit; a single larger member still forms
-      its own aggregate).
+      its own aggregate);
+    - `min_box_share`: a member with joint constraints whose inner box keeps less than this
+      share of its energy flexibility (sum of its slice ranges) is not boxed: it keeps its
+      profile, constraints and all, and forms an aggregate of its own, so nothing of it is
+      lost (None: every member is boxed, pure box aggregation).
     """
 
     start_tolerance_s: int = 3600
@@ -101,6 +114,7 @@ class AggregationParams:
     max_group_size: int = 100
     max_duration_diff_steps: int | None = None
     max_group_energy_kwh: float | None = None
+    min_box_share: float | None = 0.9
 
     def __post_init__(self) -> None:
         if self.start_tolerance_s < 0:
@@ -114,6 +128,10 @@ class AggregationParams:
         if self.max_duration_diff_steps is not None and self.max_duration_diff_steps < 0:
             raise ValidationError(
                 f"max_duration_diff_steps(={self.max_duration_diff_steps}) must not be negative (or None for no limit)"
+            )
+        if self.min_box_share is not None and not 0.0 <= self.min_box_share <= 1.0:
+            raise ValidationError(
+                f"min_box_share(={self.min_box_share}) must lie in [0, 1] (or None to box every member)"
             )
         if self.max_group_energy_kwh is not None and not self.max_group_energy_kwh > 0:
             raise ValidationError(
@@ -152,7 +170,10 @@ class MemberBox:
 
     `offer` is the member as the FMAN keeps it (conditional offers expanded); `profile` indexes
     its profiles; `offset_steps` is where its first step sits in the aggregate profile;
-    `earliest` and `flexibility_steps` are its resolved, on-grid start window.
+    `earliest` and `flexibility_steps` are its resolved, on-grid start window. A member that
+    `keeps_profile` is not reduced: its bounds are its profile's slice bounds, its joint
+    constraints stay (`AggregationParams.min_box_share`) and it is the only member of its
+    aggregate.
     """
 
     offer: FlexOffer
@@ -162,6 +183,7 @@ class MemberBox:
     flexibility_steps: int
     lower_kwh: np.ndarray
     upper_kwh: np.ndarray
+    keeps_profile: bool = False
 
     @property
     def offer_id(self) -> str:
@@ -186,8 +208,8 @@ class Aggregate:
     `time_flex_loss_steps`: time flexibility lost, in steps, summed over members;
     `energy_flex_loss_kwh`: sum over members of the chosen profile's sum(upper - lower) minus
     the box's. `joint`: rows over the aggregate's profile vector besides its per-step bounds
-    (None: the aggregate is a box); only a single member that keeps its joint constraints has
-    them, and rows that are not shift-invariant only when the aggregate has no time flexibility.
+    (None: the aggregate is a box); only the aggregate of a single member that keeps its
+    profile has them.
     """
 
     offer: FlexOffer
@@ -285,8 +307,22 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 
 # -- members ---------------------------------------------------------------------------------
-def member_box(offer: FlexOffer, now: datetime) -> MemberBox | str:
-    """The offer reduced to a box (not yet placed in an aggregate), or why it cannot be."""
+def _keeps_profile(profile: Profile, box: tuple[np.ndarray, np.ndarray] | None, min_box_share: float | None) -> bool:
+    """Whether a member with this profile and inner box (None: none) keeps its profile."""
+    if min_box_share is None or not (profile.total_energy or profile.polytope or profile.dependency):
+        return False
+    flexibility = float((profile.upper_kwh() - profile.lower_kwh()).sum())
+    kept = 0.0 if box is None else float((box[1] - box[0]).sum())
+    if kept >= min_box_share * flexibility - _BOX_TOL_KWH:
+        return False
+    return joint_rows(profile) is not None
+
+
+def member_box(offer: FlexOffer, now: datetime, *, min_box_share: float | None = None) -> MemberBox | str:
+    """The offer reduced to a box (not yet placed in an aggregate), or why it cannot be.
+
+    With `min_box_share` (see AggregationParams), a member whose inner box would keep less than
+    that share of its energy flexibility keeps its profile instead (`keeps_profile`)."""
     if offer.id is None:
         return "the offer has no id"
     if offer.assignment_before is not None and offer.assignment_before < now:
@@ -306,7 +342,19 @@ def member_box(offer: FlexOffer, now: datetime) -> MemberBox | str:
     default = expanded.default_schedule
     chosen = default.profile if default is not None and 0 <= default.profile < len(expanded.profiles) else 0
     reference = default.energy if default is not None and default.profile == chosen else None
-    box = inner_box(expanded.profiles[chosen], reference)
+    profile = expanded.profiles[chosen]
+    box = inner_box(profile, reference)
+    if _keeps_profile(profile, box, min_box_share):
+        return MemberBox(
+            offer=expanded,
+            profile=chosen,
+            offset_steps=0,
+            earliest=earliest,
+            flexibility_steps=_steps(earliest, latest, slice_s),
+            lower_kwh=_frozen(profile.lower_kwh()),
+            upper_kwh=_frozen(np.maximum(profile.upper_kwh(), profile.lower_kwh())),
+            keeps_profile=True,
+        )
     if box is None:
         return f"profile {chosen} has no inner box: its slice bounds cannot meet its joint constraints"
     lower, upper = box
@@ -359,6 +407,8 @@ def starts_new_group(current: list[MemberBox], energy_kwh: float, m: MemberBox, 
     """Whether member `m` must begin a new aggregate after the members `current` (whose summed
     upper energy is `energy_kwh`)."""
     first = current[0]
+    if m.keeps_profile or first.keeps_profile:  # a member that keeps its profile is alone
+        return True
     if (m.earliest - first.earliest).total_seconds() > params.start_tolerance_s:
         return True
     if len(current) >= params.max_group_size:
@@ -437,6 +487,7 @@ def build_aggregate(
             flexibility_steps=f,
             lower_kwh=m.lower_kwh,
             upper_kwh=m.upper_kwh,
+            keeps_profile=m.keeps_profile,
         )
         for m, e, f in shifted
     ]
@@ -459,10 +510,21 @@ def build_aggregate(
     if first.mode is Mode.DIRECT:
         asks = [m.offer.price.per_kwh_deviation for m in placed if m.offer.price and m.offer.price.per_kwh_deviation]
         price = Price(per_kwh_deviation=max(asks) if asks else 0.0)
+    profile = Profile(slices=_slices(lower, upper))
+    joint = None
+    if any(m.keeps_profile for m in placed):
+        if len(placed) != 1:
+            raise ValueError("a member that keeps its profile must be the only member of its aggregate")
+        own = placed[0].offer.profiles[placed[0].profile]
+        profile = dataclasses.replace(own, slices=profile.slices)
+        rows = joint_rows(own)
+        if rows is None:
+            raise ValueError(f"member {placed[0].offer_id!r}: its dependency constraint is not convex")
+        joint = JointRows(_frozen(rows[0]), _frozen(rows[1]), _frozen(rows[2]))
     offer = FlexOffer(
         issuer=issuer,
         mode=first.mode,
-        profiles=(Profile(slices=_slices(lower, upper)),),
+        profiles=(profile,),
         id=agg_id,
         device=devices.pop() if len(devices) == 1 else "aggregate",
         location=Location(meter_id=f"{issuer}:aggregate", congestion_point=cp),
@@ -482,6 +544,7 @@ def build_aggregate(
         energy_flex_loss_kwh=float(energy_loss),
         lower_kwh=_frozen(lower),
         upper_kwh=_frozen(upper),
+        joint=joint,
     )
 
 
@@ -503,7 +566,7 @@ def aggregate_start_aligned(
             continue
         if offer.id is not None:
             seen.add(offer.id)
-        box = member_box(offer, now)
+        box = member_box(offer, now, min_box_share=params.min_box_share)
         if isinstance(box, str):
             unaggregated.append(Unaggregated(offer.id, box))
         else:
@@ -555,6 +618,15 @@ def disaggregate(
     width = hi - lo
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = np.where(width > 1e-12, np.clip((x - lo) / width, 0.0, 1.0), 0.0)
+    if aggregate.joint is not None:
+        broken = aggregate.joint.violations(x, tol)
+        if broken.size:
+            i = int(broken[0])
+            value = float(aggregate.joint.a[i] @ x)
+            raise DisaggregationError(
+                f"joint row {i} of the aggregate: {value:.6g} kWh is outside "
+                f"[{aggregate.joint.lo[i]:.6g}, {aggregate.joint.hi[i]:.6g}] kWh"
+            )
     out = []
     for m in aggregate.members:
         f = fraction[m.offset_steps : m.offset_steps + m.n_steps]

@@ -31,6 +31,7 @@ the delays.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -125,7 +126,8 @@ def aggregate_balance_aligned(
 ) -> AggregationResult:
     """Aggregate offers balance-aligned into boxes; every offer ends up in exactly one aggregate
     or in `unaggregated` with the reason. Deterministic: same input, same output."""
-    singles = aggregate_start_aligned(offers, now=now, params=_SINGLETONS, issuer=issuer)
+    boxing = dataclasses.replace(_SINGLETONS, min_box_share=params.min_box_share)
+    singles = aggregate_start_aligned(offers, now=now, params=boxing, issuer=issuer)
     unaggregated: list[Unaggregated] = list(singles.unaggregated)
     groups: dict[tuple[int, str, str], list[MemberBox]] = {}
     for single in singles:

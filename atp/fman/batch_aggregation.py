@@ -121,6 +121,8 @@ class MemberBatch:
         lower_kwh, upper_kwh: float64 box bounds per step, upper >= lower.
         profile_flex_kwh: float64 per member, sum(upper - lower) of its chosen profile's slice
             bounds (for the energy-flexibility loss; the box's own range when not known).
+        alone: bool per member, True when it keeps its profile (`MemberBox.keeps_profile`):
+            it forms an aggregate of its own (None: no member does).
     """
 
     key: np.ndarray
@@ -132,9 +134,14 @@ class MemberBatch:
     lower_kwh: np.ndarray
     upper_kwh: np.ndarray
     profile_flex_kwh: np.ndarray
+    alone: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.key)
+        alone = np.zeros(n, dtype=bool) if self.alone is None else np.asarray(self.alone, dtype=bool).reshape(-1)
+        if len(alone) != n:
+            raise ValidationError(f"MemberBatch.alone has {len(alone)} entries for {n} members")
+        object.__setattr__(self, "alone", np.ascontiguousarray(alone))
         for name in ("slice_s", "earliest_s", "flexibility_steps", "rank", "profile_flex_kwh"):
             if len(getattr(self, name)) != n:
                 raise ValidationError(f"MemberBatch.{name} has {len(getattr(self, name))} entries for {n} members")
@@ -236,13 +243,16 @@ class MemberBatch:
             lower_kwh=_floats(np.concatenate([b.lower_kwh for b in boxes]) if boxes else []),
             upper_kwh=_floats(np.concatenate([b.upper_kwh for b in boxes]) if boxes else []),
             profile_flex_kwh=_floats(profile_flex),
+            alone=np.array([b.keeps_profile for b in boxes], dtype=bool),
         )
 
 
-def member_boxes(offers: Sequence[FlexOffer], *, now: datetime) -> tuple[list[MemberBox], list[Unaggregated]]:
+def member_boxes(
+    offers: Sequence[FlexOffer], *, now: datetime, min_box_share: float | None = _DEFAULT_PARAMS.min_box_share
+) -> tuple[list[MemberBox], list[Unaggregated]]:
     """The offers reduced to boxes exactly as `aggregate_start_aligned` does (conditional offers
-    expanded, inner box of the default's profile, on-grid window; repeated ids left out), and
-    the offers left out with the reason."""
+    expanded, inner box of the default's profile, on-grid window; repeated ids left out; members
+    that keep their profile by `min_box_share`), and the offers left out with the reason."""
     boxes: list[MemberBox] = []
     left: list[Unaggregated] = []
     seen: set[str] = set()
@@ -252,7 +262,7 @@ def member_boxes(offers: Sequence[FlexOffer], *, now: datetime) -> tuple[list[Me
             continue
         if offer.id is not None:
             seen.add(offer.id)
-        box = member_box(offer, now)
+        box = member_box(offer, now, min_box_share=min_box_share)
         if isinstance(box, str):
             left.append(Unaggregated(offer.id, box))
         else:
@@ -367,6 +377,7 @@ def _group_starts(
     slice_s: np.ndarray,
     params: AggregationParams,
     n_steps: np.ndarray | None = None,
+    alone: np.ndarray | None = None,
 ) -> np.ndarray:
     """Positions (in sorted order) at which the greedy scan opens an aggregate."""
     n = len(key)
@@ -394,6 +405,11 @@ def _group_starts(
     if params.max_duration_diff_steps is not None and n_steps is not None:
         d = params.max_duration_diff_steps
         nxt = np.minimum(nxt, _band_end(n_steps, n_steps - d, n_steps + d, min(params.max_group_size, n)))
+    if alone is not None and alone.any():
+        # an aggregate ends before the next member that is alone; that member's ends after it
+        next_alone = np.minimum.accumulate(np.where(alone, idx, n)[::-1])[::-1]
+        after = np.append(next_alone[1:], n)
+        nxt = np.where(alone, idx + 1, np.minimum(nxt, after))
     # aggregates open at the positions reached from each key's first member along nxt
     jump = np.append(nxt, n)
     opened = np.zeros(n + 1, dtype=bool)
@@ -486,7 +502,7 @@ def aggregate_batch(members: MemberBatch, params: AggregationParams = _DEFAULT_P
     flex = members.flexibility_steps[order]
     slice_s = members.slice_s[order]
     counts = members.n_steps[order]
-    starts = _group_starts(key, earliest, flex, slice_s, params, counts.astype(np.int64))
+    starts = _group_starts(key, earliest, flex, slice_s, params, counts.astype(np.int64), members.alone[order])
     n_agg = len(starts)
     size = np.diff(np.append(starts, n))
     group = np.repeat(np.arange(n_agg, dtype=np.int64), size)
@@ -614,7 +630,7 @@ def aggregate_start_aligned_batch(
 ) -> AggregationResult:
     """`aggregate_start_aligned` with the grouping done by `aggregate_batch`: the same
     AggregationResult (aggregates, their ids and order, unaggregated offers and reasons)."""
-    boxes, left = member_boxes(offers, now=now)
+    boxes, left = member_boxes(offers, now=now, min_box_share=params.min_box_share)
     batch = MemberBatch.from_boxes(boxes)
     result = aggregate_batch(batch, params)
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")

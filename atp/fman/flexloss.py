@@ -25,7 +25,14 @@ offer (the chosen profile's slice bounds, its window resolved at the aggregate's
 the `now` of aggregation); what it *keeps* is its box (`MemberBox.lower_kwh`, `upper_kwh`)
 with the aggregate's time flexibility. The loss is original minus kept, summed over members;
 it is never negative, since the box lies inside the slice bounds and the aggregate's time
-flexibility is at most each member's own.
+flexibility is at most each member's own. A member that keeps its profile
+(`MemberBox.keeps_profile`) keeps its slice bounds and its own time flexibility: it loses
+nothing.
+
+Over a run the FMAN rebuilds aggregates as offers come and go, so one offer can be a member of
+several aggregates in turn; `member_losses` counts each member offer once, in the last of the
+given aggregates that holds it (the one it was assigned from, when the caller lists them in
+order of use).
 """
 
 from __future__ import annotations
@@ -45,8 +52,10 @@ __all__ = [
     "Flexibility",
     "FlexibilityError",
     "FlexibilityLoss",
+    "MemberLoss",
     "aggregate_loss",
     "box_flexibility",
+    "member_losses",
     "offer_flexibility",
     "portfolio_loss",
 ]
@@ -204,3 +213,36 @@ def portfolio_loss(aggregates: Iterable[Aggregate]) -> FlexibilityLoss:
     for aggregate in aggregates:
         total = total + aggregate_loss(aggregate)
     return total
+
+
+@dataclass(frozen=True)
+class MemberLoss:
+    """One member offer's flexibility in its aggregate: its own (`original`) and what it kept."""
+
+    offer_id: str
+    device: str
+    keeps_profile: bool
+    original: Flexibility
+    kept: Flexibility
+
+    @property
+    def loss(self) -> Flexibility:
+        """original - kept."""
+        return self.original - self.kept
+
+
+def member_losses(aggregates: Iterable[Aggregate]) -> list[MemberLoss]:
+    """Each member offer once, with its flexibility in the last aggregate (of those given, in
+    order) that holds it; members in order of that aggregate."""
+    last: dict[str, tuple[Aggregate, int]] = {}
+    for aggregate in aggregates:
+        for i, m in enumerate(aggregate.members):
+            last.pop(m.offer_id, None)  # re-inserted: dict order = order of last use
+            last[m.offer_id] = (aggregate, i)
+    out = []
+    for offer_id, (aggregate, i) in last.items():
+        m = aggregate.members[i]
+        original = offer_flexibility(m.offer, now=aggregate.offer.created_at, profile=m.profile)
+        kept = box_flexibility(m.lower_kwh, m.upper_kwh, aggregate.flexibility_steps)
+        out.append(MemberLoss(offer_id, m.offer.device or "", m.keeps_profile, original, kept))
+    return out

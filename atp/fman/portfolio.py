@@ -77,6 +77,7 @@ def _same_box(a: MemberBox, b: MemberBox) -> bool:
         and a.profile == b.profile
         and a.earliest == b.earliest
         and a.flexibility_steps == b.flexibility_steps
+        and a.keeps_profile == b.keeps_profile
         and np.array_equal(a.lower_kwh, b.lower_kwh)
         and np.array_equal(a.upper_kwh, b.upper_kwh)
     )
@@ -171,7 +172,7 @@ class Portfolio:
                 self._unaggregated.pop(offer_id, None)
             else:
                 self._offers[offer_id] = offer
-                box = member_box(offer, now)
+                box = member_box(offer, now, min_box_share=self.params.min_box_share)
                 if isinstance(box, str):
                     self._unaggregated[offer_id] = box
                 else:
@@ -261,4 +262,3 @@ class Portfolio:
         aggregates = tuple(a for key in sorted(self._buckets) for a in self._buckets[key].aggregates)
         unaggregated = tuple(Unaggregated(i, r) for i, r in self._unaggregated.items())
         return AggregationResult(aggregates, unaggregated)
-
