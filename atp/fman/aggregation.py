@@ -32,7 +32,8 @@ step k with energy x_k, every member covering k takes the same fraction
 f_k = (x_k - sum lower_k) / (sum upper_k - sum lower_k) of its own range (0 when the range is
 empty); every member starts the aggregate's shift after its own earliest start.
 
-Members are grouped by `slice_s`, `mode` and `location.congestion_point`; within a group they
+Members are grouped by `slice_s`, `mode` and `location.congestion_point` (and whether they keep
+their profile: those form one aggregate each, in a group of their own); within a group they
 are taken in order of earliest start and a new aggregate begins when a member's earliest start
 lies more than `start_tolerance_s` after the aggregate's first, when a member would lose more
 than `max_time_flex_loss_s` of time flexibility, when its duration differs from the
@@ -82,6 +83,7 @@ __all__ = [
     "floor_to_grid",
     "group_key",
     "member_box",
+    "member_key",
     "member_order",
     "member_size_kwh",
     "split_members",
@@ -371,6 +373,13 @@ def member_box(offer: FlexOffer, now: datetime, *, min_box_share: float | None =
     )
 
 
+def member_key(m: MemberBox) -> tuple[int, str, str, bool]:
+    """The group a member is aggregated in: its offer's `group_key`, and whether it keeps its
+    profile (such members are aggregated alone, apart from the boxes, so that they do not split
+    the boxes' greedy groups)."""
+    return (*group_key(m.offer), m.keeps_profile)
+
+
 def group_key(offer: FlexOffer) -> tuple[int, str, str]:
     cp = offer.location.congestion_point if offer.location is not None else None
     return (offer.slice_s, offer.mode.value, cp or "")
@@ -558,7 +567,7 @@ def aggregate_start_aligned(
     """Aggregate offers start-aligned into boxes; every offer ends up in exactly one aggregate
     or in `unaggregated` with the reason. Deterministic: same input, same output."""
     unaggregated: list[Unaggregated] = []
-    groups: dict[tuple[int, str, str], list[MemberBox]] = {}
+    groups: dict[tuple[int, str, str, bool], list[MemberBox]] = {}
     seen: set[str] = set()
     for offer in offers:
         if offer.id is not None and offer.id in seen:
@@ -570,7 +579,7 @@ def aggregate_start_aligned(
         if isinstance(box, str):
             unaggregated.append(Unaggregated(offer.id, box))
         else:
-            groups.setdefault(group_key(box.offer), []).append(box)
+            groups.setdefault(member_key(box), []).append(box)
     aggregates: list[Aggregate] = []
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     for key in sorted(groups):

@@ -47,7 +47,7 @@ from atp.fman.aggregation import (
     _steps,
     aggregate_start_aligned,
     build_aggregate,
-    group_key,
+    member_key,
     split_members,
 )
 
@@ -129,10 +129,10 @@ def aggregate_balance_aligned(
     boxing = dataclasses.replace(_SINGLETONS, min_box_share=params.min_box_share)
     singles = aggregate_start_aligned(offers, now=now, params=boxing, issuer=issuer)
     unaggregated: list[Unaggregated] = list(singles.unaggregated)
-    groups: dict[tuple[int, str, str], list[MemberBox]] = {}
+    groups: dict[tuple[int, str, str, bool], list[MemberBox]] = {}
     for single in singles:
         (box,) = single.members
-        groups.setdefault(group_key(box.offer), []).append(box)
+        groups.setdefault(member_key(box), []).append(box)
     aggregates: list[Aggregate] = []
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     for key in sorted(groups):

@@ -58,8 +58,8 @@ from atp.fman.aggregation import (
     MemberBox,
     Unaggregated,
     build_aggregate,
-    group_key,
     member_box,
+    member_key,
 )
 from atp.fman.errors import DisaggregationError
 
@@ -112,7 +112,7 @@ class MemberBatch:
     Attributes:
         key: int64 group code; only members with the same code share an aggregate, and
             aggregates come in order of code (the object path's (slice_s, mode, congestion
-            point) order when built by `from_boxes`).
+            point, keeps profile) order when built by `from_boxes`).
         slice_s: int64 step length in seconds (the same for every member of a key).
         earliest_s: int64 earliest start, seconds since the Unix epoch, on the `slice_s` grid.
         flexibility_steps: int64 allowed shifts minus one (>= 0).
@@ -223,7 +223,7 @@ class MemberBatch:
     @classmethod
     def from_boxes(cls, boxes: Sequence[MemberBox]) -> MemberBatch:
         """The boxes as a batch: key codes in the object path's key order, rank in offer-id order."""
-        keys = [group_key(b.offer) for b in boxes]
+        keys = [member_key(b) for b in boxes]
         distinct = sorted(set(keys))
         code = {k: i for i, k in enumerate(distinct)}
         ids = np.array([b.offer_id for b in boxes], dtype=str)

@@ -38,8 +38,8 @@ from atp.fman.aggregation import (
     Unaggregated,
     build_aggregate,
     ceil_to_grid,
-    group_key,
     member_box,
+    member_key,
     member_order,
     member_size_kwh,
     starts_new_group,
@@ -48,7 +48,7 @@ from atp.interface.store import Event
 
 __all__ = ["Portfolio", "RefreshStats"]
 
-_GroupKey = tuple[int, str, str]
+_GroupKey = tuple[int, str, str, bool]
 _LEAVING = frozenset({"assigned", "executing", "settled", "rejected", "withdrawn"})
 
 
@@ -182,10 +182,10 @@ class Portfolio:
                 continue
             n_changed += 1
             if old is not None:
-                touched.setdefault(group_key(old.offer), {})[offer_id] = None
+                touched.setdefault(member_key(old), {})[offer_id] = None
                 del self._boxes[offer_id]
             if new is not None:
-                touched.setdefault(group_key(new.offer), {})[offer_id] = new
+                touched.setdefault(member_key(new), {})[offer_id] = new
                 self._boxes[offer_id] = new
 
         rebuilt = 0
