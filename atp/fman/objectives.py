@@ -31,6 +31,10 @@ cost at the problem's prices. The problem's own `objective` field is not used by
 
 Build (base model, extra columns and rows) and solve are timed apart; a failed solve falls back
 to default schedules and says why (`PlanSolution.fallback_reason`), like `solve_highs`.
+
+Aggregates with joint rows (`PlanningProblem.joint`) have them in the base model, per shift;
+rows that no energy vector within the bounds meets fall back before the solve (status
+"Infeasible", the aggregate named), and the greedy start meets them (see `_greedy_start`).
 """
 
 from __future__ import annotations
@@ -50,10 +54,14 @@ from atp.fman.planning import (
     Objective,
     PlanningProblem,
     PlanSolution,
+    _nearest_energy,
     _new_highs,
+    _respect_rows,
+    _run,
     _solver_name,
     build_model,
     empty_plan,
+    joint_infeasibility,
 )
 from atp.fman.planning import (
     _fallback as _planning_fallback,
@@ -240,10 +248,17 @@ def _add_terms(
 
 def _greedy_start(
     problem: PlanningProblem, model: MilpModel, spec: ObjectiveSpec, data: dict[str, np.ndarray]
-) -> np.ndarray:
+) -> np.ndarray | None:
     """A feasible starting point (all columns, extra ones included) for HiGHS, so that a time
     limit still leaves a usable plan: aggregates in turn take the shift (and energies within
-    their bounds) that serve the objective best given those placed before."""
+    their bounds) that serve the objective best given those placed before.
+
+    An aggregate with joint rows takes, at each shift, the vector nearest the box choice that
+    meets them (`_nearest_energy`: for total energy, the sum moved in profile order for the
+    deviation objectives and where the load is least for peak shaving; one small LP otherwise);
+    with rows that depend on the start and several starts, only at the shift the box choice
+    prefers (one LP). None when some aggregate has no vector that meets its rows (then HiGHS
+    starts without it)."""
     t_count = problem.n_steps
     step_energy = np.zeros(t_count)
     n_extra = 2 * t_count if spec.name in _DEVIATION else 1
@@ -251,6 +266,8 @@ def _greedy_start(
     col = np.zeros(model.n_cols + n_extra)
     for g in range(problem.n_aggregates):
         lower, upper = problem.bounds(g)
+        rows = problem.joint_rows(g)
+        each_shift = rows is not None and not problem.shifted_rows(g)
         n = len(lower)
         best_score, best_s, best_x = np.inf, 0, lower
         for s in range(int(problem.n_shifts[g])):
@@ -259,13 +276,25 @@ def _greedy_start(
             if spec.name in _DEVIATION:
                 want = wanted[window] - step_energy[window]
                 x = np.clip(want, lower, upper)
-                score = float(np.abs(want - x).sum() - np.abs(want).sum())
+                key = None  # for a total-energy row, every way of moving the sum costs the same
             else:
                 x = lower.copy()
+                key = step_energy[window] + data["base_kwh"][window]  # raise where the load is least
+            if each_shift:
+                x = _nearest_energy(lower, upper, rows, x, key)
+                if x is None:
+                    return None
+            if spec.name in _DEVIATION:
+                score = float(np.abs(want - x).sum() - np.abs(want).sum())
+            else:
                 score = float((step_energy[window] + data["base_kwh"][window] + x).max())
             if score < best_score - 1e-12:
                 best_score, best_s, best_x = score, s, x
         s, x = best_s, best_x
+        if rows is not None and not each_shift:
+            x = _nearest_energy(lower, upper, rows, x)
+            if x is None:
+                return None
         t0 = int(problem.first_start_step[g]) + s
         step_energy[t0 : t0 + n] += x
         col[model.y_offsets[g] + s] = 1.0
@@ -314,6 +343,10 @@ def solve_objective(
     if problem.n_aggregates == 0:
         return empty_plan(problem, objective=(spec.name, spec.version))
     t0 = time.perf_counter()
+    if problem.joint:
+        reason = joint_infeasibility(problem)
+        if reason is not None:
+            return _fallback(problem, spec, "Infeasible", reason, time.perf_counter() - t0, 0.0)
     model = build_model(problem)
     prices = np.asarray(problem.prices_eur_per_kwh, dtype=float)
     cost = np.zeros(model.n_cols)
@@ -328,6 +361,11 @@ def solve_objective(
         ("presolve", "on"),
     ):
         h.setOptionValue(name, value)
+    if problem.joint:
+        # the tie-break costs (TIE_BREAK_WEIGHT * price, about 1e-7) sit at HiGHS's dual
+        # feasibility tolerance; with joint rows, presolve then on rare problems (2 in 5 000
+        # random ones) cut off the optimum and reported a worse plan as optimal
+        h.setOptionValue("dual_feasibility_tolerance", 1e-10)
     if h.passModel(model.lp) == highspy.HighsStatus.kError:
         return _fallback(
             problem, spec, "Not solved", "HiGHS refused the model (passModel failed)", time.perf_counter() - t0, 0.0
@@ -336,14 +374,15 @@ def solve_objective(
         return _fallback(
             problem, spec, "Not solved", "HiGHS refused the objective's rows or columns", time.perf_counter() - t0, 0.0
         )
-    if spec.name != "max_profit":
+    warm = None if spec.name == "max_profit" else _greedy_start(problem, model, spec, data)
+    if warm is not None:
         start = highspy.HighsSolution()
-        start.col_value = _greedy_start(problem, model, spec, data)
+        start.col_value = warm
         start.value_valid = True
         h.setSolution(start)
     build_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    run_status = h.run()
+    run_status = _run(h)
     solve_s = time.perf_counter() - t1
     status = h.getModelStatus()
     status_text = h.modelStatusToString(status)
@@ -372,6 +411,18 @@ def solve_objective(
         energy[o : o + n] = e
         starts[g] = int(problem.first_start_step[g]) + s
         step_energy[starts[g] : starts[g] + n] += e
+    if problem.joint:
+        # solver tolerances: a vector off its joint rows is recomputed at its start, the
+        # cheapest for max_profit (exact), else the nearest one
+        fixed = _respect_rows(problem, energy, starts, prices if spec.name == "max_profit" else None)
+        if isinstance(fixed, str):
+            return _fallback(problem, spec, status_text, fixed, build_s, solve_s)
+        energy, changed = fixed
+        if changed:
+            step_energy = np.zeros(problem.n_steps)
+            for g in range(problem.n_aggregates):
+                o, p = int(problem.profile_offsets[g]), int(problem.profile_offsets[g + 1])
+                step_energy[starts[g] : starts[g] + p - o] += energy[o:p]
     gap = float(info.mip_gap) if np.isfinite(info.mip_gap) else None
     return PlanSolution(
         status=status_text,

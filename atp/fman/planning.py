@@ -3,11 +3,13 @@
 The stages stay apart (house style):
 
 1. `build_problem(aggregates, prices, now=, horizon_steps=)` -> `PlanningProblem`: plain numpy
-   data (horizon, prices, per aggregate its earliest start step, number of allowed shifts and
-   per-step bounds); aggregates that do not fit the horizon are left out with a reason;
+   data (horizon, prices, per aggregate its earliest start step, number of allowed shifts,
+   per-step bounds and joint rows); aggregates that do not fit the horizon are left out with a
+   reason (module `planning_problem`, with the prices and the objective registry);
 2. `build_step_model(problem)` -> `StepMilpModel` (what `solve_highs` solves) or
    `build_model(problem)` -> `MilpModel` (the y/z model other objectives extend): the
-   column-wise sparse matrix for highspy, built with numpy, no modelling layer;
+   column-wise sparse matrix for highspy, built with numpy, no modelling layer (module
+   `planning_models`);
 3. `solve_highs(problem, time_limit_s=, mip_rel_gap=)` -> `PlanSolution` (build and solve
    timed apart; a failed solve falls back to default schedules and says why);
 4. `extract_schedules(problem, solution, aggregates, now=)` -> one schedule per aggregate.
@@ -23,8 +25,22 @@ hull of each aggregate's disjunction, so the LP relaxation is as tight (tests ch
 against brute force). `solve_highs` puts the linear objective's cost per step straight on y
 and v, so no row is shared between aggregates. `python -m benchmarks.fman`, 1 000 aggregates x
 96 steps: 13.5 s with the y/z model, 0.8 s with the step model; 10 000 aggregates: about 10 s
-to optimality (a busy machine). The objective is linear in the energy per step and chosen by name from a registry
-(`least_cost` now: minimise sum price_t * e_t).
+to optimality (a busy machine). The objective is linear in the energy per step and chosen by
+name from a registry (`least_cost` now: minimise sum price_t * e_t).
+
+Joint rows: an aggregate that keeps a member's total-energy, polytope or dependency
+constraints carries them as rows lo <= a @ x <= hi over its profile vector x
+(`Aggregate.joint`, `PlanningProblem.joint`). The y/z model writes them per shift, lo * y[g,s]
+<= a @ z[g,s,:] <= hi * y[g,s]. The step model puts them on v when they hold at any start
+(one allowed start: a @ (lower + v) in [lo, hi]; a total-energy row c * sum(x): c * (sum(lower)
++ sum_j v[g,j]) in [lo, hi]) and adds z columns, per shift as in the y/z model, only for an
+aggregate with several starts and another row. Every solution meets the rows. `solve_highs`
+finds the cheapest start of such an aggregate on its own (exact: closed form for total energy,
+one LP over all its starts otherwise; a linear objective leaves aggregates independent) and
+fixes its y there, since the rows on v relax weakly. Rows that no vector within the bounds
+meets fall back with the aggregate named, and a vector off its rows by more than the solver's
+tolerances is recomputed at its start (`_respect_rows`). Warm starts and `extract_schedules`
+meet them too (the default schedule where nothing else does).
 
 Determinism: one thread and a fixed random seed; same input, same output.
 """
@@ -36,17 +52,38 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import highspy
 import numpy as np
 
 from atp.flexoffer import Schedule
-from atp.fman.aggregation import Aggregate, ceil_to_grid
-from atp.fman.errors import PriceError, UnknownObjectiveError
+from atp.fman.aggregation import Aggregate, JointRows
+from atp.fman.planning_models import (
+    MilpModel,
+    StepMilpModel,
+    build_model,
+    build_step_model,
+)
+from atp.fman.planning_models import _highs_lp as _highs_lp
+from atp.fman.planning_models import _ragged as _ragged
+from atp.fman.planning_problem import _OBJECTIVES as _OBJECTIVES
+from atp.fman.planning_problem import (
+    Objective,
+    PlanningProblem,
+    PriceSeries,
+    as_price_series,
+    build_problem,
+    get_objective,
+    objective_names,
+    register_objective,
+    schedule_cost_eur,
+    total_energy_rows,
+)
+from atp.fman.planning_problem import _ro as _ro
 
 __all__ = [
     "MilpModel",
@@ -67,573 +104,6 @@ __all__ = [
     "schedule_cost_eur",
     "solve_highs",
 ]
-
-
-# -- prices ----------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class PriceSeries:
-    """Energy prices: `values_eur_per_kwh[i]` holds over [start + i*slice_s, start + (i+1)*slice_s)."""
-
-    start: datetime
-    slice_s: int
-    values_eur_per_kwh: np.ndarray
-
-    def __post_init__(self) -> None:
-        values = np.array(self.values_eur_per_kwh, dtype=float).reshape(-1)
-        if not np.all(np.isfinite(values)):
-            raise PriceError("prices must be finite numbers (EUR/kWh); found NaN or infinity")
-        if self.slice_s <= 0:
-            raise PriceError(f"slice_s(={self.slice_s}) of the prices must be positive (e.g. 900 or 3600)")
-        if self.start.tzinfo is None:
-            raise PriceError("the prices' start must be timezone-aware (e.g. UTC)")
-        values.flags.writeable = False
-        object.__setattr__(self, "values_eur_per_kwh", values)
-
-    @property
-    def n_steps(self) -> int:
-        """Number of price steps."""
-        return len(self.values_eur_per_kwh)
-
-    @property
-    def end(self) -> datetime:
-        """End of the last price step."""
-        return self.start + timedelta(seconds=self.slice_s * self.n_steps)
-
-    @classmethod
-    def from_pandas(cls, series: Any, *, slice_s: int | None = None) -> PriceSeries:
-        """From a pandas Series of EUR/kWh on a regular, timezone-aware DatetimeIndex."""
-        index = series.index
-        if len(index) == 0:
-            raise PriceError("the price series is empty")
-        times = [t.to_pydatetime() for t in index]
-        if times[0].tzinfo is None:
-            raise PriceError("the price series' index must be timezone-aware (e.g. tz='UTC')")
-        if slice_s is None:
-            if len(times) < 2:
-                raise PriceError("a price series of one value needs slice_s (e.g. slice_s=3600)")
-            slice_s = round((times[1] - times[0]).total_seconds())
-        steps = np.diff([t.timestamp() for t in times])
-        if np.any(steps != slice_s):
-            raise PriceError(f"the price series' index must be regular with a step of {slice_s} s")
-        return cls(times[0], int(slice_s), np.asarray(series.to_numpy(), dtype=float))
-
-    def on_grid(self, slice_s: int) -> PriceSeries:
-        """The prices on a `slice_s` grid: repeated onto a finer grid, averaged onto a coarser
-        one (the mean price of a step, for energy spread evenly over it)."""
-        if slice_s == self.slice_s:
-            return self
-        if self.slice_s % slice_s == 0:
-            return PriceSeries(self.start, slice_s, np.repeat(self.values_eur_per_kwh, self.slice_s // slice_s))
-        if slice_s % self.slice_s == 0:
-            if self.start.timestamp() % slice_s:
-                raise PriceError(
-                    f"prices starting at {self.start.isoformat()} cannot be averaged onto the {slice_s} s grid"
-                )
-            r = slice_s // self.slice_s
-            n = self.n_steps // r
-            return PriceSeries(self.start, slice_s, self.values_eur_per_kwh[: n * r].reshape(n, r).mean(axis=1))
-        raise PriceError(
-            f"prices on a {self.slice_s} s grid cannot be put on a {slice_s} s grid (neither divides the other)"
-        )
-
-    def cost_eur(self, start: datetime, energy_kwh: Sequence[float] | np.ndarray) -> float | None:
-        """Cost of `energy_kwh` per step from `start` on this grid, or None where a step has no price."""
-        offset_s = (start - self.start).total_seconds()
-        if offset_s % self.slice_s:
-            return None
-        i0 = int(offset_s // self.slice_s)
-        energy = np.asarray(energy_kwh, dtype=float)
-        if i0 < 0 or i0 + len(energy) > self.n_steps:
-            return None
-        return float(self.values_eur_per_kwh[i0 : i0 + len(energy)] @ energy)
-
-
-def as_price_series(prices: Any, *, start: datetime | None = None, slice_s: int | None = None) -> PriceSeries:
-    """A PriceSeries from a PriceSeries, a pandas Series (DatetimeIndex), or an array with `start`
-    and `slice_s`."""
-    if isinstance(prices, PriceSeries):
-        return prices
-    if hasattr(prices, "index") and hasattr(prices, "to_numpy"):
-        return PriceSeries.from_pandas(prices, slice_s=slice_s)
-    if start is None or slice_s is None:
-        raise PriceError("prices given as an array need start= and slice_s= (e.g. slice_s=900)")
-    return PriceSeries(start, slice_s, np.asarray(prices, dtype=float))
-
-
-def schedule_cost_eur(prices: PriceSeries, start: datetime, energy_kwh: Sequence[float], slice_s: int) -> float | None:
-    """Cost in EUR of a schedule on a `slice_s` grid, or None where prices do not cover it."""
-    try:
-        on_grid = prices.on_grid(slice_s)
-    except PriceError:
-        return None
-    return on_grid.cost_eur(start, energy_kwh)
-
-
-# -- the problem -----------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class PlanningProblem:
-    """Plain data of one planning problem on one `slice_s` grid (numpy arrays, read-only).
-
-    Aggregate g has `n_shifts[g]` allowed starts, the first at horizon step
-    `first_start_step[g]`; its per-step bounds are `lower_kwh[o:p]`, `upper_kwh[o:p]` with
-    `o, p = profile_offsets[g], profile_offsets[g + 1]`. `left_out` lists (aggregate id, reason)
-    of aggregates that do not fit (they run their defaults).
-    """
-
-    horizon_start: datetime
-    slice_s: int
-    n_steps: int
-    prices_eur_per_kwh: np.ndarray
-    objective: str
-    aggregate_ids: tuple[str, ...]
-    first_start_step: np.ndarray
-    n_shifts: np.ndarray
-    profile_offsets: np.ndarray
-    lower_kwh: np.ndarray
-    upper_kwh: np.ndarray
-    left_out: tuple[tuple[str, str], ...] = ()
-    note: str | None = None
-
-    @property
-    def n_aggregates(self) -> int:
-        """Number of aggregates in the problem (those left out excluded)."""
-        return len(self.aggregate_ids)
-
-    @property
-    def horizon_end(self) -> datetime:
-        """End of the last horizon step."""
-        return self.horizon_start + timedelta(seconds=self.slice_s * self.n_steps)
-
-    def profile_steps(self, g: int) -> int:
-        """Number of steps of aggregate g's profile."""
-        return int(self.profile_offsets[g + 1] - self.profile_offsets[g])
-
-    def bounds(self, g: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per-step (lower, upper) kWh of aggregate g."""
-        o, p = self.profile_offsets[g], self.profile_offsets[g + 1]
-        return self.lower_kwh[o:p], self.upper_kwh[o:p]
-
-    def time_of(self, step: int) -> datetime:
-        """Start time of horizon step `step`."""
-        return self.horizon_start + timedelta(seconds=self.slice_s * int(step))
-
-
-def _ro(a: Any, dtype: Any = float) -> np.ndarray:
-    a = np.array(a, dtype=dtype)
-    a.flags.writeable = False
-    return a
-
-
-def build_problem(
-    aggregates: Sequence[Aggregate],
-    prices: Any,
-    *,
-    now: datetime,
-    horizon_steps: int,
-    objective: str = "least_cost",
-    slice_s: int | None = None,
-    prices_start: datetime | None = None,
-    prices_slice_s: int | None = None,
-) -> PlanningProblem:
-    """The planning problem of `aggregates` over `horizon_steps` steps from the first grid time
-    at or after `now` (and at or after the first price).
-
-    `prices`: a PriceSeries, a pandas Series on a DatetimeIndex, or an array with `prices_start`
-    and `prices_slice_s`; they are put on the problem's grid (`slice_s`, default: the first
-    aggregate's) and the horizon ends where they end. Aggregates on another grid, or whose
-    allowed starts all leave the horizon, are left out with the reason. Raises
-    UnknownObjectiveError for an objective name that is not registered.
-    """
-    get_objective(objective)
-    series = as_price_series(prices, start=prices_start, slice_s=prices_slice_s)
-    grid_s = slice_s or (aggregates[0].slice_s if aggregates else series.slice_s)
-    note = None
-    try:
-        on_grid = series.on_grid(grid_s)
-    except PriceError as e:
-        on_grid, note = None, str(e)
-    if on_grid is not None:
-        horizon_start = ceil_to_grid(max(now, on_grid.start), grid_s)
-        first_price = round((horizon_start - on_grid.start).total_seconds() / grid_s)
-        n_steps = max(0, min(int(horizon_steps), on_grid.n_steps - first_price))
-        step_prices = on_grid.values_eur_per_kwh[first_price : first_price + n_steps]
-    else:
-        horizon_start, n_steps, step_prices = ceil_to_grid(now, grid_s), 0, np.zeros(0)
-    ids: list[str] = []
-    first: list[int] = []
-    shifts: list[int] = []
-    offsets = [0]
-    lowers: list[np.ndarray] = []
-    uppers: list[np.ndarray] = []
-    left_out: list[tuple[str, str]] = []
-    horizon_end = horizon_start + timedelta(seconds=grid_s * n_steps)
-    for a in aggregates:
-        if a.slice_s != grid_s:
-            left_out.append((a.id, f"its {a.slice_s} s steps are not the problem's {grid_s} s grid"))
-            continue
-        if note is not None:
-            left_out.append((a.id, note))
-            continue
-        e = round((a.earliest - horizon_start).total_seconds() / grid_s)
-        lo_shift = max(0, -e)
-        hi_shift = min(a.flexibility_steps, n_steps - a.n_steps - e)
-        if hi_shift < lo_shift:
-            latest = a.earliest + timedelta(seconds=grid_s * a.flexibility_steps)
-            left_out.append(
-                (
-                    a.id,
-                    f"its {a.n_steps} steps starting between {a.earliest.isoformat()} and {latest.isoformat()} "
-                    f"do not fit the horizon [{horizon_start.isoformat()}, {horizon_end.isoformat()})",
-                )
-            )
-            continue
-        ids.append(a.id)
-        first.append(e + lo_shift)
-        shifts.append(hi_shift - lo_shift + 1)
-        offsets.append(offsets[-1] + a.n_steps)
-        lowers.append(a.lower_kwh)
-        uppers.append(a.upper_kwh)
-    return PlanningProblem(
-        horizon_start=horizon_start,
-        slice_s=grid_s,
-        n_steps=n_steps,
-        prices_eur_per_kwh=_ro(step_prices),
-        objective=objective,
-        aggregate_ids=tuple(ids),
-        first_start_step=_ro(first, np.int64),
-        n_shifts=_ro(shifts, np.int64),
-        profile_offsets=_ro(offsets, np.int64),
-        lower_kwh=_ro(np.concatenate(lowers) if lowers else np.zeros(0)),
-        upper_kwh=_ro(np.concatenate(uppers) if uppers else np.zeros(0)),
-        left_out=tuple(left_out),
-        note=note,
-    )
-
-
-# -- objectives ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Objective:
-    """A planning objective, linear in the energy per horizon step: `step_cost(problem)` gives
-    the cost in EUR per kWh of each horizon step; the planner minimises sum cost_t * e_t."""
-
-    name: str
-    version: str
-    description: str
-    step_cost: Callable[[PlanningProblem], np.ndarray]
-
-
-_OBJECTIVES: dict[str, Objective] = {}
-
-
-def register_objective(objective: Objective) -> Objective:
-    """Register (or replace) an objective under its name; returns it."""
-    _OBJECTIVES[objective.name] = objective
-    return objective
-
-
-def get_objective(name: str) -> Objective:
-    """The registered objective called `name`; UnknownObjectiveError lists the known ones."""
-    try:
-        return _OBJECTIVES[name]
-    except KeyError:
-        raise UnknownObjectiveError(
-            f"no planning objective {name!r}; registered: {', '.join(sorted(_OBJECTIVES))}"
-        ) from None
-
-
-def objective_names() -> tuple[str, ...]:
-    """Names of the registered objectives."""
-    return tuple(sorted(_OBJECTIVES))
-
-
-register_objective(
-    Objective(
-        name="least_cost",
-        version="1.0",
-        description="minimise the energy cost sum(price_t * energy_t) at the given prices",
-        step_cost=lambda problem: problem.prices_eur_per_kwh,
-    )
-)
-
-
-# -- the MILP --------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class MilpModel:
-    """The MILP as a highspy HighsLp; columns are y (per aggregate and shift), then z (per
-    aggregate, shift and step), then e (per horizon step)."""
-
-    lp: Any
-    y_offsets: np.ndarray
-    z_offsets: np.ndarray
-    z_col0: int
-    e_offset: int
-    n_rows: int
-
-    @property
-    def n_cols(self) -> int:
-        """Number of variables."""
-        return int(self.lp.num_col_)
-
-
-def _highs_lp(
-    cost: np.ndarray,
-    col_lower: np.ndarray,
-    col_upper: np.ndarray,
-    row_lower: np.ndarray,
-    row_upper: np.ndarray,
-    start: np.ndarray,
-    index: np.ndarray,
-    values: np.ndarray,
-    *,
-    n_int: int,
-) -> Any:
-    """A column-wise HiGHS model whose first `n_int` columns are integer, the rest continuous."""
-    n_cols, n_rows = len(cost), len(row_lower)
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_cols
-    lp.num_row_ = n_rows
-    lp.col_cost_ = cost
-    lp.col_lower_ = col_lower
-    lp.col_upper_ = col_upper
-    lp.row_lower_ = row_lower
-    lp.row_upper_ = row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.num_col_ = n_cols
-    lp.a_matrix_.num_row_ = n_rows
-    lp.a_matrix_.start_ = start
-    lp.a_matrix_.index_ = index.astype(np.int32)
-    lp.a_matrix_.value_ = values
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_int + [highspy.HighsVarType.kContinuous] * (n_cols - n_int)
-    return lp
-
-
-def build_model(problem: PlanningProblem) -> MilpModel:
-    """The column-wise sparse MILP of the problem, ready for `Highs.passModel`."""
-    inf = highspy.kHighsInf
-    g_count = problem.n_aggregates
-    t_count = problem.n_steps
-    n_g = np.diff(problem.profile_offsets).astype(np.int64)
-    shifts = problem.n_shifts.astype(np.int64)
-    y_offsets = np.concatenate(([0], np.cumsum(shifts))).astype(np.int64)
-    z_counts = shifts * n_g
-    z_offsets = np.concatenate(([0], np.cumsum(z_counts))).astype(np.int64)
-    n_y, n_z = int(y_offsets[-1]), int(z_offsets[-1])
-    e0 = n_y + n_z
-    n_cols = e0 + t_count
-    link0 = g_count
-    energy0 = g_count + 2 * n_z
-    n_rows = energy0 + t_count
-
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    vals: list[np.ndarray] = []
-    z_lo = np.zeros(n_z)
-    z_hi = np.zeros(n_z)
-    for g in range(g_count):
-        n, s_count = int(n_g[g]), int(shifts[g])
-        lower, upper = problem.bounds(g)
-        y_cols = y_offsets[g] + np.arange(s_count)
-        # exactly one start per aggregate
-        rows.append(np.full(s_count, g))
-        cols.append(y_cols)
-        vals.append(np.ones(s_count))
-        # z[g, s, k], global index zi; its rows: 2*zi (>= lower*y), 2*zi+1 (<= upper*y)
-        s_idx = np.repeat(np.arange(s_count), n)
-        k_idx = np.tile(np.arange(n), s_count)
-        zi = z_offsets[g] + np.arange(s_count * n)
-        lo_k, hi_k = lower[k_idx], upper[k_idx]
-        z_lo[zi] = np.minimum(lo_k, 0.0)
-        z_hi[zi] = np.maximum(hi_k, 0.0)
-        z_cols = n_y + zi
-        low_rows = link0 + 2 * zi
-        up_rows = low_rows + 1
-        t_rows = energy0 + problem.first_start_step[g] + s_idx + k_idx
-        rows += [low_rows, up_rows, t_rows]
-        cols += [z_cols, z_cols, z_cols]
-        vals += [np.ones(len(zi)), np.ones(len(zi)), -np.ones(len(zi))]
-        y_of_z = y_offsets[g] + s_idx
-        nz_lo = lo_k != 0.0
-        nz_hi = hi_k != 0.0
-        rows += [low_rows[nz_lo], up_rows[nz_hi]]
-        cols += [y_of_z[nz_lo], y_of_z[nz_hi]]
-        vals += [-lo_k[nz_lo], -hi_k[nz_hi]]
-    rows.append(energy0 + np.arange(t_count))
-    cols.append(e0 + np.arange(t_count))
-    vals.append(np.ones(t_count))
-
-    r = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
-    c = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
-    v = np.concatenate(vals).astype(float) if vals else np.zeros(0)
-    order = np.lexsort((r, c))
-    r, c, v = r[order], c[order], v[order]
-    start = np.concatenate(([0], np.cumsum(np.bincount(c, minlength=n_cols)))).astype(np.int32)
-
-    row_lower = np.empty(n_rows)
-    row_upper = np.empty(n_rows)
-    row_lower[:g_count] = 1.0
-    row_upper[:g_count] = 1.0
-    row_lower[link0:energy0:2] = 0.0
-    row_upper[link0:energy0:2] = inf
-    row_lower[link0 + 1 : energy0 : 2] = -inf
-    row_upper[link0 + 1 : energy0 : 2] = 0.0
-    row_lower[energy0:] = 0.0
-    row_upper[energy0:] = 0.0
-
-    cost = np.zeros(n_cols)
-    cost[e0:] = get_objective(problem.objective).step_cost(problem)
-    col_lower = np.concatenate((np.zeros(n_y), z_lo, np.full(t_count, -inf)))
-    col_upper = np.concatenate((np.ones(n_y), z_hi, np.full(t_count, inf)))
-
-    lp = _highs_lp(cost, col_lower, col_upper, row_lower, row_upper, start, r, v, n_int=n_y)
-    return MilpModel(
-        lp=lp,
-        y_offsets=_ro(y_offsets, np.int64),
-        z_offsets=_ro(z_offsets, np.int64),
-        z_col0=n_y,
-        e_offset=e0,
-        n_rows=n_rows,
-    )
-
-
-@dataclass(frozen=True, eq=False)
-class StepMilpModel:
-    """The compact MILP `solve_highs` solves, as a highspy HighsLp. Columns: y (per aggregate and
-    shift, as in MilpModel), then v (flexible energy per aggregate and step of its span, only
-    where some shift has a non-empty range there), then, with energy rows, e (per horizon step,
-    from column `e_offset`; None without them).
-
-    Aggregate g's span is horizon steps first_start_step[g] + j, j = 0 .. n_shifts[g] +
-    n_steps[g] - 2; `v_col[span_offsets[g] + j]` is the column of v[g, j] (-1: none).
-    """
-
-    lp: Any
-    y_offsets: np.ndarray
-    span_offsets: np.ndarray
-    v_col: np.ndarray
-    e_offset: int | None
-    n_rows: int
-
-    @property
-    def n_cols(self) -> int:
-        """Number of variables."""
-        return int(self.lp.num_col_)
-
-
-def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(owner, index within owner) of 0..counts[i]-1 for every i, concatenated."""
-    owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    return owner, np.arange(int(counts.sum()), dtype=np.int64) - starts[owner]
-
-
-def build_step_model(problem: PlanningProblem, *, energy_rows: bool = True) -> StepMilpModel:
-    """The compact MILP of the problem, with the same LP relaxation as `build_model`'s.
-
-    Aggregate g has binaries y[g,s] (one start, sum_s y = 1) and, per step j of its span, its
-    energy there is sum_s lower[j-s] * y[g,s] + v[g,j] with 0 <= v[g,j] <= sum_s (upper[j-s] -
-    lower[j-s]) * y[g,s] (one row per v; the sums run over the shifts whose profile covers j).
-    With y binary this is exactly "the profile starts at shift s and each step's energy lies in
-    its bounds"; projected on (y, energy) it is the same convex hull as the y/z formulation of
-    `build_model`, with O(shifts + steps) columns per aggregate instead of O(shifts x steps).
-    Aggregates with one allowed start need no row at all: y is fixed to 1 and v is bounded by
-    the step's range. With `energy_rows`, columns e_t and rows e_t = sum of the energies at t
-    carry the objective (for objectives that add rows on e); without, the objective's cost per
-    step is put on y and v directly (cost of y[g,s] = sum_k cost_t * lower[k] at t = its step),
-    which leaves no row shared between aggregates: the model of a linear objective falls apart
-    into one small block per aggregate. Built with numpy over all (aggregate, shift, step)
-    triples at once.
-    """
-    inf = highspy.kHighsInf
-    g_count, t_count = problem.n_aggregates, problem.n_steps
-    n_g = np.diff(problem.profile_offsets).astype(np.int64)
-    shifts = problem.n_shifts.astype(np.int64)
-    first = problem.first_start_step.astype(np.int64)
-    y_offsets = np.concatenate(([0], np.cumsum(shifts))).astype(np.int64)
-    n_y = int(y_offsets[-1])
-    span = shifts + n_g - 1
-    span_offsets = np.concatenate(([0], np.cumsum(span))).astype(np.int64)
-    lower = np.asarray(problem.lower_kwh, dtype=float)
-    width = np.maximum(np.asarray(problem.upper_kwh, dtype=float) - lower, 0.0)
-
-    # every (aggregate, shift, step) triple
-    g_of, within = _ragged(shifts * n_g)
-    s_of = within // n_g[g_of]
-    k_of = within - s_of * n_g[g_of]
-    pos = span_offsets[g_of] + s_of + k_of  # position of the triple's step in the spans
-    step = problem.profile_offsets[g_of] + k_of
-    lo, wd = lower[step], width[step]
-    y_col = y_offsets[g_of] + s_of
-    # v columns where some covering shift has a range; bound = the largest such range
-    v_hi = np.zeros(int(span_offsets[-1]))
-    np.maximum.at(v_hi, pos, wd)
-    has_v = v_hi > 0.0
-    n_v = int(has_v.sum())
-    v_col = np.full(len(v_hi), -1, dtype=np.int64)
-    v_col[has_v] = n_y + np.arange(n_v)
-    e0 = n_y + n_v
-    t_used = t_count if energy_rows else 0
-    n_cols = e0 + t_used
-    # rows: one per aggregate, one per v of an aggregate with several shifts, one per step
-    fixed = shifts[np.repeat(np.arange(g_count), span)] == 1  # per span position
-    v_row_needed = has_v & ~fixed
-    v_row = np.full(len(v_hi), -1, dtype=np.int64)
-    n_vrows = int(v_row_needed.sum())
-    v_row[v_row_needed] = g_count + np.arange(n_vrows)
-    energy0 = g_count + n_vrows
-    n_rows = energy0 + t_used
-    span_g, span_j = _ragged(span)
-    t_of_pos = first[span_g] + span_j
-
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    vals: list[np.ndarray] = []
-    # sum_s y[g,s] = 1
-    yg, _ = _ragged(shifts)
-    rows.append(yg)
-    cols.append(np.arange(n_y, dtype=np.int64))
-    vals.append(np.ones(n_y))
-    # v[g,j] - sum_s width * y[g,s] <= 0
-    in_row = v_row[pos] >= 0
-    sel = in_row & (wd > 0.0)
-    rows += [v_row[v_row_needed], v_row[pos[sel]]]
-    cols += [v_col[v_row_needed], y_col[sel]]
-    vals += [np.ones(n_vrows), -wd[sel]]
-    step_cost = np.asarray(get_objective(problem.objective).step_cost(problem), dtype=float)
-    cost = np.zeros(n_cols)
-    if energy_rows:
-        # e_t - sum lower * y - sum v = 0
-        sel = lo != 0.0
-        rows += [energy0 + t_of_pos[pos[sel]], energy0 + t_of_pos[has_v], energy0 + np.arange(t_count)]
-        cols += [y_col[sel], v_col[has_v], e0 + np.arange(t_count)]
-        vals += [-lo[sel], -np.ones(n_v), np.ones(t_count)]
-        cost[e0:] = step_cost
-    else:
-        cost[:n_y] = np.bincount(y_col, weights=step_cost[t_of_pos[pos]] * lo, minlength=n_y)
-        cost[n_y:e0] = step_cost[t_of_pos[has_v]]
-
-    r = np.concatenate(rows).astype(np.int64)
-    c = np.concatenate(cols).astype(np.int64)
-    v = np.concatenate(vals).astype(float)
-    order = np.argsort(c * n_rows + r)
-    r, c, v = r[order], c[order], v[order]
-    start = np.concatenate(([0], np.cumsum(np.bincount(c, minlength=n_cols)))).astype(np.int32)
-
-    row_lower = np.concatenate((np.ones(g_count), np.full(n_vrows, -inf), np.zeros(t_used)))
-    row_upper = np.concatenate((np.ones(g_count), np.zeros(n_vrows), np.zeros(t_used)))
-    y_fixed = np.repeat(shifts == 1, shifts)
-    col_lower = np.concatenate((y_fixed.astype(float), np.zeros(n_v), np.full(t_used, -inf)))
-    col_upper = np.concatenate((np.ones(n_y), v_hi[has_v], np.full(t_used, inf)))
-
-    lp = _highs_lp(cost, col_lower, col_upper, row_lower, row_upper, start, r, v, n_int=n_y)
-    return StepMilpModel(
-        lp=lp,
-        y_offsets=_ro(y_offsets, np.int64),
-        span_offsets=_ro(span_offsets, np.int64),
-        v_col=_ro(v_col, np.int64),
-        e_offset=e0 if energy_rows else None,
-        n_rows=n_rows,
-    )
-
 
 _BANNER_LOCK = threading.Lock()
 _banner_done = False
@@ -668,6 +138,258 @@ def _new_highs() -> Any:
     return h
 
 
+# -- energy under joint rows -----------------------------------------------------------------
+_ROW_TOL_KWH = 1e-9
+"""A planned energy vector that breaks a joint row by more than this is recomputed."""
+_ACCEPT_TOL_KWH = 1e-7
+"""A recomputed vector must meet its rows within this (well inside TOLERANCE_KWH)."""
+
+
+def _total_interval(rows: JointRows) -> tuple[float, float] | None:
+    """[L, H] with: rows all of the form c * sum(x) in [lo, hi] <=> L <= sum(x) <= H; None when no
+    sum meets them."""
+    c = rows.a[:, 0] if rows.a.shape[1] else np.zeros(rows.n_rows)
+    lo_sum, hi_sum = -np.inf, np.inf
+    for ci, lo, hi in zip(c, rows.lo, rows.hi, strict=True):
+        if ci == 0.0:
+            if lo > _ROW_TOL_KWH or hi < -_ROW_TOL_KWH:
+                return None
+            continue
+        a, b = (lo / ci, hi / ci) if ci > 0 else (hi / ci, lo / ci)
+        lo_sum, hi_sum = max(lo_sum, a), min(hi_sum, b)
+    if lo_sum > hi_sum + _ROW_TOL_KWH:
+        return None
+    return float(lo_sum), float(max(hi_sum, lo_sum))
+
+
+def _fit_sum(
+    x: np.ndarray, lower: np.ndarray, upper: np.ndarray, key: np.ndarray, lo_sum: float, hi_sum: float
+) -> np.ndarray:
+    """`x` (one vector per row, within the bounds) with each row's sum moved into [lo_sum,
+    hi_sum]: raising steps in ascending order of `key` (same shape as x), or lowering them in
+    descending order, each as far as its bound allows. For min key @ x this is the LP optimum
+    from x = the box optimum (a fractional knapsack); every way of moving the sum costs the same
+    in L1 distance from a clipped target."""
+    x = np.array(x, dtype=float)
+    total = x.sum(axis=1)
+    up = np.maximum(lo_sum - total, 0.0)
+    if np.any(up > 0.0):
+        order = np.argsort(key, axis=1, kind="stable")
+        room = np.take_along_axis(np.broadcast_to(upper, x.shape) - x, order, axis=1)
+        take = np.clip(up[:, None] - (np.cumsum(room, axis=1) - room), 0.0, room)
+        np.put_along_axis(x, order, np.take_along_axis(x, order, axis=1) + take, axis=1)
+    down = np.maximum(total - hi_sum, 0.0)
+    if np.any(down > 0.0):
+        order = np.argsort(-key, axis=1, kind="stable")
+        room = np.take_along_axis(x - np.broadcast_to(lower, x.shape), order, axis=1)
+        take = np.clip(down[:, None] - (np.cumsum(room, axis=1) - room), 0.0, room)
+        np.put_along_axis(x, order, np.take_along_axis(x, order, axis=1) - take, axis=1)
+    return x
+
+
+def _solve_lp(
+    c: np.ndarray,
+    col_lower: np.ndarray,
+    col_upper: np.ndarray,
+    row_lower: np.ndarray,
+    row_upper: np.ndarray,
+    col: np.ndarray,
+    row: np.ndarray,
+    val: np.ndarray,
+) -> np.ndarray | None:
+    """Column values of the optimum of a small LP given by (column, row, value) entries sorted by
+    column, or None when HiGHS finds none."""
+    inf = highspy.kHighsInf
+    start = np.concatenate(([0], np.cumsum(np.bincount(col, minlength=len(c))))).astype(np.int32)
+    lp = _highs_lp(
+        c,
+        col_lower,
+        col_upper,
+        np.where(np.isfinite(row_lower), row_lower, -inf),
+        np.where(np.isfinite(row_upper), row_upper, inf),
+        start,
+        row,
+        val,
+        n_int=0,
+    )
+    h = _new_highs()
+    for name, value in (("threads", 1), ("primal_feasibility_tolerance", 1e-10), ("presolve", "on")):
+        h.setOptionValue(name, value)
+    if h.passModel(lp) == highspy.HighsStatus.kError or h.run() == highspy.HighsStatus.kError:
+        return None
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return np.asarray(h.getSolution().col_value, dtype=float)
+
+
+def _rows_lp(
+    lower: np.ndarray,
+    upper: np.ndarray,
+    rows: JointRows,
+    *,
+    cost: np.ndarray | None = None,
+    near: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Small HiGHS LPs over energy vectors within the bounds that meet `rows`: per row of `cost`
+    (one block each, all in one LP: the blocks do not interact) the vector of least cost, or
+    the one nearest `near` in L1 (columns t >= |x - near|); None when no vector meets the rows."""
+    inf = highspy.kHighsInf
+    n, m = len(lower), rows.n_rows
+    kk, ii = np.nonzero(rows.a.T)  # per column k its rows i, in column order
+    if near is None:
+        cost = np.atleast_2d(np.asarray(cost, dtype=float))
+        blocks = len(cost)
+        b = np.repeat(np.arange(blocks, dtype=np.int64), len(kk))
+        x = _solve_lp(
+            cost.reshape(-1),
+            np.tile(lower, blocks),
+            np.tile(upper, blocks),
+            np.tile(rows.lo, blocks),
+            np.tile(rows.hi, blocks),
+            b * n + np.tile(kk, blocks),
+            b * m + np.tile(ii, blocks),
+            np.tile(rows.a[ii, kk], blocks),
+        )
+        if x is None:
+            return None
+        x = np.clip(x.reshape(blocks, n), lower, upper)
+        return x if not any(rows.violations(v, _ACCEPT_TOL_KWH).size for v in x) else None
+    # columns x then t; rows: a @ x in [lo, hi], x - t <= near (row m + k), x + t >= near (m + n + k)
+    k = np.arange(n, dtype=np.int64)
+    col = np.concatenate((kk, k, k, n + k, n + k))
+    row = np.concatenate((ii, m + k, m + n + k, m + k, m + n + k))
+    val = np.concatenate((rows.a[ii, kk], np.ones(n), np.ones(n), -np.ones(n), np.ones(n)))
+    order = np.lexsort((row, col))
+    x = _solve_lp(
+        np.concatenate((np.zeros(n), np.ones(n))),
+        np.concatenate((lower, np.zeros(n))),
+        np.concatenate((upper, np.full(n, inf))),
+        np.concatenate((rows.lo, np.full(n, -inf), near)),
+        np.concatenate((rows.hi, near, np.full(n, inf))),
+        col[order],
+        row[order],
+        val[order],
+    )
+    if x is None:
+        return None
+    x = np.clip(x[:n], lower, upper)
+    return x if not rows.violations(x, _ACCEPT_TOL_KWH).size else None
+
+
+def _cheapest_energy(lower: np.ndarray, upper: np.ndarray, rows: JointRows, cost: np.ndarray) -> np.ndarray | None:
+    """Per row of `cost` (EUR/kWh of each profile step, one row per candidate start) the
+    cheapest energy vector within the bounds that meets `rows` (exact: closed form for
+    total-energy rows, else one LP with a block per row); None when no vector meets them."""
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    cost = np.atleast_2d(np.asarray(cost, dtype=float))
+    if np.any(lower > upper + _ROW_TOL_KWH):
+        return None
+    upper = np.maximum(upper, lower)
+    if total_energy_rows(rows).all():
+        interval = _total_interval(rows)
+        if interval is None or lower.sum() > interval[1] + _ROW_TOL_KWH or upper.sum() < interval[0] - _ROW_TOL_KWH:
+            return None
+        return _fit_sum(np.where(cost < 0.0, upper, lower), lower, upper, cost, *interval)
+    return _rows_lp(lower, upper, rows, cost=cost)
+
+
+def _nearest_energy(
+    lower: np.ndarray, upper: np.ndarray, rows: JointRows, target: np.ndarray, key: np.ndarray | None = None
+) -> np.ndarray | None:
+    """An energy vector within the bounds that meets `rows`, at the least L1 distance from
+    `target`; for total-energy rows the sum is moved in the order of `key` (see `_fit_sum`;
+    default: profile order). None when no vector meets the rows."""
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    if np.any(lower > upper + _ROW_TOL_KWH):
+        return None
+    upper = np.maximum(upper, lower)
+    x = np.clip(np.asarray(target, dtype=float), lower, upper)
+    if total_energy_rows(rows).all():
+        interval = _total_interval(rows)
+        if interval is None or lower.sum() > interval[1] + _ROW_TOL_KWH or upper.sum() < interval[0] - _ROW_TOL_KWH:
+            return None
+        order = np.zeros(len(x)) if key is None else np.asarray(key, dtype=float)
+        return _fit_sum(x[None, :], lower, upper, order[None, :], *interval)[0]
+    if not rows.violations(x, _ROW_TOL_KWH).size:
+        return x
+    return _rows_lp(lower, upper, rows, near=x)
+
+
+def joint_infeasibility(problem: PlanningProblem) -> str | None:
+    """Why the problem has no plan because of joint rows (the first aggregate whose rows no
+    energy vector within its per-step bounds meets), or None. The rows are over the profile
+    vector, so this does not depend on the start."""
+    for g in problem.joint_aggregates:
+        lower, upper = problem.bounds(g)
+        if _cheapest_energy(lower, upper, problem.joint[g], np.zeros((1, len(lower)))) is None:
+            return _infeasible_reason(problem, g)
+    return None
+
+
+def _infeasible_reason(problem: PlanningProblem, g: int) -> str:
+    rows = problem.joint[g]
+    return (
+        f"aggregate {problem.aggregate_ids[g]}: no energy vector within its per-step bounds meets its "
+        f"{rows.n_rows} joint rows; the offers run their defaults"
+    )
+
+
+def _meets_rows(rows: JointRows | None, energy: Sequence[float]) -> bool:
+    """Whether `energy` (a profile vector) meets `rows` (None: no rows)."""
+    if rows is None:
+        return True
+    x = np.asarray(energy, dtype=float)
+    return len(x) == rows.a.shape[1] and not rows.violations(x).size
+
+
+def _joint_choices(problem: PlanningProblem, step_cost: np.ndarray) -> dict[int, tuple[int, np.ndarray]] | str:
+    """Per aggregate with joint rows, its cheapest (shift, energy) under `step_cost` on its own,
+    or why it has none. Exact: the cheapest vector of every shift (`_cheapest_energy`), then the
+    cheapest shift; on ties the one whose energy comes earliest in its profile (a plan does not
+    open with idle steps it could skip), then the first."""
+    out: dict[int, tuple[int, np.ndarray]] = {}
+    for g in problem.joint_aggregates:
+        lower, upper = (np.asarray(x, dtype=float) for x in problem.bounds(g))
+        n, s_count = len(lower), int(problem.n_shifts[g])
+        t0 = int(problem.first_start_step[g])
+        windows = step_cost[t0 + np.arange(s_count)[:, None] + np.arange(n)[None, :]]
+        x = _cheapest_energy(lower, upper, problem.joint[g], windows)
+        if x is None:
+            return _infeasible_reason(problem, g)
+        cost = (windows * x).sum(axis=1)
+        tied = cost <= cost.min() + 1e-12 * max(1.0, abs(float(cost.min())))
+        lateness = np.where(tied, (np.abs(x) * np.arange(n)).sum(axis=1), np.inf)
+        s = int(np.argmin(lateness))
+        out[g] = (s, x[s])
+    return out
+
+
+def _respect_rows(
+    problem: PlanningProblem, energy: np.ndarray, starts: np.ndarray, cost: np.ndarray | None
+) -> tuple[np.ndarray, bool] | str:
+    """`energy` (layout of problem.lower_kwh) with every aggregate's vector that breaks its joint
+    rows by more than _ROW_TOL_KWH (solver tolerances, integrality) recomputed at its start: the
+    cheapest under `cost` per horizon step (exact for a linear objective), or without `cost` the
+    nearest in L1. Returns (energy, whether any changed), or why a vector cannot be fixed."""
+    changed = False
+    for g in problem.joint_aggregates:
+        rows = problem.joint[g]
+        o, p = int(problem.profile_offsets[g]), int(problem.profile_offsets[g + 1])
+        if not rows.violations(energy[o:p], _ROW_TOL_KWH).size:
+            continue
+        lower, upper = problem.bounds(g)
+        if cost is not None:
+            fixed = _cheapest_energy(lower, upper, rows, cost[int(starts[g]) : int(starts[g]) + p - o])
+            x = None if fixed is None else fixed[0]
+        else:
+            x = _nearest_energy(lower, upper, rows, energy[o:p])
+        if x is None or rows.violations(x, _ACCEPT_TOL_KWH).size:
+            return f"the plan of aggregate {problem.aggregate_ids[g]} cannot be brought within its joint rows"
+        energy[o:p] = x
+        changed = True
+    return energy, changed
+
+
 # -- solve -----------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class PlanSolution:
@@ -696,6 +418,23 @@ class PlanSolution:
     def ok(self) -> bool:
         """True when the solution's schedules can be used."""
         return self.fallback_reason is None
+
+
+def _run(h: Any) -> Any:
+    """`h.run()`, and once more without the start when the solution HiGHS hands back does not
+    have the objective value it reports. Seen with highspy 1.16: a MIP that presolve reduces to
+    an LP, given a feasible but not optimal start, reports the optimum's objective and returns
+    the start; the second run (after `clearSolver`) returns the optimum."""
+    status = h.run()
+    if status == highspy.HighsStatus.kError or int(h.getInfo().primal_solution_status) != 2:
+        return status
+    lp = h.getLp()
+    value = float(np.asarray(lp.col_cost_) @ np.asarray(h.getSolution().col_value)) + float(lp.offset_)
+    reported = float(h.getInfo().objective_function_value)
+    if abs(value - reported) <= 1e-7 * max(1.0, abs(reported)):
+        return status
+    h.clearSolver()
+    return h.run()
 
 
 def _solver_name() -> str:
@@ -784,11 +523,21 @@ def _step_model_schedules(
     return starts, energy, step_energy[: problem.n_steps]
 
 
-def _separable_start(problem: PlanningProblem, model: StepMilpModel) -> np.ndarray:
+def _step_energy(problem: PlanningProblem, starts: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """Energy per horizon step of the aggregates' energies (layout of problem.lower_kwh) at their starts."""
+    g_of, k_of = _ragged(np.diff(problem.profile_offsets).astype(np.int64))
+    return np.bincount(starts[g_of] + k_of, weights=energy, minlength=problem.n_steps)[: problem.n_steps]
+
+
+def _separable_start(
+    problem: PlanningProblem, model: StepMilpModel, joint: dict[int, tuple[int, np.ndarray]] | None = None
+) -> np.ndarray:
     """A start for HiGHS (all columns of a step model without energy rows): each aggregate at the
     shift of least cost under the objective's step cost, each step at its lower or upper bound,
     whichever is cheaper. The aggregates do not interact under a linear step cost, so this
-    is an optimal plan; HiGHS still proves it (its bound) and keeps it under a time limit."""
+    is an optimal plan; HiGHS still proves it (its bound) and keeps it under a time limit.
+    Aggregates with joint rows take their (shift, energy) from `joint` (`_joint_choices`,
+    optimal too)."""
     step_cost = np.asarray(get_objective(problem.objective).step_cost(problem), dtype=float)
     shifts = problem.n_shifts.astype(np.int64)
     n_g = np.diff(problem.profile_offsets).astype(np.int64)
@@ -811,6 +560,19 @@ def _separable_start(problem: PlanningProblem, model: StepMilpModel) -> np.ndarr
     take_upper = chosen & (c * wd < 0.0)
     vc = model.v_col[model.span_offsets[g_of[take_upper]] + s_of[take_upper] + k_of[take_upper]]
     col[vc] = wd[take_upper]
+    for g, (s, x) in (joint or {}).items():
+        n = len(x)
+        col[model.y_offsets[g] : model.y_offsets[g + 1]] = 0.0
+        col[model.y_offsets[g] + s] = 1.0
+        span = model.v_col[model.span_offsets[g] : model.span_offsets[g + 1]]
+        col[span[span >= 0]] = 0.0
+        vc = span[s : s + n]
+        lower = np.asarray(problem.bounds(g)[0], dtype=float)
+        col[vc[vc >= 0]] = (x - lower)[vc >= 0]
+        if model.z_col is not None and model.z_col[g] >= 0:
+            z0 = int(model.z_col[g])
+            col[z0 : z0 + int(problem.n_shifts[g]) * n] = 0.0
+            col[z0 + s * n : z0 + (s + 1) * n] = x
     return col
 
 
@@ -825,12 +587,34 @@ def solve_highs(
     """Solve the problem's MILP (the step model) with HiGHS (one thread, fixed seed). With
     `warm_start`, HiGHS starts from the plan of `_separable_start`, so that a time limit still
     leaves that plan. Never raises for a failed solve: it falls back to default schedules with
-    the reason."""
+    the reason. Joint rows that no energy vector within its bounds meets fall back before any
+    solve (status "Infeasible", the aggregate named). An aggregate with joint rows starts at its
+    cheapest shift, found exactly on its own (`_joint_choices`; the objective is linear, so the
+    aggregates do not interact): its y is fixed there, which spares HiGHS the weak relaxation
+    of those rows, and it runs that exact plan. A planned vector that breaks its rows by more
+    than the solver's tolerances is recomputed at its start (cheapest, exact)."""
     obj = get_objective(problem.objective)
     if problem.n_aggregates == 0:
         return empty_plan(problem)
     t0 = time.perf_counter()
+    joint = None
+    if problem.joint:
+        choices = _joint_choices(problem, np.asarray(obj.step_cost(problem), dtype=float))
+        if isinstance(choices, str):
+            return _fallback(problem, "Infeasible", choices, time.perf_counter() - t0)
+        joint = choices
     model = build_step_model(problem, energy_rows=False)
+    if joint:
+        # a linear objective leaves the aggregates independent: each one with joint rows starts
+        # at its own exact cheapest shift, and HiGHS keeps only its energy to find
+        col_lower, col_upper = np.array(model.lp.col_lower_), np.array(model.lp.col_upper_)
+        for g, (s, _) in joint.items():
+            y0, y1 = int(model.y_offsets[g]), int(model.y_offsets[g + 1])
+            col_lower[y0:y1] = 0.0
+            col_upper[y0:y1] = 0.0
+            col_lower[y0 + s] = col_upper[y0 + s] = 1.0
+        model.lp.col_lower_ = col_lower
+        model.lp.col_upper_ = col_upper
     h = _new_highs()
     for name, value in (
         ("time_limit", float(time_limit_s)),
@@ -843,14 +627,14 @@ def solve_highs(
     pass_status = h.passModel(model.lp)
     if pass_status != highspy.HighsStatus.kError and warm_start:
         start = highspy.HighsSolution()
-        start.col_value = _separable_start(problem, model)
+        start.col_value = _separable_start(problem, model, joint)
         start.value_valid = True
         h.setSolution(start)
     build_s = time.perf_counter() - t0
     if pass_status == highspy.HighsStatus.kError:
         return _fallback(problem, "Not solved", "HiGHS refused the model (passModel failed)", build_s)
     t1 = time.perf_counter()
-    run_status = h.run()
+    run_status = _run(h) if problem.joint else h.run()
     solve_s = time.perf_counter() - t1
     status = h.getModelStatus()
     status_text = h.modelStatusToString(status)
@@ -865,6 +649,17 @@ def solve_highs(
         return _fallback(problem, status_text, f"HiGHS found {what}; the offers run their defaults", build_s, solve_s)
     col = np.asarray(h.getSolution().col_value, dtype=float)
     starts, energy, step_energy = _step_model_schedules(problem, model, col)
+    if joint:
+        # an aggregate with joint rows runs its own exact plan at the shift its y is fixed to:
+        # the same cost as HiGHS's energy there, and the same choice among equal ones every time
+        for g, (s, x) in joint.items():
+            if int(starts[g]) == int(problem.first_start_step[g]) + s:
+                energy[int(problem.profile_offsets[g]) : int(problem.profile_offsets[g + 1])] = x
+        fixed = _respect_rows(problem, energy, starts, np.asarray(obj.step_cost(problem), dtype=float))
+        if isinstance(fixed, str):
+            return _fallback(problem, status_text, fixed, build_s, solve_s)
+        energy = fixed[0]
+        step_energy = _step_energy(problem, starts, energy)
     objective_eur = float(obj.step_cost(problem) @ step_energy)
     gap = float(info.mip_gap) if np.isfinite(info.mip_gap) else None
     return PlanSolution(
@@ -890,20 +685,33 @@ def extract_schedules(
     aggregates left out of the problem are not listed (they run their defaults).
 
     After a fallback (`solution.ok` is False), every aggregate of `aggregates` that has a
-    default schedule comes with that default instead.
+    default schedule comes with that default instead. No schedule breaks its aggregate's joint
+    rows: a planned vector that does (not one of `solve_highs` or `solve_objective`, which meet
+    them) is replaced by the default, and a default that does is left out (the members run
+    their own defaults).
     """
     if not solution.ok:
-        out = []
-        for a in aggregates:
-            d = a.offer.default_schedule
-            if d is not None:
-                out.append((a, Schedule(a.id, d.start, d.profile, tuple(d.energy), assigned_at=now)))
-        return out
+        return [(a, d) for a in aggregates if (d := _default_schedule(a, a.joint, now)) is not None]
     by_id = {a.id: a for a in aggregates}
     out = []
     for g, agg_id in enumerate(problem.aggregate_ids):
         a = by_id[agg_id]
         o, p = int(problem.profile_offsets[g]), int(problem.profile_offsets[g + 1])
         energy = tuple(float(x) for x in solution.energy_kwh[o:p])
+        rows = problem.joint_rows(g)
+        if not _meets_rows(rows, energy):
+            d = _default_schedule(a, rows, now)
+            if d is not None:
+                out.append((a, d))
+            continue
         out.append((a, Schedule(agg_id, problem.time_of(int(solution.start_step[g])), 0, energy, assigned_at=now)))
     return out
+
+
+def _default_schedule(a: Aggregate, rows: JointRows | None, now: datetime) -> Schedule | None:
+    """The aggregate's default schedule (assigned_at = now), or None without one or when it
+    breaks the joint rows (of a default's profile 0, the one the rows are over)."""
+    d = a.offer.default_schedule
+    if d is None or (rows is not None and (d.profile != 0 or not _meets_rows(rows, d.energy))):
+        return None
+    return Schedule(a.id, d.start, d.profile, tuple(d.energy), assigned_at=now)
