@@ -84,7 +84,10 @@ def main(argv: list[str] | None = None) -> None:
             b, k = boxes["by_device"].get(device), kept["by_device"].get(device)
             if b is not None and k is not None:
                 print(_row(f"{site}: {device}", b, k))
-        print(f"{'':>22} run wall time: boxes {wall_b:.1f} s, kept {wall_k:.1f} s")
+        print(
+            f"{'':>22} aggregates: boxes {boxes['aggregates']}, kept {kept['aggregates']}; "
+            f"run wall time: boxes {wall_b:.1f} s, kept {wall_k:.1f} s"
+        )
         if kept["energy_flexibility_lost_kwh"] > 0.5 * boxes["energy_flexibility_lost_kwh"] + 1e-9:
             met = False
     print(f"target (energy-flexibility loss at least halved on every site): {'met' if met else 'NOT met'}")

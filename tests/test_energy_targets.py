@@ -41,6 +41,10 @@ def test_flexible_devices_draw_what_their_twins_draw(site, seed):
     for device, e in energy["by_device"].items():
         if abs(e["uncontrolled_kwh"]) > 5.0:  # a share of almost nothing says nothing
             assert abs(e["baseline_vs_uncontrolled_share"]) <= 0.10, (site, seed, device, e)
+    # aggregation: a member keeps 90 % of its energy flexibility (min_box_share) or all of it
+    agg = kpis["aggregation"]
+    assert agg["energy_flexibility_lost_kwh"] <= 0.1 * agg["energy_flexibility_offered_kwh"] + 1e-6, agg
+    assert agg["members"] == sum(d["members"] for d in agg["by_device"].values())
     savings = kpis["savings"]
     assert savings["shift_eur"] + savings["volume_eur"] == pytest.approx(savings["total_eur"], abs=1e-5)
     for device, s in savings["by_device"].items():
