@@ -13,6 +13,7 @@ import pytest
 
 from atp.flexoffer import check_schedule
 from atp.fmar import ManyToMany, TwoSidedPool
+from atp.interface import RequestState
 from sim.config import ConfigError
 from sim.world import World
 from tests.test_world import config_for
@@ -51,6 +52,13 @@ def test_mechanism_runs_in_the_world_with_feasible_schedules_and_balanced_money(
             assigned += 1
             assert check_schedule(record.offer, record.schedule) == [], record.offer.id
     assert assigned > 0
+    # Every request reached the market through the exchange interface, and its buyer reads what cleared.
+    posted = {record.request.id: record for record in market.store.request_records()}
+    assert len(posted) == len(results)
+    for r in results:
+        record = posted[r.request_id]
+        assert record.owner == r.buyer and record.state is RequestState.CLEARED
+        assert record.result is not None and record.result.cleared_kwh == r.cleared_kwh
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The DOMS FOA: congestion forecasts become direct reduction requests at a real OfferStore."""
+"""The DOMS FOA: congestion forecasts become reduction requests, posted to a real market as buyer's requests."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atp.flexoffer import Location, Mode, OfferState, Schedule, check_schedule, offer_from_json, validate_offer
+from atp.errors import InvalidOfferError
+from atp.flexoffer import Location, Mode, check_schedule, offer_from_json, validate_offer
+from atp.fmar import FlexOfferMarket, Session, SessionKind
 from atp.foa import CommunicationError, GenerationError
 from atp.foa.doms import DOMS_DEVICE, DomsFoa, GridForecast
-from atp.interface import InProcessClient, OfferStore
+from atp.interface import InProcessClient, RequestState
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 NOW = T0 - timedelta(hours=2)
@@ -21,9 +23,13 @@ CP = Location(meter_id="TR-ESR-3", bus=3, congestion_point="cp-esr-3")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flexoffers" / "dso_congestion_request.json"
 
 
-def store_and_client(party: str = "dso-esr") -> tuple[OfferStore, InProcessClient]:
-    store = OfferStore("fmar", clock=lambda: NOW)
-    return store, InProcessClient(store, party)
+def store_and_client(party: str = "dso-esr") -> tuple[FlexOfferMarket, InProcessClient]:
+    """A market with a local session per request grid (900, 1800, 3600 s) over two days from T0."""
+    market = FlexOfferMarket("fmar", clock=lambda: NOW)
+    for slice_s in (900, 1800, 3600):
+        gate = T0 - timedelta(hours=1)
+        market.add_session(Session(f"local-{slice_s}", SessionKind.LOCAL, gate, T0, T0 + timedelta(days=2), slice_s))
+    return market, market.client(party)
 
 
 def forecast(values, *, limit=10.0, step_s=900, start=T0, price=0.25) -> GridForecast:
@@ -33,13 +39,14 @@ def forecast(values, *, limit=10.0, step_s=900, start=T0, price=0.25) -> GridFor
 
 
 def test_two_congested_runs_become_two_requests_with_the_example_shape() -> None:
-    store, client = store_and_client()
+    market, client = store_and_client()
     doms = DomsFoa(client, issuer="dso-esr", slice_s=900)
-    answers = doms.submit(forecast([5, 12, 14, 14, 9, 10, 13]), now=NOW)
-    assert len(answers) == 2 and all(a.state is OfferState.ACCEPTED and a.id for a in answers)
-    first, second = answers
+    fc = forecast([5, 12, 14, 14, 9, 10, 13])
+    offers = doms.requests(fc, now=NOW)  # the requests in the Flex-Offer shape of D2.1
+    assert len(offers) == 2
+    first, second = offers
     example = offer_from_json(EXAMPLE.read_text())
-    for a in answers:
+    for a in offers:
         assert (a.mode, a.device, a.location, a.issuer) == (Mode.DIRECT, DOMS_DEVICE, CP, "dso-esr")
         assert a.mode is example.mode and a.device == example.device
         assert a.start_after == a.start_before and a.assignment_before == a.start_after - timedelta(hours=1)
@@ -51,16 +58,40 @@ def test_two_congested_runs_become_two_requests_with_the_example_shape() -> None
     assert first.profiles[0].total_energy == (-10.0, 0.0)
     assert first.default_schedule.energy == (-2.0, -4.0, -4.0)  # the whole excess removed
     assert second.start_after == T0 + timedelta(minutes=90) and second.default_schedule.energy == (-3.0,)
-    # The receiver can assign a partial reduction.
-    partial = Schedule(first.id, first.start_after, 0, (-1.0, -2.0, 0.0), assigned_at=NOW)
-    assert store.assign(first.id, partial).state is OfferState.ASSIGNED
+    # Posted to the market, they are the DSO's buyer's requests: bought, never offered.
+    answers = doms.submit(fc, now=NOW)
+    assert [a.state for a in answers] == [RequestState.OPEN] * 2 and all(a.id for a in answers)
+    assert [(a.start, a.volume_kwh) for a in answers] == [
+        (first.start_after, (-2.0, -4.0, -4.0)),
+        (second.start_after, (-3.0,)),
+    ]
+    for a in answers:
+        assert (a.buyer, a.congestion_point, a.cutoff_eur_per_kwh, a.session) == (
+            "dso-esr",
+            "cp-esr-3",
+            0.25,
+            "local-900",
+        )
+        assert client.get_request(a.id) == a
+    assert market.store.records() == [] and [r.id for r in market.requests_of("local-900")] == [a.id for a in answers]
+    # Submitted as an offer instead, the market refuses it: it would be sold to the other buyers.
+    with pytest.raises(InvalidOfferError, match="POST /request"):
+        client.submit(first)
 
 
 def test_no_request_when_nothing_exceeds_the_limit() -> None:
-    store, client = store_and_client()
+    market, client = store_and_client()
     doms = DomsFoa(client, issuer="dso-esr")
     assert doms.submit(forecast([9.0, 10.0, 3.0, 10.0]), now=NOW) == []
-    assert store.records() == []
+    assert market.store.request_records() == []
+
+
+def test_a_minimum_share_cannot_be_posted() -> None:
+    _, client = store_and_client()
+    doms = DomsFoa(client, issuer="dso-esr", min_share=0.5)
+    assert doms.requests(forecast([20, 20]), now=NOW)[0].profiles[0].total_energy == (-20.0, -10.0)
+    with pytest.raises(GenerationError, match="min_share"):
+        doms.submit(forecast([20, 20]), now=NOW)
 
 
 def test_hourly_resolution_sums_the_quarter_hours_and_min_share_sets_the_total() -> None:
@@ -84,19 +115,20 @@ def test_slices_inside_the_gate_lead_are_not_requested() -> None:
 
 
 def test_repeated_forecast_is_idempotent_and_a_lost_reply_is_retried() -> None:
-    store, client = store_and_client()
+    market, client = store_and_client()
+    records = market.store.request_records
 
     class LossyClient:
-        """The in-process client whose first reply of each submission is lost (after storing)."""
+        """The in-process client whose first reply of each post is lost (after storing)."""
 
         party = client.party
 
         def __init__(self) -> None:
             self.calls = 0
 
-        def submit(self, offer, *, idempotency_key=None):
+        def post_request(self, request, *, idempotency_key=None):
             self.calls += 1
-            answer = client.submit(offer, idempotency_key=idempotency_key)
+            answer = client.post_request(request, idempotency_key=idempotency_key)
             if self.calls % 2 == 1:
                 raise CommunicationError("reply lost")
             return answer
@@ -106,10 +138,10 @@ def test_repeated_forecast_is_idempotent_and_a_lost_reply_is_retried() -> None:
     doms = DomsFoa(lossy, issuer="dso-esr", sleep=slept.append)
     first = doms.submit(forecast([20, 20]), now=NOW)
     again = doms.submit(forecast([20, 20]), now=NOW)
-    assert [a.id for a in first] == [a.id for a in again] and len(store.records()) == 1
+    assert [a.id for a in first] == [a.id for a in again] and len(records()) == 1
     assert slept == [0.5, 0.5]
     changed = DomsFoa(client, issuer="dso-esr").submit(forecast([20, 25]), now=NOW)
-    assert changed[0].id != first[0].id and len(store.records()) == 2
+    assert changed[0].id != first[0].id and len(records()) == 2
 
 
 @settings(max_examples=60)
@@ -120,13 +152,13 @@ def test_repeated_forecast_is_idempotent_and_a_lost_reply_is_retried() -> None:
     st.floats(0.0, 1.0),
 )
 def test_requests_cover_exactly_the_excess(values, limit, slice_s, share) -> None:
-    store, client = store_and_client()
+    market, client = store_and_client()
     doms = DomsFoa(client, issuer="dso-esr", slice_s=slice_s, min_share=share)
     fc = forecast(values, limit=limit)
     excess = doms.excess_kwh(fc)
-    answers = doms.submit(fc, now=NOW)
+    offers = doms.requests(fc, now=NOW)
     requested = np.zeros(len(excess))
-    for a in answers:
+    for a in offers:
         assert validate_offer(a, now=NOW) == []
         k = int((a.start_after - T0).total_seconds() // slice_s)
         lower = a.profiles[0].lower_kwh()
@@ -135,7 +167,11 @@ def test_requests_cover_exactly_the_excess(values, limit, slice_s, share) -> Non
         lo, hi = a.profiles[0].total_energy
         assert lo == pytest.approx(lower.sum()) and hi == pytest.approx(share * lower.sum())
     np.testing.assert_allclose(requested, np.where(excess > 1e-6, excess, 0.0), atol=1e-9)
-    assert len(store.records()) == len(answers)
+    # What is posted (without a minimum share) asks for the same reductions, as buyer's requests.
+    posted = DomsFoa(client, issuer="dso-esr", slice_s=slice_s).submit(fc, now=NOW)
+    assert [(p.start, p.volume_kwh) for p in posted] == [(o.start_after, o.default_schedule.energy) for o in offers]
+    assert all(v < 0 for p in posted for v in p.volume_kwh)
+    assert len(market.store.request_records()) == len(posted) and market.store.records() == []
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,10 @@
 
 The DSO's Distribution Observability and Management System registers a congestion point with
 the energy variation it wants per step and the price it pays (`CongestionPoint`); the market
-turns every registration into a local flexibility `Request` for that point (a DSO local session
-on demand, see `atp.fmar.calendar`). On request the market returns the prosumers relevant to a
+turns every registration into a local flexibility request for that point (a DSO local session
+on demand, see `atp.fmar.calendar`), posted through the exchange interface as the DSO's own
+buyer's request (`FlexRequest`, the buy side: it is bought, never sold), so the DSO reads what
+cleared with `get_request` like any buyer. On request the market returns the prosumers relevant to a
 point (the issuers of open offers located there, `offer.location.congestion_point`) and a
 summary of the completed bids for a point: one `CompletedBid` per cleared request.
 """
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from atp.fmar.market import FlexOfferMarket
-from atp.fmar.model import Request, Session
+from atp.fmar.model import Session
+from atp.interface import FlexRequest
 
 __all__ = ["CompletedBid", "CongestionPoint", "DomsInterface"]
 
@@ -53,25 +56,28 @@ class DomsInterface:
 
     def __init__(self, market: FlexOfferMarket) -> None:
         self.market = market
-        self._points: dict[str, list[tuple[CongestionPoint, Request | None]]] = {}
+        self._points: dict[str, list[tuple[CongestionPoint, FlexRequest | None]]] = {}
         self._tracked: dict[str, str] = {}  # buyer -> point, for tracked (standing) registrations
 
-    def register(self, point: CongestionPoint, *, session: Session | str | None = None) -> Request:
-        """Record the congestion point and post its request (to `session`, or the first open
-        local session covering it); raises InvalidRequestError / SessionError like post_request."""
-        n = sum(len(v) for v in self._points.values())
-        request = Request(
+    def register(self, point: CongestionPoint, *, session: Session | str | None = None) -> FlexRequest:
+        """Record the congestion point and post its request as the DSO (to `session`, or the first
+        open local session covering it); the answer carries the request's id and session.
+
+        Refused like any posted request: InvalidOfferError (422) naming the field, or why no
+        session takes it."""
+        name = session.name if isinstance(session, Session) else session
+        request = FlexRequest(
             buyer=point.dso,
             start=point.start,
             slice_s=point.slice_s,
             volume_kwh=point.desired_kwh,
             cutoff_eur_per_kwh=point.price_eur_per_kwh,
             congestion_point=point.point,
-            id=f"doms-{point.point}-{n}",
+            session=name,
         )
-        self.market.post_request(request, session=session)
-        self._points.setdefault(point.point, []).append((point, request))
-        return request
+        answer = self.market.client(point.dso).post_request(request)
+        self._points.setdefault(point.point, []).append((point, answer))
+        return answer
 
     def track(self, point: CongestionPoint) -> None:
         """Record a congestion point whose volume the market operator itself keeps asking for

@@ -2,7 +2,10 @@
 
 `FlexOfferMarket` is what a market operator runs (D2.1 F2.FMAR5, automatic operation; F2.FMAR6,
 monitoring). Issuers submit direct offers to its `OfferStore` through the exchange interface;
-buyers (BRPs, DSOs) post `Request`s to `Session`s of its calendar; at or after a session's
+buyers (BRPs, DSOs) post their requests through the same interface (`POST /request`, a
+`FlexRequest`; `atp.fmar.exchange` turns it into a `Request` for a session and writes the
+result back for the buyer to read), or, as a library, post `Request`s to `Session`s of its
+calendar with `post_request`; at or after a session's
 gate closure `run_session` clears the session's requests with the configured `Mechanism`
 over the open offers whose default schedules lie in the delivery period, and assigns the
 awarded schedules through the store, so the issuers receive `assigned` events. Offers that win
@@ -26,8 +29,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from atp.flexoffer import FlexOffer, Limits, Mode, OfferState, format_time
 from atp.fmar.errors import MarketError, SessionError, UnknownMechanismError
+from atp.fmar.exchange import RequestDesk, buy_side_offer_problems, result_to_wire
 from atp.fmar.model import Request, Session, SessionKind, SessionResult
-from atp.interface import InProcessClient, OfferStore
+from atp.interface import ConflictError, InProcessClient, OfferStore, cleared_problems
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -161,9 +165,12 @@ def _fits(request: Request, session: Session) -> str | None:
 class FlexOfferMarket:
     """The market operator's service: offer store, session calendar, clearing and results.
 
-    The store (the receiver of direct offers) runs on `clock`; pass `store` to use an existing
-    one (its clock is then used). `mechanism` is a registered name or a Mechanism instance.
-    `results` keeps every SessionResult in clearing order (for market.parquet, `results_frame`).
+    The store (the receiver of direct offers and of buyers' requests) runs on `clock`; pass
+    `store` to use an existing one (its clock is then used; one market per store). The market
+    takes the store's requests (`OfferStore.take_requests`) and refuses offers that are a
+    buyer's demand (`atp.fmar.exchange.buy_side_offer_problems`). `mechanism` is a registered
+    name or a Mechanism instance. `results` keeps every SessionResult in clearing order (for
+    market.parquet, `results_frame`).
     """
 
     def __init__(
@@ -181,6 +188,9 @@ class FlexOfferMarket:
         self.mechanism = create_mechanism(mechanism) if isinstance(mechanism, str) else mechanism
         self.results: list[SessionResult] = []
         self._books: dict[str, _Book] = {}
+        self.desk = RequestDesk(self)
+        self.store.take_requests(self.desk)
+        self.store.add_offer_check(buy_side_offer_problems)
 
     def client(self, party: str) -> InProcessClient:
         """An in-process exchange client for `party` against this market's store."""
@@ -260,6 +270,25 @@ class FlexOfferMarket:
         book.requests.append(request)
         return book.session
 
+    def withdraw_request(self, request_id: str, *, now: datetime | None = None) -> Request:
+        """Take a request out of the session it joined, before that session's gate closes.
+
+        ConflictError once the gate has closed or the session has cleared; SessionError for an
+        id that no session holds.
+        """
+        now = now or self.clock()
+        for book in self._books.values():
+            for i, request in enumerate(book.requests):
+                if request.id != request_id:
+                    continue
+                if book.results is not None or now >= book.session.gate_closure:
+                    raise ConflictError(
+                        f"request {request_id} cannot be withdrawn: session {book.session.name!r} closed its "
+                        f"gate at {format_time(book.session.gate_closure)}"
+                    )
+                return book.requests.pop(i)
+        raise SessionError(f"no session holds a request {request_id!r}")
+
     def requests_of(self, session: Session | str) -> list[Request]:
         """The requests collected for a session, in posting order."""
         return list(self._book(session).requests)
@@ -287,22 +316,35 @@ class FlexOfferMarket:
         offers = self._offers_for(session, now)
         self.mechanism.on_gate_closure(session, now=now)
         results = self.mechanism.clear(list(book.requests), offers, now=now, session=session)
-        self._check_awards(results, offers, n_requests=len(book.requests))
+        self._check_awards(results, offers, book.requests)
         for result in results:
             for award in result.awards:
                 self.store.assign(award.offer_id, award.schedule)
+        for result in results:  # the buyers that posted through the interface read their results there
+            if result.request_id is not None and result.request_id in self.desk.ids:
+                self.store.record_result(result.request_id, result_to_wire(result))
         book.results = list(results)
         book.n_bids = sum(1 for o in offers if o.mode is Mode.DIRECT)
         self.results.extend(results)
         self.mechanism.on_cleared(session, results, now=now)
         return list(results)
 
-    def _check_awards(self, results: Sequence[SessionResult], offers: Sequence[FlexOffer], *, n_requests: int) -> None:
-        """Refuse a mechanism's answer before anything is assigned if it breaks its contract."""
-        if len(results) != n_requests:
+    def _check_awards(
+        self, results: Sequence[SessionResult], offers: Sequence[FlexOffer], requests: Sequence[Request]
+    ) -> None:
+        """Refuse a mechanism's answer before anything is assigned if it breaks its contract:
+        one result per request, each buying in its request's direction, offers awarded once."""
+        if len(results) != len(requests):
             raise MarketError(
-                f"mechanism {self.mechanism.name} returned {len(results)} results for {n_requests} requests"
+                f"mechanism {self.mechanism.name} returned {len(results)} results for {len(requests)} requests"
             )
+        for request, result in zip(requests, results, strict=True):
+            problems = cleared_problems(request.volume_kwh, result.cleared_kwh)
+            if problems:
+                raise MarketError(
+                    f"mechanism {self.mechanism.name} cleared request {request.id or request.buyer!r} against "
+                    f"the buyer: {'; '.join(map(str, problems[:3]))}"
+                )
         offered = {o.id for o in offers}
         awarded: set[str] = set()
         for result in results:

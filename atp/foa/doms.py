@@ -30,11 +30,16 @@ Model of a request (`DomsFoa.requests`):
 - Price: `per_kwh_deviation` = the forecast's `price_eur_per_kwh`, what the DSO pays per kWh of
   delivered reduction.
 
-`DomsFoa.submit` sends the requests through an `ExchangeInterface` (to the FMAR, or an FMAN)
-with an idempotency key made of the issuer, congestion point, start and a digest of the
-request's content: a repeated identical forecast stores nothing new, a changed one is a new
-request (withdraw the old one with the client when it no longer applies). A lost request or
-reply (`CommunicationError`) is retried `max_retries` times with the same key.
+`DomsFoa.submit` posts the requests to the market as buyer's requests (`buy_requests`: the
+exchange interface's buy side, `ExchangeInterface.post_request`, `POST /request`): the DSO
+buys the reduction, and the market never sells it. The Flex-Offer shape above describes the
+request (D2.1); submitted as an offer it would be supply, so a market refuses it. A request
+carries no minimum share (a market may fill any part of it), so `submit` refuses a
+`min_share` above 0. Each post carries an idempotency key made of the issuer, congestion
+point, start and a digest of the request's content: a repeated identical forecast stores
+nothing new, a changed one is a new request (withdraw the old one with the client when it no
+longer applies). A lost request or reply (`CommunicationError`) is retried `max_retries`
+times with the same key.
 """
 
 from __future__ import annotations
@@ -48,9 +53,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from atp.flexoffer import DefaultSchedule, FlexOffer, Location, Mode, Price, Profile, Slice, format_time, offer_to_json
+from atp.flexoffer import DefaultSchedule, FlexOffer, Location, Mode, Price, Profile, Slice, dumps, format_time
 from atp.foa.errors import CommunicationError, GenerationError
-from atp.interface import ExchangeInterface
+from atp.interface import ExchangeInterface, FlexRequest
 
 __all__ = ["DOMS_DEVICE", "DomsFoa", "GridForecast"]
 
@@ -152,9 +157,9 @@ def _slices(excess_kwh: np.ndarray) -> tuple[Slice, ...]:
 
 
 class DomsFoa:
-    """The FOA of a DSO: congestion forecasts in, direct reduction requests out (module docstring).
+    """The FOA of a DSO: congestion forecasts in, buyer's reduction requests out (module docstring).
 
-    `client` is the DSO's `ExchangeInterface` to its receiver (the FMAR, or an FMAN);
+    `client` is the DSO's `ExchangeInterface` to the market (FMAR) it buys from;
     `issuer` the DSO's party name (the client's party). `sleep` is injectable so tests never sleep.
     """
 
@@ -231,28 +236,49 @@ class DomsFoa:
             )
         return offers
 
-    def idempotency_key(self, offer: FlexOffer) -> str:
-        """The key of a request: issuer, congestion point, start and a digest of its content."""
-        digest = hashlib.sha256(offer_to_json(offer).encode()).hexdigest()[:16]
-        where = offer.location.congestion_point if offer.location is not None else ""
-        start = format_time(offer.start_after) if offer.start_after is not None else ""
-        return f"{self.issuer}/{DOMS_DEVICE}/{where}/{start}/{digest}"
+    def buy_requests(self, forecast: GridForecast, *, now: datetime) -> list[FlexRequest]:
+        """The requests of `requests` as the DSO posts them to a market: buyer's requests for the
+        reduction (`-excess` kWh per step) at its congestion point, up to the forecast's price."""
+        out = []
+        for offer in self.requests(forecast, now=now):
+            assert offer.default_schedule is not None and offer.price is not None and offer.location is not None
+            out.append(
+                FlexRequest(
+                    buyer=self.issuer,
+                    start=offer.default_schedule.start,
+                    slice_s=offer.slice_s,
+                    volume_kwh=offer.default_schedule.energy,
+                    cutoff_eur_per_kwh=forecast.price_eur_per_kwh,
+                    congestion_point=offer.location.congestion_point,
+                )
+            )
+        return out
 
-    def _submit(self, offer: FlexOffer, key: str) -> FlexOffer:
+    def idempotency_key(self, request: FlexRequest) -> str:
+        """The key of a request: issuer, congestion point, start and a digest of its content."""
+        digest = hashlib.sha256(dumps(request).encode()).hexdigest()[:16]
+        return f"{self.issuer}/{DOMS_DEVICE}/{request.congestion_point or ''}/{format_time(request.start)}/{digest}"
+
+    def _post(self, request: FlexRequest, key: str) -> FlexRequest:
         attempt = 0
         while True:
             try:
-                return self.client.submit(offer, idempotency_key=key)
+                return self.client.post_request(request, idempotency_key=key)
             except CommunicationError:
                 if attempt >= self.max_retries:
                     raise
                 self._sleep(self.backoff_s * 2**attempt)
                 attempt += 1
 
-    def submit(self, forecast: GridForecast, *, now: datetime) -> list[FlexOffer]:
-        """Build the requests for `forecast` and submit each; returns the receiver's answers (with ids)."""
-        return [self._submit(offer, self.idempotency_key(offer)) for offer in self.requests(forecast, now=now)]
+    def submit(self, forecast: GridForecast, *, now: datetime) -> list[FlexRequest]:
+        """Post the requests for `forecast` to the market; returns its answers (ids, sessions)."""
+        if self.min_share > 0:
+            raise GenerationError(
+                f"min_share(={self.min_share}) cannot be posted: a market may fill any part of a request; "
+                "post with min_share=0"
+            )
+        return [self._post(request, self.idempotency_key(request)) for request in self.buy_requests(forecast, now=now)]
 
-    def submit_many(self, forecasts: Sequence[GridForecast], *, now: datetime) -> list[FlexOffer]:
+    def submit_many(self, forecasts: Sequence[GridForecast], *, now: datetime) -> list[FlexRequest]:
         """`submit` for several assets' forecasts; the answers in order."""
         return [answer for forecast in forecasts for answer in self.submit(forecast, now=now)]

@@ -7,9 +7,9 @@ problem and its JSON path; other refusals InterfaceError with the code in `statu
 
 Lost requests: a request that cannot be delivered, times out, or meets a 502/503/504 is
 retried `retries` times with exponential backoff where that is safe: reads (GET), a submission
-(POST /flexoffer, which always carries an `Idempotency-Key`: the caller's, or a fresh one per
-call, so the receiver stores it once however often it arrives) and measurements (storing the
-same measurement twice stores it once). PUT and DELETE are retried only when the connection
+(POST /flexoffer and POST /request, which always carry an `Idempotency-Key`: the caller's, or
+a fresh one per call, so the receiver stores it once however often it arrives) and
+measurements (storing the same measurement twice stores it once). PUT and DELETE are retried only when the connection
 could not be opened at all. When the retries are spent, the client raises
 `atp.foa.errors.CommunicationError`, the one error a binding raises for lost communication
 (the FOA retries on it); the original httpx error is its `__cause__`.
@@ -40,6 +40,7 @@ import httpx
 from atp.errors import InvalidOfferError, Problem
 from atp.flexoffer import FlexOffer, Measurement, decode, encode, format_time, parse_time
 from atp.interface.errors import ConflictError, ForbiddenError, InterfaceError, NotFoundError, UnauthorizedError
+from atp.interface.requests import FlexRequest
 from atp.interface.sse import event_from_message, parse_messages
 from atp.interface.store import Event, TimeSeries
 
@@ -108,6 +109,13 @@ def _offers(data: Any) -> list[FlexOffer]:
     if not isinstance(data, list):
         raise _malformed("offer list", [Problem("", "is not a list")])
     return [_offer(item) for item in data]
+
+
+def _request(data: Any) -> FlexRequest:
+    request, problems = decode(FlexRequest, data)
+    if problems or request is None:
+        raise _malformed("request", problems)
+    return request
 
 
 def _shutdown(response: httpx.Response | None) -> None:
@@ -287,6 +295,27 @@ class HttpClient:
         """
         subscription = _Subscription(self, callback)
         return subscription.stop
+
+    def post_request(self, request: FlexRequest, *, idempotency_key: str | None = None) -> FlexRequest:
+        """POST /request (retried safely: always with an Idempotency-Key)."""
+        key = idempotency_key if idempotency_key is not None else uuid.uuid4().hex
+        response = self._send("POST", "/request", safe=True, json=encode(request), headers={"Idempotency-Key": key})
+        return _request(self._json(response))
+
+    def get_request(self, request_id: str) -> FlexRequest:
+        """GET /request/{id}."""
+        return _request(self._json(self._send("GET", f"/request/{quote(request_id, safe='')}", safe=True)))
+
+    def requests(self) -> list[FlexRequest]:
+        """GET /request."""
+        data = self._json(self._send("GET", "/request", safe=True))
+        if not isinstance(data, list):
+            raise _malformed("request list", [Problem("", "is not a list")])
+        return [_request(item) for item in data]
+
+    def withdraw_request(self, request_id: str) -> FlexRequest:
+        """DELETE /request/{id}."""
+        return _request(self._json(self._send("DELETE", f"/request/{quote(request_id, safe='')}", safe=False)))
 
     # -- beyond the protocol: contract, bill, KPIs ---------------------------------------
     def contract(self) -> dict[str, Any]:

@@ -13,6 +13,10 @@ truth for the life cycle; its errors become status codes:
     body larger than `max_body_bytes`              413
     anything unexpected                            500  {"error": "internal server error"}, never a trace
 
+`POST /request`, `GET /request`, `GET` and `DELETE /request/{id}` are the buy side: a buyer's
+request (`atp.interface.requests.FlexRequest`) to the store's `RequestBook`; a body posted to
+`/flexoffer` with `"side": "buy"` is refused (422) and pointed there.
+
 Every error answers `{"error": "...", "details": [...]}`. `GET /contract`, `/bill` and `/kpi`
 call the provider callables given to `create_app` with the caller's party (the operator may
 name one with `?party=`; `/kpi` without it is the whole receiver, provider argument None); a
@@ -45,6 +49,7 @@ from atp.errors import AtpError, InvalidOfferError, Problem, ValidationError
 from atp.flexoffer import DEFAULT_SLICE_S, FlexOffer, Measurement, decode, encode, format_time, parse_time
 from atp.interface.auth import TokenTable
 from atp.interface.errors import InterfaceError, NotFoundError, UnauthorizedError
+from atp.interface.requests import FlexRequest
 from atp.interface.sse import KEEPALIVE, format_event, format_position
 from atp.interface.store import OPERATOR, Event, OfferStore
 
@@ -141,6 +146,39 @@ def _decode_offer(data: Any) -> FlexOffer:
     if problems or offer is None:
         raise InvalidOfferError(problems)
     return offer
+
+
+_BUY_SIDE = (
+    "a buy-side offer is a buyer's request for flexibility, and a market never sells it: "
+    "POST it to /request (buyer, start, slice_s, volume_kwh, cutoff_eur_per_kwh, congestion_point)"
+)
+
+
+def _decode_offer_body(data: Any) -> FlexOffer:
+    """An offer from POST/PUT /flexoffer; a body marked `"side": "buy"` is pointed to /request."""
+    if isinstance(data, dict) and data.get("side") == "buy":
+        raise InvalidOfferError([Problem("side", _BUY_SIDE, "side")])
+    return _decode_offer(data)
+
+
+def _decode_request(data: Any) -> FlexRequest:
+    """A buyer's request from POST /request, every structural problem listed."""
+    problems: list[Problem] = []
+    if isinstance(data, dict) and "side" in data:
+        problems.append(
+            Problem(
+                "side",
+                "a request is always a buy (the buyer pays for the change it asks for); leave `side` out. "
+                "To sell flexibility, submit a Flex-Offer (POST /flexoffer)",
+                "side",
+            )
+        )
+        data = {k: v for k, v in data.items() if k != "side"}
+    request, decoded = decode(FlexRequest, data)
+    problems.extend(decoded)
+    if problems or request is None:
+        raise InvalidOfferError(problems, what="request")
+    return request
 
 
 def _decode_measurements(data: Any) -> list[Measurement]:
@@ -289,7 +327,7 @@ def create_app(
         key = request.headers.get("idempotency-key")
         if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
             raise _invalid("Idempotency-Key", f"must have 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters", "header")
-        offer = _decode_offer(await _json_body(request, max_body_bytes))
+        offer = _decode_offer_body(await _json_body(request, max_body_bytes))
         with guard:
             answer = store.submit(party, offer, idempotency_key=key)
         return offer_response(answer, 201)
@@ -359,7 +397,7 @@ def create_app(
 
     @app.put("/flexoffer/{offer_id}", summary="Replace an offer that is not yet assigned")
     async def update(offer_id: str, request: Request, party: str = authenticated) -> JSONResponse:
-        offer = _decode_offer(await _json_body(request, max_body_bytes))
+        offer = _decode_offer_body(await _json_body(request, max_body_bytes))
         with guard:
             return offer_response(store.update(party, offer_id, offer))
 
@@ -374,6 +412,37 @@ def create_app(
         with guard:
             offers = store.between(party, t0, t1)
         return JSONResponse(encode(offers))
+
+    # -- buyers' requests --------------------------------------------------------------
+    def request_response(answer: FlexRequest, status: int = 200) -> JSONResponse:
+        headers = {"Location": f"/request/{answer.id}"} if status == 201 else None
+        return JSONResponse(encode(answer), status_code=status, headers=headers)
+
+    @app.post("/request", status_code=201, summary="Post a buyer's request for flexibility (demand)")
+    async def post_request(request: Request, party: str = authenticated) -> JSONResponse:
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+            raise _invalid("Idempotency-Key", f"must have 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters", "header")
+        wanted = _decode_request(await _json_body(request, max_body_bytes))
+        with guard:
+            answer = store.post_request(party, wanted, idempotency_key=key)
+        return request_response(answer, 201)
+
+    @app.get("/request", summary="The caller's requests")
+    async def list_requests(party: str = authenticated) -> JSONResponse:
+        with guard:
+            answers = store.requests(party)
+        return JSONResponse(encode(answers))
+
+    @app.get("/request/{request_id}", summary="One request with its state, result and awards")
+    async def get_request(request_id: str, party: str = authenticated) -> JSONResponse:
+        with guard:
+            return request_response(store.get_request(party, request_id))
+
+    @app.delete("/request/{request_id}", summary="Withdraw a request before its session clears")
+    async def withdraw_request(request_id: str, party: str = authenticated) -> JSONResponse:
+        with guard:
+            return request_response(store.withdraw_request(party, request_id))
 
     # -- time series -------------------------------------------------------------------
     @app.get("/timeseries/{kind}/{start}/{end}", summary="Measured, baseline or scheduled kWh per step")

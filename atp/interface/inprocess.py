@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from atp.flexoffer import FlexOffer, Measurement
+from atp.interface.requests import FlexRequest
 from atp.interface.store import Event, OfferStore, TimeSeries
 
 __all__ = ["InProcessClient"]
@@ -51,3 +52,15 @@ class InProcessClient:
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         return self.store.subscribe(callback, party=self.party)
+
+    def post_request(self, request: FlexRequest, *, idempotency_key: str | None = None) -> FlexRequest:
+        return self.store.post_request(self.party, request, idempotency_key=idempotency_key)
+
+    def get_request(self, request_id: str) -> FlexRequest:
+        return self.store.get_request(self.party, request_id)
+
+    def requests(self) -> list[FlexRequest]:
+        return self.store.requests(self.party)
+
+    def withdraw_request(self, request_id: str) -> FlexRequest:
+        return self.store.withdraw_request(self.party, request_id)

@@ -1,7 +1,8 @@
 """The Flex-Offer Exchange Interface (spec/interface.md) as one protocol class.
 
-Everything that issues offers (an FOA, an FMAN bidding into an FMAR, a DSO's DOMS FOA) talks to
-its receiver only through an `ExchangeInterface`. Bindings implement it: `InProcessClient`
+Everything that issues offers (an FOA, an FMAN bidding into an FMAR) and every buyer posting
+requests to a market (a BRP, a DSO's DOMS FOA) talks to its receiver only through an
+`ExchangeInterface`. Bindings implement it: `InProcessClient`
 (a direct call into the receiver's `OfferStore`), the HTTP client (`HttpClient`), and the MQTT binding of a later issue.
 Tests use the in-process binding, never a mock.
 """
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from atp.flexoffer import FlexOffer, Measurement
+from atp.interface.requests import FlexRequest
 from atp.interface.store import Event, TimeSeries
 
 __all__ = ["ExchangeInterface"]
@@ -20,7 +22,7 @@ __all__ = ["ExchangeInterface"]
 
 @runtime_checkable
 class ExchangeInterface(Protocol):
-    """One issuing party's view of one receiver (D2.1 Table 6)."""
+    """One issuing party's view of one receiver (D2.1 Table 6), and a buyer's (the `*_request` methods)."""
 
     party: str
 
@@ -62,4 +64,21 @@ class ExchangeInterface(Protocol):
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Push the caller's events to `callback`; returns the unsubscribe function."""
+        ...
+
+    def post_request(self, request: FlexRequest, *, idempotency_key: str | None = None) -> FlexRequest:
+        """POST /request: a buyer's request, answered open with its id and session; 422 naming
+        every bad field; 404 from a receiver that takes no requests."""
+        ...
+
+    def get_request(self, request_id: str) -> FlexRequest:
+        """GET /request/{id}: the request with its state and, once cleared, its result and awards."""
+        ...
+
+    def requests(self) -> list[FlexRequest]:
+        """GET /request: the caller's requests, in posting order."""
+        ...
+
+    def withdraw_request(self, request_id: str) -> FlexRequest:
+        """DELETE /request/{id}: withdraw before its session clears; ConflictError (409) after."""
         ...

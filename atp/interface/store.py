@@ -15,6 +15,12 @@ protocol of spec/interface.md:
   feasible for its offer (checked, never trusted).
 - Every change is an `Event` with a sequence number, for SSE/MQTT streams and in-process
   subscribers; `events(party, after=n)` resumes without loss.
+- Buyers' requests (the buy side, `POST /request`) live beside the offers in a `RequestBook`
+  (`atp.interface.requests`): `post_request`, `get_request`, `requests`, `withdraw_request`
+  for the buyer; `take_requests(handler)` lets the receiver's market place them in sessions,
+  `record_result` writes back what cleared. A store without a handler takes no requests.
+- `add_offer_check(check)` lets the receiver refuse offers it must not trade (a market refuses
+  a buyer's demand dressed as an offer), with the problems named like any invalid offer.
 
 Time comes from the `clock` callable, so the store runs on simulated or wall-clock time.
 """
@@ -40,8 +46,16 @@ from atp.flexoffer import (
     validate_offer,
 )
 from atp.interface.errors import ConflictError, ForbiddenError, NotFoundError
+from atp.interface.requests import (
+    FlexRequest,
+    RequestBook,
+    RequestHandler,
+    RequestRecord,
+    RequestResult,
+    RequestState,
+)
 
-__all__ = ["OPERATOR", "Event", "OfferRecord", "OfferStore", "TimeSeries"]
+__all__ = ["OPERATOR", "Event", "OfferCheck", "OfferRecord", "OfferStore", "TimeSeries"]
 
 OPERATOR = "operator"
 
@@ -95,6 +109,9 @@ class OfferRecord:
 
 _OPEN = frozenset({OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING})
 
+OfferCheck = Callable[[FlexOffer], list[Problem]]
+"""A receiver's own check of a submitted offer: the problems that make it refuse the offer."""
+
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -121,6 +138,8 @@ class OfferStore:
         self._events: list[Event] = []
         self._subscribers: list[Callable[[Event], None]] = []
         self._party_subscribers: dict[str, list[Callable[[Event], None]]] = {}
+        self._offer_checks: list[OfferCheck] = []
+        self.request_book = RequestBook(name, clock=clock, id_prefix=f"rq-{name}", max_duration_s=limits.max_profile_s)
 
     # -- helpers -------------------------------------------------------------------------
     def _record(self, party: str, offer_id: str) -> OfferRecord:
@@ -141,6 +160,8 @@ class OfferStore:
         if party != OPERATOR and offer.issuer != party:
             raise ForbiddenError(f"issuer {offer.issuer!r} is not the calling party {party!r}")
         problems = validate_offer(offer, limits=self.limits, now=self.clock())
+        for check in self._offer_checks:
+            problems.extend(check(offer))
         if problems:
             raise InvalidOfferError(problems)
         return offer
@@ -249,6 +270,47 @@ class OfferStore:
         callbacks = self._subscribers if party is None else self._party_subscribers.setdefault(party, [])
         callbacks.append(callback)
         return lambda: callbacks.remove(callback)
+
+    # -- buyers' requests (spec/interface.md, POST /request) ---------------------------------
+    def post_request(self, party: str, request: FlexRequest, *, idempotency_key: str | None = None) -> FlexRequest:
+        """Post a buyer's request: answered open, with its id and the session it joined.
+
+        InvalidOfferError (422, `what="request"`) lists every problem, or says why no session
+        takes it; ForbiddenError (403) for another buyer; NotFoundError (404) when this receiver
+        takes no requests. A repeated idempotency key returns the first answer.
+        """
+        return self.request_book.post(party, request, operator=OPERATOR, idempotency_key=idempotency_key)
+
+    def get_request(self, party: str, request_id: str) -> FlexRequest:
+        """One request with its state, session and, once cleared, result (404 for another party's)."""
+        return self.request_book.get(party, request_id, operator=OPERATOR)
+
+    def requests(self, party: str) -> list[FlexRequest]:
+        """The party's requests in posting order, whatever their state (all for the operator)."""
+        return self.request_book.of(party, operator=OPERATOR)
+
+    def withdraw_request(self, party: str, request_id: str) -> FlexRequest:
+        """Withdraw an open request before its session clears (409 after)."""
+        return self.request_book.withdraw(party, request_id, operator=OPERATOR)
+
+    def take_requests(self, handler: RequestHandler) -> None:
+        """Make this store take buyers' requests, placed by `handler` (the receiver's market)."""
+        if self.request_book.handler is not None and self.request_book.handler is not handler:
+            raise ConflictError(f"store {self.name!r} already hands its requests to another market")
+        self.request_book.handler = handler
+
+    def request_records(self, states: Iterable[RequestState] | None = None) -> list[RequestRecord]:
+        """The requests' records in posting order, optionally only those in `states`."""
+        return self.request_book.records(states)
+
+    def record_result(self, request_id: str, result: RequestResult) -> FlexRequest:
+        """Record what an open request's session cleared for it; refused (InvalidOfferError)
+        when it goes against the request's direction or beyond its size."""
+        return self.request_book.record_result(request_id, result)
+
+    def add_offer_check(self, check: OfferCheck) -> None:
+        """Run `check` on every submitted or replaced offer; its problems refuse the offer (422)."""
+        self._offer_checks.append(check)
 
     # -- receiver operations --------------------------------------------------------------
     def open_offers(self, *, now: datetime | None = None) -> list[FlexOffer]:

@@ -3,6 +3,8 @@
 The imbalance forecast is seeded: the evening peak runs short (the BRP wants less
 consumption), midday solar runs long (it wants more), plus noise. At the day-ahead gate the BRP
 posts the next local day; at each intraday gate it posts a correction for the coming hours.
+Its requests are buyer's requests of the exchange interface (`atp.interface.FlexRequest`):
+the market operator posts what remains of them to each session through the interface.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from zoneinfo import ZoneInfo
 import mesa
 import numpy as np
 
-from atp.fmar import Request
+from atp.interface import FlexRequest
 
 __all__ = ["Brp"]
 
@@ -46,9 +48,9 @@ class Brp(mesa.Agent):
         scale = imbalance_kwh_per_prosumer * n_prosumers * slice_s / 900
         noise = rng.normal(0.0, 0.15, n_steps)
         self.imbalance_kwh = np.round(scale * (shape + noise), 3)
-        self.requests: list[Request] = []
+        self.requests: list[FlexRequest] = []
 
-    def request(self, first_step: int, n_steps: int) -> Request | None:
+    def request(self, first_step: int, n_steps: int) -> FlexRequest | None:
         """The request for steps [first_step, first_step + n_steps), or None when nothing is asked."""
         end = min(first_step + n_steps, len(self.imbalance_kwh))
         if end <= first_step:
@@ -56,13 +58,12 @@ class Brp(mesa.Agent):
         volume = self.imbalance_kwh[first_step:end]
         if not np.any(np.abs(volume) > 1e-9):
             return None
-        request = Request(
+        request = FlexRequest(
             buyer=self.name,
             start=self.start + timedelta(seconds=first_step * self.slice_s),
             slice_s=self.slice_s,
             volume_kwh=tuple(float(v) for v in volume),
             cutoff_eur_per_kwh=self.cutoff_eur_per_kwh,
-            id=f"{self.name}-{len(self.requests) + 1:04d}",
         )
         self.requests.append(request)
         return request

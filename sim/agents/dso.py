@@ -36,9 +36,8 @@ import numpy as np
 import pandas as pd
 
 from atp.flexoffer import Location
-from atp.fmar import Request
 from atp.foa.doms import DomsFoa, GridForecast
-from atp.interface import ExchangeInterface
+from atp.interface import ExchangeInterface, FlexRequest
 from sim.grid import (
     FlowResult,
     GridLimits,
@@ -132,7 +131,7 @@ class Dso(mesa.Agent):
         self.n_steps = len(nonflex_kwh)
         self.prosumer_feeder = grid.bus_feeder[grid.load_bus[grid.prosumer_load]]
         self.forecasts: list[GridForecastRun] = []
-        self.requests: list[Request] = []
+        self.requests: list[FlexRequest] = []
         # local market: the largest reduction asked per step and feeder over all forecasts
         self.requested_kwh_by_step = np.zeros((self.n_steps, len(grid.feeders)))
         self.tariff_eur_per_kwh_by_step = np.zeros(self.n_steps)
@@ -213,7 +212,7 @@ class Dso(mesa.Agent):
         return run
 
     # -- strategies -----------------------------------------------------------------------------
-    def local_requests(self, run: GridForecastRun, *, step_start: datetime) -> list[Request]:
+    def local_requests(self, run: GridForecastRun, *, step_start: datetime) -> list[FlexRequest]:
         """Local market: one request per feeder over the forecast (zero where it is not congested).
 
         Every feeder is requested at the first forecast, so the DSO's standing requests exist
@@ -241,14 +240,13 @@ class Dso(mesa.Agent):
                 volume[k0 : k0 + len(energy)] = energy
             asked = self.requested_kwh_by_step[run.first : run.first + n, f]
             np.maximum(asked, np.abs(volume), out=asked)
-            request = Request(
+            request = FlexRequest(  # a buyer's request; the market operator posts it through the interface
                 buyer=self.buyer(cp),
                 start=start,
                 slice_s=self.slice_s,
                 volume_kwh=tuple(float(v) for v in volume),
                 cutoff_eur_per_kwh=self.cutoff_eur_per_kwh,
                 congestion_point=cp,
-                id=f"{self.name}-{len(self.requests) + 1:04d}",
             )
             self.requests.append(request)
             out.append(request)

@@ -1,9 +1,11 @@
 """Market operator agent: runs the FMAR (atp.fmar), in rolling sessions or on a calendar.
 
 Buyers (the BRP, the DSO) leave standing requests: volumes per step they still want. Each
-session posts every buyer's remaining volume over its delivery window as a request, is
-cleared with the configured mechanism (`market.mechanism`, with its pricing rule, transport
-links and time flexibility from the market group), and what cleared is subtracted.
+session posts every buyer's remaining volume over its delivery window as that buyer's request
+through the exchange interface (`post_request` of the buyer's in-process client, the buy side:
+`atp.interface.FlexRequest`, `POST /request` over HTTP), is cleared with the configured
+mechanism (`market.mechanism`, with its pricing rule, transport links and time flexibility
+from the market group), and what cleared is subtracted.
 
 - Rolling (default, `market.intraday.gates: null`): at each step an intraday session for
   delivery from the next step over the market horizon. Direct offers arrive one step before
@@ -28,13 +30,12 @@ import numpy as np
 from atp.fmar import (
     FlexOfferMarket,
     MarketCalendar,
-    Request,
     Session,
     SessionKind,
     SessionResult,
     create_mechanism,
 )
-from atp.interface import InProcessClient
+from atp.interface import FlexRequest, InProcessClient
 
 __all__ = ["MarketOperator", "StandingRequest"]
 
@@ -80,12 +81,14 @@ class MarketOperator(mesa.Agent):
         self.cleared_kwh = np.zeros(n_steps)
         self.calendar = calendar
         self._planned: list[Session] = _calendar_sessions(calendar, start, n_steps * slice_s) if calendar else []
-        self._local_due: list[tuple[str, Request]] = []  # DSO registrations waiting for their local session
+        self._local_due: list[tuple[str, FlexRequest]] = []  # DSO registrations waiting for their local session
+        self._buyers: dict[str, InProcessClient] = {}  # each buyer's exchange client, posting its requests
 
     def client(self, party: str) -> InProcessClient:
+        """An in-process exchange client of `party` at the market (an FOA's, or a buyer's)."""
         return self.market.client(party)
 
-    def post(self, request: Request, *, congestion_point: str | None = None) -> None:
+    def post(self, request: FlexRequest, *, congestion_point: str | None = None) -> None:
         """Add a buyer's request to its standing volumes (a later request for a step replaces it)."""
         k0 = int((request.start - self.start).total_seconds() // self.slice_s)
         standing = self.standing.setdefault(
@@ -150,17 +153,18 @@ class MarketOperator(mesa.Agent):
             volume = standing.remaining_kwh[first:last]
             if (buyer is not None and standing.buyer != buyer) or not np.any(np.abs(volume) > 1e-9):
                 continue
-            self.market.post_request(
-                Request(
+            if standing.buyer not in self._buyers:
+                self._buyers[standing.buyer] = self.client(standing.buyer)
+            self._buyers[standing.buyer].post_request(
+                FlexRequest(
                     buyer=standing.buyer,
                     start=delivery_start,
                     slice_s=self.slice_s,
                     volume_kwh=tuple(float(v) for v in volume),
                     cutoff_eur_per_kwh=standing.cutoff_eur_per_kwh,
                     congestion_point=standing.congestion_point,
-                    id=f"{standing.buyer}-{k:05d}" if self.calendar is None else f"{standing.buyer}-{session.name}",
-                ),
-                session=session,
+                    session=session.name,
+                )
             )
         if not self.market.requests_of(session):
             return []
