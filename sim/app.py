@@ -95,7 +95,9 @@ def _summary(kpis: dict[str, Any], out_dir: Path, report: bool) -> str:
         f"({sv['volume_kwh']:.1f} kWh not drawn)",
         f"  site peak {p['site_peak_actual_kw']:.1f} kW (uncontrolled {p['site_peak_uncontrolled_kw']:.1f} kW)",
         f"  market: cleared {mk['cleared_kwh']:.1f} of {mk['requested_kwh']:.1f} kWh requested, "
-        f"{mk['awards']} awards, buyers paid {m['market_buyers_pay_eur']:.2f} EUR",
+        f"{mk['awards']} awards, buyers paid {m['market_buyers_pay_eur']:.2f} EUR; on delivery: "
+        f"{mk['delivered_kwh']:.1f} of {mk['awarded_kwh']:.1f} kWh awarded delivered, shortfall "
+        f"{mk['shortfall_kwh']:.1f} kWh, penalties {m['market_shortfall_penalties_eur']:.2f} EUR",
         f"  comfort violations: {comfort}; {kpis['comfort']['ems_deviations']} EMS overrides",
         f"  run folder: {out_dir}",
     ]

@@ -109,6 +109,7 @@ class MarketConfig:
     links_from_grid: bool = False  # many-to-many: the DSO's links from the network replace same-pair links
     intraday_gates: tuple[time, ...] | None = None  # None: a rolling session every step; else the calendar's gates
     intraday_lead_s: int = 900  # calendar: delivery starts this long after an intraday gate
+    shortfall_penalty_eur_per_kwh: float = 0.0  # a seller's penalty per kWh awarded and not delivered (sim/delivery.py)
 
     def mechanism_options(self) -> dict[str, Any]:
         """Keyword options for `create_mechanism(self.mechanism, ...)`."""
@@ -546,6 +547,9 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         intraday_horizon_steps=_int(cfg, "market.intraday.horizon_steps", minimum=1),
         dso_forecast_times=tuple(_clock(v, f"market.dso.forecast_times[{i}]") for i, v in enumerate(forecast_times)),
         dso_horizon_steps=_int(cfg, "market.dso.horizon_steps", minimum=1),
+        shortfall_penalty_eur_per_kwh=_float(cfg, "market.shortfall_penalty_eur_per_kwh", minimum=0.0)
+        if _has(cfg, "market.shortfall_penalty_eur_per_kwh")
+        else 0.0,
         **_market_options(cfg, mechanism),
         **_market_calendar(cfg, slice_s),
     )

@@ -6,6 +6,7 @@ same config and seed give a byte-identical `kpi.json`. Money in EUR, energy in k
 
 from __future__ import annotations
 
+import math
 from importlib import metadata
 from typing import Any
 
@@ -64,7 +65,6 @@ def compute_kpis(world: World) -> dict[str, Any]:
             n_offers += 1
     unfinished = sum(offers[s.value] for s in (OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING))
     plans = world.aggregator.plans
-    market_results = world.market_operator.market.results
     deviations = sum(len(p.foa.ems.deviations) for p in world.prosumers)
     violations = sum(len(p.foa.violations) for p in world.prosumers)
     generation_errors = sum(len(p.foa.generation_errors) for p in world.prosumers)
@@ -101,12 +101,7 @@ def compute_kpis(world: World) -> dict[str, Any]:
             "aggregates_postponed": world.aggregator.postponed,
         },
         "aggregation": aggregation_section(world),
-        "market": {
-            "sessions": len({r.session for r in market_results}),
-            "requested_kwh": _r(world.market_operator.requested_kwh.sum()),
-            "cleared_kwh": _r(world.market_operator.cleared_kwh.sum()),
-            "awards": sum(r.n_awards for r in market_results),
-        },
+        "market": _market_section(world, run_settlement),
         "grid": grid,
         "dso": dso,
         "devices": device_counts,
@@ -122,6 +117,24 @@ def compute_kpis(world: World) -> dict[str, Any]:
     kpis["settlement"] = _settlement(world, run_settlement)
     kpis["fman_kpi"] = _fman_kpis(world, prices[c], net_uncontrolled, money)
     return kpis
+
+
+def _market_section(world: World, run: RunSettlement) -> dict[str, Any]:
+    """Sessions, volumes and the awards settled on delivery (sim/delivery.py): awarded,
+    delivered and shortfall kWh are sums over deliveries.parquet (docs/outputs.md)."""
+    results = world.market_operator.market.results
+    deliveries = [a.delivery for a in run.awards]
+    return {
+        "sessions": len({r.session for r in results}),
+        "requested_kwh": _r(world.market_operator.requested_kwh.sum()),
+        "cleared_kwh": _r(world.market_operator.cleared_kwh.sum()),
+        "awards": sum(r.n_awards for r in results),
+        "awarded_kwh": _r(math.fsum(d.awarded_total_kwh for d in deliveries)),
+        "delivered_kwh": _r(math.fsum(d.delivered_total_kwh for d in deliveries)),
+        "shortfall_kwh": _r(math.fsum(d.shortfall_total_kwh for d in deliveries)),
+        "awards_with_shortfall": sum(1 for d in deliveries if d.shortfall_total_kwh > 0),
+        "shortfall_penalty_eur_per_kwh": world.config.market.shortfall_penalty_eur_per_kwh,
+    }
 
 
 def _run_section(world: World) -> dict[str, Any]:
@@ -166,7 +179,7 @@ def _settlement(world: World, run: RunSettlement) -> dict[str, Any]:
     """The counted steps as one settlement period of the aggregator (sim/ledger.py `settle_run`):
     a bill per delegated offer in force, over the steps it was in force, against the configured
     baseline; its money is the ledger's (`flexibility_payment`, `penalty`, the aggregator's
-    `market_award` rows)."""
+    `market_delivery` and `market_shortfall` rows)."""
     settlement = run.settlement
     statement = settlement.statement
     bills = settlement.bills

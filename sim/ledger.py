@@ -1,7 +1,7 @@
 """The run's money ledger: every euro that changes hands in the world, one transfer per row.
 
 `build_ledger(world, steps=world.counted)` lists the transfers of the counted steps as rows
-`time, payer, payee, reason, eur` (`LEDGER_COLUMNS`); `eur > 0`: the payer pays the payee,
+`time, payer, payee, reason, eur, award` (`LEDGER_COLUMNS`); `eur > 0`: the payer pays the payee,
 `eur < 0`: the payee pays the payer |eur| (e.g. a prosumer exporting energy). Parties carry
 their role as a prefix (`PARTY_ROLES`): `prosumer:<name>`, `aggregator:<name>`, `brp:<name>`
 (the balance responsible party, also the prosumers' energy supplier), `dso:<name>` and
@@ -14,11 +14,14 @@ surplus). Reasons (`REASONS`, docs/outputs.md has the full table):
 - `tariff`: prosumer -> DSO, the dynamic grid tariff of the step on the prosumer's positive
   net consumption; `dso_compensation`: DSO -> prosumer, the draw of devices the DSO blocked
   (direct control) at its cut-off price;
-- `market_purchase`: buyer (BRP, DSO) -> FMAR, the buyer's share of what the sellers of a
-  session receive; `market_surplus`: buyer -> FMAR, the buyer's part of the market's surplus;
-  `transport_fee`: buyer -> DSO, the transport fees of the buyer's trades (the DSO runs the
-  links); `market_award`: FMAR -> seller (the aggregator's bids, direct prosumers' offers),
-  one row per award;
+- market awards settle on delivery (sim/delivery.py): `market_delivery`: FMAR -> seller (the
+  aggregator's bids, direct prosumers' offers), one row per award, the award's price per kWh
+  x the delivered kWh; `market_shortfall`: seller -> FMAR, one row per award, the market's
+  penalty (`market.shortfall_penalty_eur_per_kwh`) x the kWh awarded and not delivered; both
+  name the award (`award`: the FMAR's offer id); `market_purchase`: buyer (BRP, DSO) -> FMAR,
+  the buyer's share of what the session's sellers are paid for delivery; `market_surplus`:
+  buyer -> FMAR, the buyer's part of the market's surplus; `transport_fee`: buyer -> DSO, the
+  transport fees of the buyer's trades (the DSO runs the links); both as cleared;
 - `flexibility_payment`: aggregator -> prosumer, one row per settlement bill (its rewards and
   activation payment); `penalty`: prosumer -> aggregator, the bill's imbalance penalty.
 
@@ -27,8 +30,9 @@ The world settles no BRP imbalance (there is no TSO in it), so there is no imbal
 Money is integer cents (`eur` = cents / 100). Rounding rule: every row's cents are its EUR
 amount x 100 rounded half to even, except `market_purchase`, whose cents are apportioned per
 market session by the largest-remainder method so that the purchases of a session add up to
-the cents of its `market_award` rows exactly; so the FMAR's net is exactly the sum of the
-`market_surplus` rows, and each row being a transfer, the ledger sums to zero to the cent.
+the cents of its `market_delivery` rows exactly; so the FMAR's net is exactly the sum of the
+`market_surplus` and `market_shortfall` rows, and each row being a transfer, the ledger sums
+to zero to the cent.
 Rows of 0 cents are left out. Settlement bills are the aggregator's `settle_run`, whose
 baseline is `fman.settlement_baseline` (`in_force`, `characteristic` or `twin`).
 """
@@ -47,9 +51,11 @@ import pandas as pd
 from atp.fman import ProsumerPeriod, Settlement, settle
 from atp.fman.baselines import characteristic_baseline, validate_against_submeter
 from atp.fmar import SessionResult
+from sim.delivery import AwardDelivery, buyer_weights, settle_awards
 from sim.world import World
 
 __all__ = [
+    "DELIVERY_COLUMNS",
     "LEDGER_COLUMNS",
     "PARTY_ROLES",
     "REASONS",
@@ -58,11 +64,12 @@ __all__ = [
     "RunSettlement",
     "SubmeterSummary",
     "build_ledger",
+    "deliveries_frame",
     "ledger_kpis",
     "settle_run",
 ]
 
-LEDGER_COLUMNS = ("time", "payer", "payee", "reason", "eur")
+LEDGER_COLUMNS = ("time", "payer", "payee", "reason", "eur", "award")
 PARTY_ROLES = ("prosumer", "aggregator", "brp", "dso", "fmar")
 REASONS = (
     "energy_flexible",
@@ -72,7 +79,8 @@ REASONS = (
     "market_purchase",
     "market_surplus",
     "transport_fee",
-    "market_award",
+    "market_delivery",
+    "market_shortfall",
     "flexibility_payment",
     "penalty",
 )
@@ -115,11 +123,14 @@ class SubmeterSummary:
 
 @dataclass(frozen=True)
 class RunSettlement:
-    """The aggregator's settlement of the counted steps and the baseline it was made against."""
+    """The aggregator's settlement of the counted steps and the baseline it was made against,
+    with every market award of the counted steps settled on delivery (`awards`; the
+    aggregator's payments less its penalties are the statement's market revenue)."""
 
     settlement: Settlement
     baseline: str
     submeter: SubmeterSummary | None = None
+    awards: tuple[AwardDelivery, ...] = ()
 
 
 # -- parties ------------------------------------------------------------------------------------
@@ -153,24 +164,25 @@ class _Rows:
         self.payee: list[Any] = []
         self.reason: list[str] = []
         self.cents: list[int] = []
+        self.award: list[str | None] = []
 
-    def add(self, time: datetime, payer: str, payee: str, reason: str, cents: int) -> None:
+    def add(self, time: datetime, payer: str, payee: str, reason: str, cents: int, award: str | None = None) -> None:
         if cents:
             self.time.append(pd.Timestamp(time))
             self.payer.append(payer)
             self.payee.append(payee)
             self.reason.append(reason)
             self.cents.append(int(cents))
+            self.award.append(award)
 
-    def add_many(
-        self, times: pd.DatetimeIndex, payers: np.ndarray, payee: str, reason: str, cents: np.ndarray
-    ) -> None:
+    def add_many(self, times: pd.DatetimeIndex, payers: np.ndarray, payee: str, reason: str, cents: np.ndarray) -> None:
         keep = cents != 0
         self.time.extend(times[keep])
         self.payer.extend(payers[keep].tolist())
         self.payee.extend([payee] * int(keep.sum()))
         self.reason.extend([reason] * int(keep.sum()))
         self.cents.extend(cents[keep].astype(np.int64).tolist())
+        self.award.extend([None] * int(keep.sum()))
 
     def add_many_from(
         self, times: pd.DatetimeIndex, payer: str, payees: np.ndarray, reason: str, cents: np.ndarray
@@ -181,6 +193,7 @@ class _Rows:
         self.payee.extend(payees[keep].tolist())
         self.reason.extend([reason] * int(keep.sum()))
         self.cents.extend(cents[keep].astype(np.int64).tolist())
+        self.award.extend([None] * int(keep.sum()))
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(
@@ -190,6 +203,7 @@ class _Rows:
                 "payee": pd.Series(self.payee, dtype=object),
                 "reason": pd.Series(self.reason, dtype=object),
                 "eur": np.asarray(self.cents, dtype=np.int64) / 100,
+                "award": pd.Series(self.award, dtype=object),
             }
         )
         return frame.sort_values("time", kind="stable", ignore_index=True)
@@ -244,27 +258,35 @@ def _apportion(quotas: list[float], total: int, what: str) -> list[int]:
     return floors
 
 
-def _market_rows(world: World, steps: slice, rows: _Rows) -> None:
-    """Per session: buyers pay the FMAR (purchase, surplus) and the DSO (transport); the FMAR pays the sellers."""
+def _market_rows(world: World, steps: slice, run: RunSettlement, rows: _Rows) -> None:
+    """Per session: the FMAR pays each seller for what it delivered and charges its shortfall;
+    the buyers pay the FMAR their share of the delivered payments (purchase) and the surplus,
+    and the DSO the transport fees, both as cleared."""
     parties = _roles(world)
     fmar = _fmar(world)
+    settled: dict[int, list[AwardDelivery]] = defaultdict(list)
+    for item in run.awards:
+        settled[id(item.result)].append(item)
     sessions: dict[tuple[str, datetime], list[SessionResult]] = defaultdict(list)
     for result in _counted_results(world, steps):
         sessions[(result.session, result.cleared_at)].append(result)
     for (session, _cleared), results in sessions.items():
-        award_cents = [[round(a.price_eur * 100) for a in r.awards] for r in results]
-        quotas = [
-            sum(cents) + (r.sellers_receive_eur - math.fsum(a.price_eur for a in r.awards)) * 100
-            for r, cents in zip(results, award_cents, strict=True)
-        ]
-        purchases = _apportion(quotas, sum(map(sum, award_cents)), f"market session {session!r}")
-        for r, cents, purchase in zip(results, award_cents, purchases, strict=True):
+        awards = [item for r in results for item in settled[id(r)]]
+        quotas = np.zeros(len(results))
+        for item in awards:
+            quotas += item.delivery.payment_cents * buyer_weights(results, item)
+        total = sum(item.delivery.payment_cents for item in awards)
+        purchases = _apportion(quotas.tolist(), total, f"market session {session!r}")
+        for r, purchase in zip(results, purchases, strict=True):
             buyer = _party(parties, r.buyer, "market buyer")
             rows.add(r.start, buyer, fmar, "market_purchase", purchase)
             rows.add(r.start, buyer, fmar, "market_surplus", round(r.surplus_eur * 100))
             rows.add(r.start, buyer, f"dso:{world.dso.name}", "transport_fee", round(r.transport_fees_eur * 100))
-            for award, c in zip(r.awards, cents, strict=True):
-                rows.add(r.start, fmar, _party(parties, award.issuer, "award issuer"), "market_award", c)
+        for item in awards:
+            seller = _party(parties, item.award.issuer, "award issuer")
+            at, award = item.result.start, item.award.offer_id
+            rows.add(at, fmar, seller, "market_delivery", item.delivery.payment_cents, award)
+            rows.add(at, seller, fmar, "market_shortfall", item.delivery.penalty_cents, award)
 
 
 def _settlement_rows(world: World, steps: slice, run: RunSettlement, rows: _Rows) -> None:
@@ -280,12 +302,10 @@ def _settlement_rows(world: World, steps: slice, run: RunSettlement, rows: _Rows
 
 
 # -- settlement ---------------------------------------------------------------------------------
-def _aggregator_revenue_cents(world: World, steps: slice) -> int:
-    """The aggregator's `market_award` cents over the counted steps (the ledger's rule)."""
+def _aggregator_revenue_cents(world: World, awards: tuple[AwardDelivery, ...]) -> int:
+    """The aggregator's `market_delivery` cents less its `market_shortfall` cents (the ledger's rule)."""
     name = world.aggregator.name
-    return sum(
-        round(a.price_eur * 100) for r in _counted_results(world, steps) for a in r.awards if a.issuer == name
-    )
+    return sum(a.delivery.payment_cents - a.delivery.penalty_cents for a in awards if a.award.issuer == name)
 
 
 def _characteristic(world: World, steps: slice) -> tuple[np.ndarray, SubmeterSummary]:
@@ -335,9 +355,10 @@ def settle_run(world: World, *, steps: slice) -> RunSettlement:
       history before the counted steps (`_characteristic`);
     - `twin`: the device's uncontrolled twin (`world.counterfactual_kwh`).
 
-    Scheduled and metered energies are the world's per step; the market revenue is the
-    aggregator's `market_award` cents, so the statement's margin is the aggregator's net in
-    the ledger to the cent.
+    Scheduled and metered energies are the world's per step. The market awards of the counted
+    steps are settled on delivery (`sim.delivery.settle_awards`, kept in `awards`); the market
+    revenue is the aggregator's `market_delivery` cents less its `market_shortfall` cents, so
+    the statement's margin is the aggregator's net in the ledger to the cent.
     """
     method = world.config.fman.settlement_baseline
     n_counted = steps.stop - steps.start
@@ -360,6 +381,7 @@ def settle_run(world: World, *, steps: slice) -> RunSettlement:
                 if offer_id is not None and offer_id in records:
                     cells[offer_id] = (i, d)
     contract = world.config.fman.contract
+    awards = settle_awards(world, _counted_results(world, steps))
     periods = []
     for offer_id, record in records.items():
         if offer_id not in cells:
@@ -381,9 +403,9 @@ def settle_run(world: World, *, steps: slice) -> RunSettlement:
         period_start=world.clock.step_start(steps.start),
         period_steps=n_counted,
         slice_s=world.slice_s,
-        market_revenue_eur=_aggregator_revenue_cents(world, steps) / 100,
+        market_revenue_eur=_aggregator_revenue_cents(world, awards) / 100,
     )
-    return RunSettlement(settlement=settlement, baseline=method, submeter=submeter)
+    return RunSettlement(settlement=settlement, baseline=method, submeter=submeter, awards=awards)
 
 
 # -- the ledger and its sums ---------------------------------------------------------------------
@@ -397,9 +419,54 @@ def build_ledger(world: World, *, steps: slice, settlement: RunSettlement | None
     run = settlement if settlement is not None else settle_run(world, steps=steps)
     rows = _Rows()
     _per_step_rows(world, steps, rows)
-    _market_rows(world, steps, rows)
+    _market_rows(world, steps, run, rows)
     _settlement_rows(world, steps, run, rows)
     return rows.frame()
+
+
+DELIVERY_COLUMNS = (
+    "time",
+    "award",
+    "seller",
+    "buyer",
+    "session",
+    "request_id",
+    "price_eur_per_kwh",
+    "awarded_kwh",
+    "measured_kwh",
+    "delivered_kwh",
+    "shortfall_kwh",
+)
+
+
+def deliveries_frame(world: World, awards: tuple[AwardDelivery, ...]) -> pd.DataFrame:
+    """deliveries.parquet: one row per award of `awards` and step of its delivery span
+    (docs/outputs.md): what was awarded, measured and delivered, and the shortfall."""
+    parties = _roles(world)
+    columns: dict[str, list[Any]] = {name: [] for name in DELIVERY_COLUMNS}
+    start = pd.Timestamp(world.start)
+    for item in awards:
+        n = len(item.measured_kwh)
+        d = item.delivery
+        columns["time"].extend(start + pd.to_timedelta(np.asarray(item.steps) * world.slice_s, unit="s"))
+        columns["award"].extend([item.award.offer_id] * n)
+        columns["seller"].extend([_party(parties, item.award.issuer, "award issuer")] * n)
+        columns["buyer"].extend([_party(parties, item.result.buyer, "market buyer")] * n)
+        columns["session"].extend([item.result.session] * n)
+        columns["request_id"].extend([item.result.request_id] * n)
+        columns["price_eur_per_kwh"].extend([item.award.price_eur_per_kwh] * n)
+        for name, values in (
+            ("awarded_kwh", d.awarded_kwh),
+            ("measured_kwh", item.measured_kwh),
+            ("delivered_kwh", d.delivered_kwh),
+            ("shortfall_kwh", d.shortfall_kwh),
+        ):
+            columns[name].extend(values.tolist())
+    frame = {name: pd.Series(values, dtype=object) for name, values in columns.items()}
+    frame["time"] = pd.DatetimeIndex(columns["time"], tz="UTC") if columns["time"] else pd.DatetimeIndex([], tz="UTC")
+    for name in ("price_eur_per_kwh", "awarded_kwh", "measured_kwh", "delivered_kwh", "shortfall_kwh"):
+        frame[name] = np.asarray(columns[name], dtype=float)
+    return pd.DataFrame(frame, columns=list(DELIVERY_COLUMNS))
 
 
 def _cents_of(ledger: pd.DataFrame) -> np.ndarray:
@@ -433,7 +500,8 @@ def ledger_kpis(ledger: pd.DataFrame) -> dict[str, Any]:
 
     figures = {
         "aggregator_margin_eur": int(by_role.get("aggregator", 0)),
-        "aggregator_market_revenue_eur": reason("market_award", payee_role="aggregator"),
+        "aggregator_market_revenue_eur": reason("market_delivery", payee_role="aggregator")
+        - reason("market_shortfall", payer_role="aggregator"),
         "flexibility_payments_eur": reason("flexibility_payment"),
         "penalties_eur": reason("penalty"),
         "payments_to_prosumers_eur": reason("flexibility_payment") - reason("penalty"),
@@ -441,8 +509,9 @@ def ledger_kpis(ledger: pd.DataFrame) -> dict[str, Any]:
         "energy_eur": reason("energy_flexible", "energy_other"),
         "energy_flexible_eur": reason("energy_flexible"),
         "market_buyers_pay_eur": reason("market_purchase", "market_surplus", "transport_fee"),
-        "market_sellers_receive_eur": reason("market_award"),
-        "market_direct_prosumers_receive_eur": reason("market_award", payee_role="prosumer"),
+        "market_sellers_receive_eur": reason("market_delivery"),
+        "market_direct_prosumers_receive_eur": reason("market_delivery", payee_role="prosumer"),
+        "market_shortfall_penalties_eur": reason("market_shortfall"),
         "market_transport_fees_eur": reason("transport_fee"),
         "market_surplus_eur": reason("market_surplus"),
         "dso_market_purchases_eur": reason("market_purchase", payer_role="dso"),

@@ -21,7 +21,7 @@ from atp.flexoffer import FlexOffer, encode
 from atp.flexoffer.files import write_atomic
 from atp.fmar import results_frame
 from sim.grid import TRANSPORT_COLUMNS, cache_dir, detect
-from sim.ledger import build_ledger
+from sim.ledger import build_ledger, deliveries_frame, settle_run
 from sim.world import World
 
 _MEASUREMENT_COLUMNS = (
@@ -68,6 +68,7 @@ OUTPUT_FILES = (
     GRID_NET_REF,
     "transport.parquet",
     "ledger.parquet",
+    "deliveries.parquet",
     "kpi.json",
 )
 
@@ -389,8 +390,10 @@ def write_outputs(world: World, out_dir: Path, kpis: dict[str, Any]) -> list[Pat
             GRID_NET_REF,
         )
     ]
-    _write_parquet(build_ledger(world, steps=world.counted), out_dir / "ledger.parquet")
-    written.append(out_dir / "ledger.parquet")
+    settlement = settle_run(world, steps=world.counted)
+    _write_parquet(build_ledger(world, steps=world.counted, settlement=settlement), out_dir / "ledger.parquet")
+    _write_parquet(deliveries_frame(world, settlement.awards), out_dir / "deliveries.parquet")
+    written += [out_dir / "ledger.parquet", out_dir / "deliveries.parquet"]
     write_atomic(out_dir / "kpi.json", json.dumps(kpis, indent=2, sort_keys=True, allow_nan=False) + "\n")
     written.append(out_dir / "kpi.json")
     return written

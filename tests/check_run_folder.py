@@ -9,7 +9,8 @@ passes, 1 otherwise (2 when RUN_DIR is not a folder).
 "Now" of implicit time flexibility (`start_after` absent, `start_before_duration_s`) is, as
 the spec says, the time of the check: a schedule's `assigned_at`, else (default schedules) the
 offer's `created_at`. A schedule refers to the profiles as the offer lists them (a
-`conditional` offer's schedule runs one of its submitted profiles).
+`conditional` offer's schedule runs one of its submitted profiles). Check 6 (market awards
+settled on delivery) lives in tests/check_deliveries.py, a part of this checker.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+if __package__:  # imported as tests.check_run_folder
+    from .check_deliveries import delivery_problems
+else:  # run as a script: its folder is on sys.path
+    from check_deliveries import delivery_problems
 
 __all__ = ["CheckResult", "check_run_folder", "main"]
 
@@ -422,7 +428,8 @@ REASONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "market_purchase": (frozenset({"brp", "dso"}), frozenset({"fmar"})),
     "market_surplus": (frozenset({"brp", "dso"}), frozenset({"fmar"})),
     "transport_fee": (frozenset({"brp", "dso"}), frozenset({"dso"})),
-    "market_award": (frozenset({"fmar"}), frozenset({"aggregator", "prosumer"})),
+    "market_delivery": (frozenset({"fmar"}), frozenset({"aggregator", "prosumer"})),
+    "market_shortfall": (frozenset({"aggregator", "prosumer"}), frozenset({"fmar"})),
     "flexibility_payment": (frozenset({"aggregator"}), frozenset({"prosumer"})),
     "penalty": (frozenset({"prosumer"}), frozenset({"aggregator"})),
 }
@@ -524,31 +531,36 @@ def _market_cents(run_dir: Path, column: str) -> int:
 
 def check_ledger(run_dir: Path) -> CheckResult:
     """Check 3: the ledger is well formed and balances to the cent: the parties' nets sum to 0,
-    purchases = awards, the FMAR keeps the surplus, the aggregator's net is its receipts minus
-    its payments plus penalties; step and settlement rows lie where the doc puts them."""
+    purchases = delivered payments, the FMAR keeps the surplus and the shortfall penalties, the
+    aggregator's net is its receipts minus its payments plus penalties; step and settlement
+    rows lie where the doc puts them."""
     problems: list[str] = []
     ledger = _read_ledger(run_dir, problems)
     total = sum(ledger.net.values())
     if total != 0:
         problems.append(f"the parties' nets sum to {total / 100:.2f} EUR, not 0")
-    purchases, awards = ledger.cents("market_purchase"), ledger.cents("market_award")
+    purchases, awards = ledger.cents("market_purchase"), ledger.cents("market_delivery")
     if purchases != awards:
         problems.append(
-            f"market_purchase rows sum to {purchases / 100:.2f} EUR, market_award rows to {awards / 100:.2f}"
+            f"market_purchase rows sum to {purchases / 100:.2f} EUR, market_delivery rows to {awards / 100:.2f}"
         )
-    fmar, surplus = ledger.role_net("fmar"), ledger.cents("market_surplus")
-    if fmar != surplus:
-        problems.append(f"the FMAR's net is {fmar / 100:.2f} EUR, the market_surplus rows sum to {surplus / 100:.2f}")
+    fmar, kept = ledger.role_net("fmar"), ledger.cents("market_surplus") + ledger.cents("market_shortfall")
+    if fmar != kept:
+        problems.append(
+            f"the FMAR's net is {fmar / 100:.2f} EUR, the market_surplus and market_shortfall rows sum to "
+            f"{kept / 100:.2f}"
+        )
     aggregator = ledger.role_net("aggregator")
     expected = (
-        ledger.cents("market_award", payee_role="aggregator")
+        ledger.cents("market_delivery", payee_role="aggregator")
+        - ledger.cents("market_shortfall", payer_role="aggregator")
         - ledger.cents("flexibility_payment")
         + ledger.cents("penalty")
     )
     if aggregator != expected:
         problems.append(
-            f"the aggregator's net is {aggregator / 100:.2f} EUR, its awards - flexibility payments + penalties "
-            f"{expected / 100:.2f}"
+            f"the aggregator's net is {aggregator / 100:.2f} EUR, its delivered awards - shortfall penalties - "
+            f"flexibility payments + penalties {expected / 100:.2f}"
         )
     for reason, column in (("market_surplus", "surplus_eur"), ("transport_fee", "transport_fees_eur")):
         in_market = _market_cents(run_dir, column)
@@ -573,7 +585,7 @@ def check_ledger(run_dir: Path) -> CheckResult:
             )
     summary = (
         f"{len(ledger.rows)} rows, {len(ledger.net)} parties, nets sum to {total / 100:.2f} EUR; "
-        f"purchases = awards = {awards / 100:.2f} EUR"
+        f"purchases = delivered payments = {awards / 100:.2f} EUR"
     )
     return CheckResult("3 ledger balanced", summary, problems)
 
@@ -593,7 +605,7 @@ def _expected_money(ledger: _Ledger) -> dict[str, int]:
     for reason in REASONS:
         expected[f"money.ledger.by_reason.{reason}"] = c(reason)
     margin = ledger.role_net("aggregator")
-    revenue = c("market_award", payee_role="aggregator")
+    revenue = c("market_delivery", payee_role="aggregator") - c("market_shortfall", payer_role="aggregator")
     payments = c("flexibility_payment") - c("penalty")
     expected |= {
         "money.aggregator_margin_eur": margin,
@@ -605,8 +617,9 @@ def _expected_money(ledger: _Ledger) -> dict[str, int]:
         "money.energy_eur": c("energy_flexible") + c("energy_other"),
         "money.energy_flexible_eur": c("energy_flexible"),
         "money.market_buyers_pay_eur": c("market_purchase") + c("market_surplus") + c("transport_fee"),
-        "money.market_sellers_receive_eur": c("market_award"),
-        "money.market_direct_prosumers_receive_eur": c("market_award", payee_role="prosumer"),
+        "money.market_sellers_receive_eur": c("market_delivery"),
+        "money.market_direct_prosumers_receive_eur": c("market_delivery", payee_role="prosumer"),
+        "money.market_shortfall_penalties_eur": c("market_shortfall"),
         "money.market_transport_fees_eur": c("transport_fee"),
         "money.market_surplus_eur": c("market_surplus"),
         "money.dso_market_purchases_eur": c("market_purchase", payer_role="dso"),
@@ -673,6 +686,23 @@ def check_kpi_money(run_dir: Path) -> CheckResult:
     return CheckResult("4 kpi money = ledger", f"{len(expected)} money figures equal their ledger sums", problems)
 
 
+# -- market awards settled on delivery (docs/outputs.md "deliveries.parquet") ----------------
+def check_deliveries(folder: _Folder, run_dir: Path) -> CheckResult:
+    """Check 6: awards settle on delivery (tests/check_deliveries.py): delivered within the award
+    and in its direction, as the meters show; payments = price x delivered, never above the
+    award; penalties = rate x shortfall; kpi.json's market sums agree."""
+    if not (run_dir / "kpi.json").is_file():
+        raise _FolderError("kpi.json is missing (an incomplete run)")
+    problems, summary = delivery_problems(
+        _read_parquet(run_dir / "deliveries.parquet"),
+        market=json.loads((run_dir / "kpi.json").read_text())["market"],
+        offer=folder.offer,
+        meters=_read_parquet(run_dir / "measurements.parquet"),
+        ledger=_read_ledger(run_dir, []).rows,
+    )
+    return CheckResult("6 awards settled on delivery", summary, problems)
+
+
 # -- running ---------------------------------------------------------------------------------
 def _guarded(name: str, check: Callable[[], CheckResult]) -> CheckResult:
     """Run one check; a missing or malformed file fails that check instead of stopping the run."""
@@ -701,6 +731,7 @@ def check_run_folder(run_dir: Path) -> list[CheckResult]:
     results.append(_guarded("3 ledger balanced", lambda: check_ledger(run_dir)))
     results.append(_guarded("4 kpi money = ledger", lambda: check_kpi_money(run_dir)))
     results.append(_guarded("5 periods in order", lambda: check_periods(run_dir)))
+    results.append(_guarded("6 awards settled on delivery", with_folder(lambda f: check_deliveries(f, run_dir))))
     return results
 
 

@@ -3,8 +3,9 @@
 Each site's default run (one day) is written once per module; the checker runs on it as a
 subprocess and must pass. Then copies of the folder are corrupted one way each (an infeasible
 schedule, a member schedule that no longer sums to its aggregate, ledger rows that break the
-balance, a kpi.json money figure one cent off, periods out of order) and the checker must fail,
-naming what broke. A property test shows that the checker's feasibility
+balance, a kpi.json money figure one cent off, periods out of order, an award delivered beyond
+what was awarded or not as the meters show, a penalty without a shortfall) and the checker
+must fail, naming what broke. A property test shows that the checker's feasibility
 rules, written from the spec's text alone, agree with the platform's `check_schedule`.
 """
 
@@ -89,7 +90,7 @@ def test_the_default_run_passes_every_check(site_folder):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout
     names = ("1 schedules feasible", "2 aggregates disaggregated", "3 ledger balanced", "4 kpi money = ledger")
-    for name in (*names, "5 periods in order"):
+    for name in (*names, "5 periods in order", "6 awards settled on delivery"):
         assert f"ok   {name}: " in proc.stdout
 
 
@@ -148,16 +149,58 @@ def test_a_ledger_row_without_payee_breaks_the_balance(copy):
     assert "the parties' nets sum to" in fail_lines(proc)
 
 
-def test_an_award_a_cent_off_its_purchase_breaks_the_balance(copy):
+def test_a_delivered_payment_a_cent_off_breaks_the_balance_and_the_award(copy):
     ledger = pd.read_parquet(copy / "ledger.parquet")
-    awards = ledger.index[ledger["reason"] == "market_award"]
-    assert len(awards), "the default run clears no market award"
-    ledger.loc[awards[0], "eur"] = round(float(ledger.loc[awards[0], "eur"]) + 0.01, 2)
+    paid = ledger.index[ledger["reason"] == "market_delivery"]
+    assert len(paid), "the default run pays no market award"
+    ledger.loc[paid[0], "eur"] = round(float(ledger.loc[paid[0], "eur"]) + 0.01, 2)
     ledger.to_parquet(copy / "ledger.parquet", index=False)
     proc = check(copy)
     assert proc.returncode == 1
     assert "FAIL 3 ledger balanced" in proc.stdout
     assert "market_purchase rows sum to" in fail_lines(proc)
+    assert "FAIL 6 awards settled on delivery" in proc.stdout
+    assert f"award {ledger.at[paid[0], 'award']}: market_delivery " in fail_lines(proc)
+
+
+def test_a_delivery_beyond_the_award_fails_check_6(copy):
+    deliveries = pd.read_parquet(copy / "deliveries.parquet")
+    i = int(deliveries["awarded_kwh"].abs().idxmax())
+    deliveries.loc[i, "delivered_kwh"] = 2 * deliveries.at[i, "awarded_kwh"]
+    deliveries.to_parquet(copy / "deliveries.parquet", index=False)
+    proc = check(copy)
+    assert proc.returncode == 1
+    assert "FAIL 6 awards settled on delivery" in proc.stdout
+    assert f"deliveries.parquet row {i} (award {deliveries.at[i, 'award']}" in fail_lines(proc)
+    assert "break the delivery rule" in fail_lines(proc)
+
+
+def test_a_measurement_the_meters_do_not_show_fails_check_6(copy):
+    deliveries = pd.read_parquet(copy / "deliveries.parquet")
+    i = int(deliveries.index[deliveries["awarded_kwh"] == 0][0])  # delivered stays 0: only the meters disagree
+    deliveries.loc[i, "measured_kwh"] += 0.5
+    deliveries.to_parquet(copy / "deliveries.parquet", index=False)
+    proc = check(copy)
+    assert proc.returncode == 1
+    assert "FAIL 6 awards settled on delivery" in proc.stdout
+    assert "measurements.parquet shows" in fail_lines(proc)
+    assert "break the delivery rule" not in fail_lines(proc)
+
+
+def test_a_penalty_without_shortfall_fails_check_6(copy):
+    deliveries = pd.read_parquet(copy / "deliveries.parquet")
+    short = deliveries.groupby("award")["shortfall_kwh"].sum()
+    award = str(short.index[short == 0][0])
+    seller = deliveries.loc[deliveries["award"] == award, "seller"].iloc[0]
+    ledger = pd.read_parquet(copy / "ledger.parquet")
+    fmar = ledger.loc[ledger["reason"] == "market_delivery", "payer"].iloc[0]
+    row = {"time": ledger["time"].iloc[0], "payer": seller, "payee": fmar, "reason": "market_shortfall"}
+    ledger = pd.concat([ledger, pd.DataFrame([{**row, "eur": 0.01, "award": award}])], ignore_index=True)
+    ledger.to_parquet(copy / "ledger.parquet", index=False)
+    proc = check(copy)
+    assert proc.returncode == 1
+    assert "FAIL 6 awards settled on delivery" in proc.stdout
+    assert f"award {award}: market_shortfall 0.01 EUR, not 0.0000 to the cent" in fail_lines(proc)
 
 
 @pytest.mark.parametrize(
