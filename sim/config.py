@@ -129,12 +129,15 @@ class MarketConfig:
 @dataclass(frozen=True)
 class BiddingConfig:
     """The FMAN's market bidding (fman.bidding): prices of its bids and the reference price
-    (None = the BRP's cut-off) a bid must beat to be made."""
+    (None = the BRP's cut-off) a bid must beat to be made. `large_kw_threshold`: direct offers
+    whose peak power is below it go to the FMAN, which bids them, the others straight to the
+    FMAR (`atp.foa.pricing.route_for`; None = every direct offer to the FMAR)."""
 
     cost_eur_per_kwh: float
     margin_eur_per_kwh: float
     max_volume_kwh: float | None
     reference_eur_per_kwh: float | None
+    large_kw_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -333,7 +336,17 @@ def _bidding(cfg: Mapping[str, Any]) -> BiddingConfig | None:
         margin_eur_per_kwh=_float(cfg, "fman.bidding.margin_eur_per_kwh", minimum=0.0),
         max_volume_kwh=max_volume,
         reference_eur_per_kwh=_optional_float(cfg, "fman.bidding.reference_eur_per_kwh", minimum=0.0),
+        large_kw_threshold=_large_kw_threshold(cfg),
     )
+
+
+def _large_kw_threshold(cfg: Mapping[str, Any]) -> float | None:
+    """fman.bidding.large_kw_threshold (absent or null: every direct offer goes to the FMAR)."""
+    key = "fman.bidding.large_kw_threshold"
+    threshold = _optional_float(cfg, key, minimum=0.0) if _has(cfg, key) else None
+    if threshold is not None and threshold <= 0:
+        raise ConfigError(f"{key}: must be a positive peak power in kW (e.g. 10) or null, not {threshold:g}")
+    return threshold
 
 
 def _optional_path(cfg: Mapping[str, Any], key: str) -> Path | None:

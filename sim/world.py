@@ -29,8 +29,8 @@ from atp.fman import AggregationParams, BiddingParams, PriceSeries
 from atp.fmar import CongestionPoint, DomsInterface, FlexOfferMarket, MarketCalendar, TransportLink, check_links
 from atp.foa import FlexOfferAgent
 from atp.foa.doms import DomsFoa
-from atp.foa.pricing import priority_to_price
-from atp.interface import OPERATOR, InProcessClient, OfferStore
+from atp.foa.pricing import RoutedClient, priority_to_price
+from atp.interface import OPERATOR, ExchangeInterface, InProcessClient, OfferStore
 from sim.agents.aggregator import Aggregator
 from sim.agents.brp import Brp
 from sim.agents.dso import Dso, DsoStrategy
@@ -342,7 +342,7 @@ class World(mesa.Model):
             meter_id = f"M-{name}"
             bus = int(self.buses[i])
             location = Location(meter_id=meter_id, bus=bus, congestion_point=self.grid.congestion_point_of_bus(bus))
-            client = self.aggregator.client(name) if mode is Mode.DELEGATED else self.market_operator.client(name)
+            client = self._client_of(name, mode)
             foa = FlexOfferAgent(
                 client, issuer=name, location=location, mode=mode, generators=generators, sleep=lambda _s: None
             )
@@ -412,6 +412,21 @@ class World(mesa.Model):
         self._progress: Callable[[int], None] | None = None
         self._schedule_processes()
         self.timings.close_build(wallclock.perf_counter() - began)
+
+    def _client_of(self, name: str, mode: Mode) -> ExchangeInterface:
+        """A prosumer's exchange client: delegated ones submit to the FMAN; direct ones to the FMAR,
+        or, with `fman.bidding.large_kw_threshold`, each offer where `route_for` sends it (small
+        loads to the FMAN, which bids them, large ones to the FMAR; D2.1 3.3.2)."""
+        if mode is Mode.DELEGATED:
+            return self.aggregator.client(name)
+        bidding = self.config.fman.bidding
+        if bidding is None or bidding.large_kw_threshold is None:
+            return self.market_operator.client(name)
+        return RoutedClient(
+            self.aggregator.client(name),
+            self.market_operator.client(name),
+            large_kw_threshold=bidding.large_kw_threshold,
+        )
 
     def _uncontrolled_kwh(self) -> np.ndarray:
         """Per step, prosumer and device type: the energy of an uncontrolled copy of each device."""

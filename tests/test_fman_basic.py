@@ -308,7 +308,7 @@ def test_manager_end_to_end_with_in_process_clients():
         conditional=Conditional(prior_s=1800, prior_portion=0.5, after_s=2700, after_portion=1.0),
     )
     mine["foa-0"].append(clients["foa-0"].submit(cond).id)
-    # a direct offer belongs to markets: the FMAN leaves it alone
+    # a direct offer: this FMAN trades on no market, so its first round rejects it, with the reason
     direct = dataclasses.replace(
         _ev_offer("foa-1", T0 + timedelta(hours=18)), mode=Mode.DIRECT, price=Price(per_kwh_deviation=0.05)
     )
@@ -326,7 +326,9 @@ def test_manager_end_to_end_with_in_process_clients():
             assert got.state is OfferState.ASSIGNED
             assert got.schedule.assigned_at == now
             assert check_schedule(got, got.schedule) == []
-    assert store.get(OPERATOR, direct_id).state is OfferState.ACCEPTED
+    assert store.get(OPERATOR, direct_id).state is OfferState.REJECTED
+    assert [r.offer_id for r in result.rejected] == [direct_id] and "bids into no market" in result.rejected[0].reason
+    assert "bids into no market" in store.problems_of(direct_id)[0].message
 
     # rolling planning: a later round never touches what is assigned
     before = {i: store.get(OPERATOR, i).schedule for ids in mine.values() for i in ids}

@@ -76,7 +76,10 @@ PARAMS = [
     AggregationParams(start_tolerance_s=3600, max_time_flex_loss_s=1800, max_group_size=3),
     AggregationParams(start_tolerance_s=7200, max_time_flex_loss_s=None, max_group_size=100),
     AggregationParams(
-        start_tolerance_s=5400, max_time_flex_loss_s=3600, max_group_size=4, max_duration_diff_steps=1,
+        start_tolerance_s=5400,
+        max_time_flex_loss_s=3600,
+        max_group_size=4,
+        max_duration_diff_steps=1,
         max_group_energy_kwh=12.0,
     ),
 ]
@@ -92,8 +95,7 @@ def test_portfolio_equals_from_scratch_after_any_changes(history, params_index) 
     for kind, arg in [*history, ("refresh", None)]:
         if kind == "put":
             portfolio.put(arg)
-            if arg.mode is Mode.DELEGATED:  # the portfolio ignores direct offers (modes filter)
-                current[arg.id] = arg
+            current[arg.id] = arg  # direct offers too: the modes filter lists them, with the reason
         elif kind == "remove":
             portfolio.remove(arg)
             current.pop(arg, None)
@@ -102,19 +104,21 @@ def test_portfolio_equals_from_scratch_after_any_changes(history, params_index) 
         else:
             result = portfolio.result(now)
             live = [o for o in current.values() if o.assignment_before is None or o.assignment_before >= now]
-            reference = aggregate_start_aligned(live, now=now, params=params, issuer="agg")
+            delegated = [o for o in live if o.mode is Mode.DELEGATED]
+            reference = aggregate_start_aligned(delegated, now=now, params=params, issuer="agg")
             assert _partition(result) == _partition(reference)
-            assert {u.offer_id for u in result.unaggregated} == {u.offer_id for u in reference.unaggregated}
+            direct = {o.id for o in live if o.mode is Mode.DIRECT}
+            assert {u.offer_id for u in result.unaggregated} == {u.offer_id for u in reference.unaggregated} | direct
+            assert all("delegated offers only" in u.reason for u in result.unaggregated if u.offer_id in direct)
             # No offer lost or counted twice.
             members = [m for a in result for m in a.offer.members]
             assert len(members) == len(set(members))
             assert set(members) | {u.offer_id for u in result.unaggregated} == {o.id for o in live}
 
 
-def test_a_direct_replacement_does_not_leave_the_delegated_original_behind() -> None:
-    """Putting a direct offer with the id of a delegated one is ignored (modes filter), so the
-    delegated one stays; the property test mirrors this by keeping `current` as the portfolio
-    sees it."""
+def test_a_direct_replacement_is_listed_not_dropped() -> None:
+    """A direct offer put with the id of a delegated one replaces it; outside the portfolio's
+    modes it is listed in `unaggregated` with the reason, never dropped silently."""
     portfolio = Portfolio(modes={Mode.DELEGATED})
     start = T0 + timedelta(hours=1)
     offer = FlexOffer(
@@ -127,8 +131,11 @@ def test_a_direct_replacement_does_not_leave_the_delegated_original_behind() -> 
         mode=Mode.DELEGATED,
     )
     portfolio.put(offer)
-    portfolio.put(dataclasses.replace(offer, mode=Mode.DIRECT))
     assert [a.offer.members for a in portfolio.result(T0)] == [("x",)]
+    portfolio.put(dataclasses.replace(offer, mode=Mode.DIRECT))
+    result = portfolio.result(T0)
+    assert list(result) == [] and [u.offer_id for u in result.unaggregated] == ["x"]
+    assert "direct offer; this portfolio aggregates delegated offers only" in result.unaggregated[0].reason
 
 
 def test_a_change_rebuilds_only_the_aggregates_it_reaches() -> None:

@@ -10,6 +10,7 @@ from atp.fman.aggregation import (
     aggregate_start_aligned,
     ceil_to_grid,
     disaggregate,
+    disaggregate_around_default,
     floor_to_grid,
 )
 from atp.fman.balance import aggregate_balance_aligned, aggregate_baseline_kwh, member_baseline_kwh
@@ -32,7 +33,18 @@ from atp.fman.batch_aggregation import (
     disaggregate_many,
     member_boxes,
 )
-from atp.fman.bidding import BiddingParams, BidPlan, HeldAggregate, MarketBid, disaggregate_award, plan_bids
+from atp.fman.bidding import (
+    BiddingParams,
+    BidPlan,
+    BidRound,
+    HeldAggregate,
+    MarketBid,
+    MarketTrader,
+    RejectedOffer,
+    disaggregate_award,
+    member_schedules,
+    plan_bids,
+)
 from atp.fman.contracts import Contract, ContractError, DelegatedContract, DirectContract, contract_from_dict
 from atp.fman.errors import AssignmentError, DisaggregationError, FmanError, PriceError, UnknownObjectiveError
 from atp.fman.flexloss import (
@@ -69,6 +81,7 @@ from atp.fman.planning import (
 )
 from atp.fman.portfolio import Portfolio, RefreshStats
 from atp.fman.settlement import (
+    DIRECT_MEMBER_CONTRACT,
     SETTLEMENT_NAME,
     SETTLEMENT_VERSION,
     AggregatorStatement,
@@ -77,10 +90,12 @@ from atp.fman.settlement import (
     Settlement,
     SettlementError,
     settle,
+    settlement_period,
 )
 
 __all__ = [
     "BASELINE_METHODS",
+    "DIRECT_MEMBER_CONTRACT",
     "OBJECTIVES",
     "PLANNER_NAME",
     "PLANNER_VERSION",
@@ -95,6 +110,7 @@ __all__ = [
     "AssignmentError",
     "BaselineError",
     "BidPlan",
+    "BidRound",
     "BiddingParams",
     "Bill",
     "Contract",
@@ -111,6 +127,7 @@ __all__ = [
     "JointRows",
     "KpiInputs",
     "MarketBid",
+    "MarketTrader",
     "MemberBatch",
     "MemberBox",
     "MemberLoss",
@@ -127,6 +144,7 @@ __all__ = [
     "PriceSeries",
     "ProsumerPeriod",
     "RefreshStats",
+    "RejectedOffer",
     "SeriesError",
     "Settlement",
     "SettlementError",
@@ -152,6 +170,7 @@ __all__ = [
     "compute_kpis",
     "contract_from_dict",
     "disaggregate",
+    "disaggregate_around_default",
     "disaggregate_award",
     "disaggregate_batch",
     "disaggregate_many",
@@ -163,6 +182,7 @@ __all__ = [
     "member_baseline_kwh",
     "member_boxes",
     "member_losses",
+    "member_schedules",
     "objective_names",
     "offer_flexibility",
     "plan_bids",
@@ -170,6 +190,7 @@ __all__ = [
     "register_objective",
     "schedule_cost_eur",
     "settle",
+    "settlement_period",
     "solve_highs",
     "solve_objective",
     "validate_against_submeter",

@@ -32,8 +32,11 @@ step k with energy x_k, every member covering k takes the same fraction
 f_k = (x_k - sum lower_k) / (sum upper_k - sum lower_k) of its own range (0 when the range is
 empty); every member starts the aggregate's shift after its own earliest start.
 
-Members are grouped by `slice_s`, `mode` and `location.congestion_point` (and whether they keep
-their profile: those form one aggregate each, in a group of their own); within a group they
+Members are grouped by `slice_s`, `mode`, `location.congestion_point`, price band (direct
+offers only: `price_band`, the member's ask `price.per_kwh_deviation` in bands of
+`price_band_eur_per_kwh`; a direct aggregate asks the highest ask of its members, so members
+of one aggregate ask alike) and whether they keep their profile (those form one aggregate
+each, in a group of their own); within a group they
 are taken in order of earliest start and a new aggregate begins when a member's earliest start
 lies more than `start_tolerance_s` after the aggregate's first, when a member would lose more
 than `max_time_flex_loss_s` of time flexibility, when its duration differs from the
@@ -80,17 +83,21 @@ __all__ = [
     "build_aggregate",
     "ceil_to_grid",
     "disaggregate",
+    "disaggregate_around_default",
     "floor_to_grid",
     "group_key",
     "member_box",
     "member_key",
     "member_order",
     "member_size_kwh",
+    "price_band",
     "split_members",
     "starts_new_group",
 ]
 
 _BOX_TOL_KWH = 1e-9
+DEFAULT_PRICE_BAND_EUR_PER_KWH = 0.05
+NO_PRICE_BAND = -1  # the band of delegated offers and of direct offers without an ask
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,12 @@ class AggregationParams:
     - `min_box_share`: a member with joint constraints whose inner box keeps less than this
       share of its energy flexibility (sum of its slice ranges) is not boxed: it keeps its
       profile, constraints and all, and forms an aggregate of its own, so nothing of it is
-      lost (None: every member is boxed, pure box aggregation).
+      lost (None: every member is boxed, pure box aggregation);
+    - `price_band_eur_per_kwh`: direct members are grouped by their ask
+      (`price.per_kwh_deviation`) in bands of this width, [0, w), [w, 2w), ...: a direct
+      aggregate asks the highest ask of its members (it is bid at that price and each member
+      is paid its own), so members of one aggregate ask within one band (None: one band for
+      all direct offers). Delegated members are not banded.
     """
 
     start_tolerance_s: int = 3600
@@ -117,6 +129,7 @@ class AggregationParams:
     max_duration_diff_steps: int | None = None
     max_group_energy_kwh: float | None = None
     min_box_share: float | None = 0.9
+    price_band_eur_per_kwh: float | None = DEFAULT_PRICE_BAND_EUR_PER_KWH
 
     def __post_init__(self) -> None:
         if self.start_tolerance_s < 0:
@@ -138,6 +151,11 @@ class AggregationParams:
         if self.max_group_energy_kwh is not None and not self.max_group_energy_kwh > 0:
             raise ValidationError(
                 f"max_group_energy_kwh(={self.max_group_energy_kwh}) must be positive (or None for no limit)"
+            )
+        band = self.price_band_eur_per_kwh
+        if band is not None and not (math.isfinite(band) and band > 0):
+            raise ValidationError(
+                f"price_band_eur_per_kwh(={band}) must be a positive width in EUR/kWh (e.g. 0.05; None for one band)"
             )
 
 
@@ -175,7 +193,8 @@ class MemberBox:
     `earliest` and `flexibility_steps` are its resolved, on-grid start window. A member that
     `keeps_profile` is not reduced: its bounds are its profile's slice bounds, its joint
     constraints stay (`AggregationParams.min_box_share`) and it is the only member of its
-    aggregate.
+    aggregate. `price_band` is the band of a direct member's ask (`price_band`; NO_PRICE_BAND
+    for delegated members).
     """
 
     offer: FlexOffer
@@ -186,6 +205,7 @@ class MemberBox:
     lower_kwh: np.ndarray
     upper_kwh: np.ndarray
     keeps_profile: bool = False
+    price_band: int = NO_PRICE_BAND
 
     @property
     def offer_id(self) -> str:
@@ -320,11 +340,31 @@ def _keeps_profile(profile: Profile, box: tuple[np.ndarray, np.ndarray] | None, 
     return joint_rows(profile) is not None
 
 
-def member_box(offer: FlexOffer, now: datetime, *, min_box_share: float | None = None) -> MemberBox | str:
+def price_band(offer: FlexOffer, width_eur_per_kwh: float | None) -> int:
+    """The price band of an offer: for a direct offer with an ask `price.per_kwh_deviation`,
+    floor(ask / width) (0 when `width_eur_per_kwh` is None: one band); NO_PRICE_BAND for
+    delegated offers and direct ones without an ask."""
+    ask = offer.price.per_kwh_deviation if offer.price is not None else None
+    if offer.mode is not Mode.DIRECT or ask is None:
+        return NO_PRICE_BAND
+    if width_eur_per_kwh is None:
+        return 0
+    # rounded first, so that an ask on a band's edge (0.15 / 0.05 = 2.9999999999999996) is in the upper band
+    return math.floor(round(ask / width_eur_per_kwh, 9))
+
+
+def member_box(
+    offer: FlexOffer,
+    now: datetime,
+    *,
+    min_box_share: float | None = None,
+    price_band_eur_per_kwh: float | None = DEFAULT_PRICE_BAND_EUR_PER_KWH,
+) -> MemberBox | str:
     """The offer reduced to a box (not yet placed in an aggregate), or why it cannot be.
 
     With `min_box_share` (see AggregationParams), a member whose inner box would keep less than
-    that share of its energy flexibility keeps its profile instead (`keeps_profile`)."""
+    that share of its energy flexibility keeps its profile instead (`keeps_profile`); a direct
+    member's ask is banded by `price_band_eur_per_kwh` (`price_band`)."""
     if offer.id is None:
         return "the offer has no id"
     if offer.assignment_before is not None and offer.assignment_before < now:
@@ -346,6 +386,7 @@ def member_box(offer: FlexOffer, now: datetime, *, min_box_share: float | None =
     reference = default.energy if default is not None and default.profile == chosen else None
     profile = expanded.profiles[chosen]
     box = inner_box(profile, reference)
+    band = price_band(offer, price_band_eur_per_kwh)
     if _keeps_profile(profile, box, min_box_share):
         return MemberBox(
             offer=expanded,
@@ -356,6 +397,7 @@ def member_box(offer: FlexOffer, now: datetime, *, min_box_share: float | None =
             lower_kwh=_frozen(profile.lower_kwh()),
             upper_kwh=_frozen(np.maximum(profile.upper_kwh(), profile.lower_kwh())),
             keeps_profile=True,
+            price_band=band,
         )
     if box is None:
         return f"profile {chosen} has no inner box: its slice bounds cannot meet its joint constraints"
@@ -370,17 +412,19 @@ def member_box(offer: FlexOffer, now: datetime, *, min_box_share: float | None =
         flexibility_steps=_steps(earliest, latest, slice_s),
         lower_kwh=_frozen(lower),
         upper_kwh=_frozen(np.maximum(upper, lower)),
+        price_band=band,
     )
 
 
-def member_key(m: MemberBox) -> tuple[int, str, str, bool]:
-    """The group a member is aggregated in: its offer's `group_key`, and whether it keeps its
-    profile (such members are aggregated alone, apart from the boxes, so that they do not split
-    the boxes' greedy groups)."""
-    return (*group_key(m.offer), m.keeps_profile)
+def member_key(m: MemberBox) -> tuple[int, str, str, int, bool]:
+    """The group a member is aggregated in: its offer's `group_key`, its price band (direct
+    members; `price_band`) and whether it keeps its profile (such members are aggregated alone,
+    apart from the boxes, so that they do not split the boxes' greedy groups)."""
+    return (*group_key(m.offer), m.price_band, m.keeps_profile)
 
 
 def group_key(offer: FlexOffer) -> tuple[int, str, str]:
+    """(slice_s, mode, congestion point or "") of an offer: members of one aggregate share them."""
     cp = offer.location.congestion_point if offer.location is not None else None
     return (offer.slice_s, offer.mode.value, cp or "")
 
@@ -497,6 +541,7 @@ def build_aggregate(
             lower_kwh=m.lower_kwh,
             upper_kwh=m.upper_kwh,
             keeps_profile=m.keeps_profile,
+            price_band=m.price_band,
         )
         for m, e, f in shifted
     ]
@@ -517,8 +562,12 @@ def build_aggregate(
     deadlines = [m.offer.assignment_before for m in placed if m.offer.assignment_before is not None]
     price = None
     if first.mode is Mode.DIRECT:
-        asks = [m.offer.price.per_kwh_deviation for m in placed if m.offer.price and m.offer.price.per_kwh_deviation]
-        price = Price(per_kwh_deviation=max(asks) if asks else 0.0)
+        asks = [
+            m.offer.price.per_kwh_deviation
+            for m in placed
+            if m.offer.price is not None and m.offer.price.per_kwh_deviation is not None
+        ]
+        price = Price(per_kwh_deviation=max(asks) if asks else 0.0)  # the highest ask: every member's is met
     profile = Profile(slices=_slices(lower, upper))
     joint = None
     if any(m.keeps_profile for m in placed):
@@ -567,7 +616,7 @@ def aggregate_start_aligned(
     """Aggregate offers start-aligned into boxes; every offer ends up in exactly one aggregate
     or in `unaggregated` with the reason. Deterministic: same input, same output."""
     unaggregated: list[Unaggregated] = []
-    groups: dict[tuple[int, str, str, bool], list[MemberBox]] = {}
+    groups: dict[tuple[int, str, str, int, bool], list[MemberBox]] = {}
     seen: set[str] = set()
     for offer in offers:
         if offer.id is not None and offer.id in seen:
@@ -575,7 +624,9 @@ def aggregate_start_aligned(
             continue
         if offer.id is not None:
             seen.add(offer.id)
-        box = member_box(offer, now, min_box_share=params.min_box_share)
+        box = member_box(
+            offer, now, min_box_share=params.min_box_share, price_band_eur_per_kwh=params.price_band_eur_per_kwh
+        )
         if isinstance(box, str):
             unaggregated.append(Unaggregated(offer.id, box))
         else:
@@ -589,21 +640,8 @@ def aggregate_start_aligned(
     return AggregationResult(tuple(aggregates), tuple(unaggregated))
 
 
-def disaggregate(
-    aggregate: Aggregate,
-    schedule: Schedule | DefaultSchedule,
-    *,
-    assigned_at: datetime | None = None,
-    tol: float = TOLERANCE_KWH,
-) -> list[Schedule]:
-    """One schedule per member (in member order) for a feasible schedule of the aggregate.
-
-    Member schedules refer to the member offers as the FMAN keeps them (conditional offers
-    expanded), sum step by step to the aggregate's energy (up to floating error) and are each
-    feasible for their member. Raises DisaggregationError when `schedule` is not feasible for
-    the aggregate (start off the window or grid, wrong length, energy outside the box by more
-    than `tol`).
-    """
+def _checked(aggregate: Aggregate, schedule: Schedule | DefaultSchedule, tol: float) -> tuple[int, np.ndarray]:
+    """(shift in steps, energy vector) of a schedule feasible for the aggregate; DisaggregationError if not."""
     slice_s = aggregate.slice_s
     offset_s = (schedule.start - aggregate.earliest).total_seconds()
     if offset_s % slice_s:
@@ -624,9 +662,6 @@ def disaggregate(
         raise DisaggregationError(
             f"energy[{i}] = {x[i]:.6g} kWh is outside the aggregate bounds [{lo[i]:.6g}, {hi[i]:.6g}] kWh"
         )
-    width = hi - lo
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fraction = np.where(width > 1e-12, np.clip((x - lo) / width, 0.0, 1.0), 0.0)
     if aggregate.joint is not None:
         broken = aggregate.joint.violations(x, tol)
         if broken.size:
@@ -636,17 +671,98 @@ def disaggregate(
                 f"joint row {i} of the aggregate: {value:.6g} kWh is outside "
                 f"[{aggregate.joint.lo[i]:.6g}, {aggregate.joint.hi[i]:.6g}] kWh"
             )
+    return shift, x
+
+
+def _member_schedule(m: MemberBox, shift: int, energy: np.ndarray, assigned_at: datetime | None) -> Schedule:
+    return Schedule(
+        flex_offer_id=m.offer_id,
+        start=m.earliest + timedelta(seconds=shift * m.offer.slice_s),
+        profile=m.profile,
+        energy=tuple(float(v) for v in energy),
+        assigned_at=assigned_at,
+    )
+
+
+def disaggregate(
+    aggregate: Aggregate,
+    schedule: Schedule | DefaultSchedule,
+    *,
+    assigned_at: datetime | None = None,
+    tol: float = TOLERANCE_KWH,
+) -> list[Schedule]:
+    """One schedule per member (in member order) for a feasible schedule of the aggregate.
+
+    Member schedules refer to the member offers as the FMAN keeps them (conditional offers
+    expanded), sum step by step to the aggregate's energy (up to floating error) and are each
+    feasible for their member. Raises DisaggregationError when `schedule` is not feasible for
+    the aggregate (start off the window or grid, wrong length, energy outside the box by more
+    than `tol`).
+    """
+    shift, x = _checked(aggregate, schedule, tol)
+    lo, hi = aggregate.lower_kwh, aggregate.upper_kwh
+    width = hi - lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = np.where(width > 1e-12, np.clip((x - lo) / width, 0.0, 1.0), 0.0)
     out = []
     for m in aggregate.members:
         f = fraction[m.offset_steps : m.offset_steps + m.n_steps]
         energy = m.lower_kwh + f * (m.upper_kwh - m.lower_kwh)
-        out.append(
-            Schedule(
-                flex_offer_id=m.offer_id,
-                start=m.earliest + timedelta(seconds=shift * slice_s),
-                profile=m.profile,
-                energy=tuple(float(v) for v in energy),
-                assigned_at=assigned_at,
-            )
-        )
+        out.append(_member_schedule(m, shift, energy, assigned_at))
+    return out
+
+
+def _default_energy(m: MemberBox) -> np.ndarray:
+    d = m.offer.default_schedule
+    if d is None:  # an aggregate with a default has members with defaults (`_aggregate_default`)
+        raise DisaggregationError(f"member {m.offer_id} has no default schedule")
+    return np.asarray(d.energy, dtype=float)
+
+
+def disaggregate_around_default(
+    aggregate: Aggregate,
+    schedule: Schedule | DefaultSchedule,
+    *,
+    assigned_at: datetime | None = None,
+    tol: float = TOLERANCE_KWH,
+) -> list[Schedule]:
+    """Member schedules that deviate from the members' own defaults the way the aggregate does.
+
+    For an aggregate with a default schedule (its members' defaults run at one shift, each
+    inside its box; `build_aggregate`), step k with energy x_k against the aggregate's default
+    D_k: when x_k >= D_k every member covering k takes the same fraction
+    g_k = (x_k - D_k) / sum(upper_k - default_k) of its room *above its own default*, else the
+    same fraction of its room below it. So every member's deviation from its default has the
+    sign of the aggregate's and the members' deviations add up to the aggregate's without
+    netting: a direct member paid for its own deviation is never paid for energy the market did
+    not buy (`disaggregate` takes the same fraction of every member's whole box instead, which
+    can move members with their defaults at different fractions of their boxes in opposite
+    directions). Member schedules are feasible and sum to the aggregate's energy, as with
+    `disaggregate`, which this falls back to for an aggregate without a default.
+    """
+    default = aggregate.offer.default_schedule
+    if default is None:
+        return disaggregate(aggregate, schedule, assigned_at=assigned_at, tol=tol)
+    shift, x = _checked(aggregate, schedule, tol)
+    n = aggregate.n_steps
+    own = {m.offer_id: _default_energy(m) for m in aggregate.members}
+    base = np.zeros(n)
+    room_up = np.zeros(n)
+    room_down = np.zeros(n)
+    for m in aggregate.members:
+        span = slice(m.offset_steps, m.offset_steps + m.n_steps)
+        e = own[m.offer_id]
+        base[span] += e
+        room_up[span] += m.upper_kwh - e
+        room_down[span] += e - m.lower_kwh
+    up = x >= base
+    room = np.where(up, room_up, room_down)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(room > 1e-12, np.clip(np.abs(x - base) / room, 0.0, 1.0), 0.0)
+    out = []
+    for m in aggregate.members:
+        span = slice(m.offset_steps, m.offset_steps + m.n_steps)
+        e = own[m.offer_id]
+        energy = np.where(up[span], e + g[span] * (m.upper_kwh - e), e - g[span] * (e - m.lower_kwh))
+        out.append(_member_schedule(m, shift, energy, assigned_at))
     return out

@@ -7,10 +7,10 @@ cancel in the aggregate's baseline.
 
 Members are reduced to boxes exactly as in start-aligned aggregation (`aggregate_start_aligned`
 is called with groups of one, so conditional expansion, inner boxes, the on-grid start window
-and the reasons for leaving an offer out are the same). They are grouped by `slice_s`, `mode`
-and `location.congestion_point` and, in order of earliest start, split into groups by
-`AggregationParams` exactly like start alignment (start tolerance, time-flexibility spread,
-group size).
+and the reasons for leaving an offer out are the same). They are grouped by `slice_s`, `mode`,
+`location.congestion_point` and price band (`member_key`) and, in order of earliest start,
+split into groups by `AggregationParams` exactly like start alignment (start tolerance,
+time-flexibility spread, group size).
 
 Within a group, the member **baseline** is its default energy when the default runs the chosen
 profile (clipped into the box), otherwise the middle of its box. The members are placed
@@ -126,10 +126,12 @@ def aggregate_balance_aligned(
 ) -> AggregationResult:
     """Aggregate offers balance-aligned into boxes; every offer ends up in exactly one aggregate
     or in `unaggregated` with the reason. Deterministic: same input, same output."""
-    boxing = dataclasses.replace(_SINGLETONS, min_box_share=params.min_box_share)
+    boxing = dataclasses.replace(
+        _SINGLETONS, min_box_share=params.min_box_share, price_band_eur_per_kwh=params.price_band_eur_per_kwh
+    )
     singles = aggregate_start_aligned(offers, now=now, params=boxing, issuer=issuer)
     unaggregated: list[Unaggregated] = list(singles.unaggregated)
-    groups: dict[tuple[int, str, str, bool], list[MemberBox]] = {}
+    groups: dict[tuple[int, str, str, int, bool], list[MemberBox]] = {}
     for single in singles:
         (box,) = single.members
         groups.setdefault(member_key(box), []).append(box)

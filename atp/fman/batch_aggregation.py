@@ -248,11 +248,16 @@ class MemberBatch:
 
 
 def member_boxes(
-    offers: Sequence[FlexOffer], *, now: datetime, min_box_share: float | None = _DEFAULT_PARAMS.min_box_share
+    offers: Sequence[FlexOffer],
+    *,
+    now: datetime,
+    min_box_share: float | None = _DEFAULT_PARAMS.min_box_share,
+    price_band_eur_per_kwh: float | None = _DEFAULT_PARAMS.price_band_eur_per_kwh,
 ) -> tuple[list[MemberBox], list[Unaggregated]]:
     """The offers reduced to boxes exactly as `aggregate_start_aligned` does (conditional offers
     expanded, inner box of the default's profile, on-grid window; repeated ids left out; members
-    that keep their profile by `min_box_share`), and the offers left out with the reason."""
+    that keep their profile by `min_box_share`; direct members' asks banded by
+    `price_band_eur_per_kwh`), and the offers left out with the reason."""
     boxes: list[MemberBox] = []
     left: list[Unaggregated] = []
     seen: set[str] = set()
@@ -262,7 +267,7 @@ def member_boxes(
             continue
         if offer.id is not None:
             seen.add(offer.id)
-        box = member_box(offer, now, min_box_share=min_box_share)
+        box = member_box(offer, now, min_box_share=min_box_share, price_band_eur_per_kwh=price_band_eur_per_kwh)
         if isinstance(box, str):
             left.append(Unaggregated(offer.id, box))
         else:
@@ -630,7 +635,9 @@ def aggregate_start_aligned_batch(
 ) -> AggregationResult:
     """`aggregate_start_aligned` with the grouping done by `aggregate_batch`: the same
     AggregationResult (aggregates, their ids and order, unaggregated offers and reasons)."""
-    boxes, left = member_boxes(offers, now=now, min_box_share=params.min_box_share)
+    boxes, left = member_boxes(
+        offers, now=now, min_box_share=params.min_box_share, price_band_eur_per_kwh=params.price_band_eur_per_kwh
+    )
     batch = MemberBatch.from_boxes(boxes)
     result = aggregate_batch(batch, params)
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")

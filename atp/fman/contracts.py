@@ -9,7 +9,9 @@ Two kinds of contract (D2.1 3.3):
   energy costs `penalty_eur_per_kwh`.
 - `DirectContract`: the prosumer is paid the offer's own `price.per_kwh_deviation` per kWh of
   delivered adaptation (or `price_eur_per_kwh_deviation` when the contract fixes it), with an
-  optional tolerance and penalty as in the delegated contract.
+  optional tolerance and penalty as in the delegated contract. With `pays_both_ways` a kWh of
+  delivered deviation from the default counts in either direction, as the market pays it
+  (a direct member of the FMAN's market bids: `atp.fman.settlement.DIRECT_MEMBER_CONTRACT`).
 
 Contracts are frozen and validated on construction; a wrong field raises `ContractError`
 naming the field. `contract_from_dict` reads the JSON form
@@ -78,15 +80,23 @@ class DirectContract:
     """Pays the offer's own price per kWh of delivered deviation from its default schedule.
 
     `price_eur_per_kwh_deviation`, when given, replaces the offer's `price.per_kwh_deviation`.
+    `pays_both_ways`: False (the settlement's rule for every contract) pays only energy moved
+    into a step, so that an inflated default is never paid more; True pays a deviation in
+    either direction, as far as it was both scheduled and metered, which is how the market pays
+    a direct offer (and the aggregator for the bid its direct members are in): the deviation
+    price is the offer's ask for either direction (docs/spec/flexoffer.md `price`).
     """
 
     price_eur_per_kwh_deviation: float | None = None
     imbalance_tolerance_share: float = 0.0
     penalty_eur_per_kwh: float = 0.0
+    pays_both_ways: bool = False
 
     kind = "direct"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.pays_both_ways, bool):
+            raise ContractError("pays_both_ways", f"must be true or false, got {self.pays_both_ways!r}")
         if self.price_eur_per_kwh_deviation is not None:
             _check_amount("price_eur_per_kwh_deviation", self.price_eur_per_kwh_deviation)
         _check_share("imbalance_tolerance_share", self.imbalance_tolerance_share)

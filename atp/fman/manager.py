@@ -1,10 +1,26 @@
-"""The Flex-Offer Manager: the aggregator's service that plans its delegated offers.
+"""The Flex-Offer Manager: the aggregator's service that plans its delegated offers and trades
+the direct ones on the market.
+
+Direct offers (D2.1 3.3.2: small direct prosumers trade through the aggregator): an FMAN that
+trades on a market (`trade_on`, a `MarketTrader`) takes direct offers that carry an ask
+`price.per_kwh_deviation` and a default schedule, aggregates them by price band and congestion
+point (`AggregationParams.price_band_eur_per_kwh`), bids them into the FMAR at their highest
+ask plus its margin, and assigns the members of an award (each deviating from its own default
+the way the aggregate does); they are never planned against energy prices (the aggregator
+earns nothing there to pay their asks with). An FMAN that cannot trade a direct offer (no
+market, no ask, no default) refuses it at submission through its store's offer check
+(`OfferStore.add_offer_check`: 422, the problem named, nothing stored); a direct offer the
+market has not taken by its assignment deadline or the start of its default operation is
+rejected (`reject`: the issuer's `rejected` event, the reason kept with the offer). So every
+offer the FMAN holds is in an aggregate, listed with a reason (`PlanResult.not_planned`,
+`BidPlan.held`), or rejected with one (`FlexOfferManager.rejected`); none is accepted and
+ignored.
 
 `FlexOfferManager.plan(now, prices)` is one round of rolling planning:
 
 1. take the store's open offers (accepted, assignment deadline not passed) that are
-   `delegated` (direct offers belong to markets); assigned or executing offers are never
-   touched, so a later round cannot change what is already decided;
+   `delegated` (direct aggregates are listed as not planned, with the reason); assigned or
+   executing offers are never touched, so a later round cannot change what is already decided;
 2. aggregate them start-aligned: the manager's `Portfolio` follows the store's events and
    keeps the aggregates up to date incrementally (equal to `aggregate_start_aligned` of the
    open offers);
@@ -39,14 +55,14 @@ from typing import Any
 
 import numpy as np
 
-from atp.errors import AtpError
-from atp.flexoffer import FlexOffer, Mode, Schedule
+from atp.errors import AtpError, Problem
+from atp.flexoffer import FlexOffer, Mode, OfferState, Schedule, format_time
 from atp.fman.aggregation import (
     Aggregate,
     AggregationParams,
     AggregationResult,
-    disaggregate,
 )
+from atp.fman.bidding import BiddingParams, MarketTrader, RejectedOffer, member_schedules
 from atp.fman.errors import AssignmentError, PriceError, UnknownObjectiveError
 from atp.fman.objectives import OBJECTIVES, solve_objective
 from atp.fman.planning import (
@@ -62,6 +78,7 @@ from atp.fman.planning import (
     solve_highs,
 )
 from atp.fman.portfolio import Portfolio
+from atp.interface.protocol import ExchangeInterface
 from atp.interface.store import OPERATOR, OfferStore
 
 __all__ = ["PLANNER_NAME", "PLANNER_VERSION", "FlexOfferManager", "NotPlanned", "PlanResult"]
@@ -87,7 +104,8 @@ class PlanResult:
     is missing or not covered by prices). Flexibility loss is that of aggregation (time in
     steps summed over members, energy in kWh). `fallback_reason` is None unless a solve
     failed and its offers were left on their defaults. `aggregate_schedules`: each aggregate
-    planned in this round with the schedule its members were disaggregated from.
+    planned in this round with the schedule its members were disaggregated from. `rejected`:
+    direct offers the FMAN rejected in this round, with the reasons.
     """
 
     planner: str
@@ -114,6 +132,7 @@ class PlanResult:
     aggregation: AggregationResult = field(repr=False)
     solutions: tuple[PlanSolution, ...] = field(repr=False)
     aggregate_schedules: tuple[tuple[Aggregate, Schedule], ...] = field(repr=False, default=())
+    rejected: tuple[RejectedOffer, ...] = field(repr=False, default=())
 
     @property
     def savings_eur(self) -> float | None:
@@ -170,7 +189,8 @@ def _series_on_grid(problem: PlanningProblem, series_kwh: Mapping[str, PriceSeri
 
 
 class FlexOfferManager:
-    """The aggregator's service: plans the delegated offers of its `OfferStore`."""
+    """The aggregator's service: plans the delegated offers of its `OfferStore` and, once it
+    trades on a market (`trade_on`), bids the direct ones there (module docstring)."""
 
     def __init__(
         self,
@@ -191,11 +211,100 @@ class FlexOfferManager:
         self.horizon_steps = horizon_steps
         self.time_limit_s = time_limit_s
         self.mip_rel_gap = mip_rel_gap
-        # The delegated offers, aggregated incrementally as the store's events arrive.
-        self.portfolio = Portfolio(params=params, issuer=name, modes={Mode.DELEGATED})
+        self.trader: MarketTrader | None = None  # the market side; None: no direct trading
+        self.rejected: list[RejectedOffer] = []  # every offer this FMAN rejected, with the reason
+        # Direct offers the FMAN cannot trade are refused at submission; those in the store
+        # before (a trader may be attached next) are rejected by the first round that still
+        # cannot trade them.
+        store.add_offer_check(self.offer_problems)
+        # The offers, aggregated incrementally as the store's events arrive.
+        self.portfolio = Portfolio(params=params, issuer=name)
         for offer in store.open_offers():
             self.portfolio.put(offer)
         self._unsubscribe = store.subscribe(self.portfolio.on_event)
+
+    # -- direct offers ------------------------------------------------------------------------
+    def trade_on(
+        self,
+        market: ExchangeInterface,
+        *,
+        reference_eur_per_kwh: PriceSeries | float,
+        params: BiddingParams | None = None,
+        on_award: Any = None,
+    ) -> MarketTrader:
+        """Bid into the market behind `market` (the aggregator's exchange client of the FMAR):
+        from now on the FMAN takes direct offers. Returns the `MarketTrader`; call its `bid`
+        before each planning round (`on_award(aggregate, schedule)`: see MarketTrader)."""
+        if self.trader is not None:
+            raise AtpError(f"FMAN {self.name} already trades on a market (as {self.trader.issuer!r})")
+        self.trader = MarketTrader(
+            self, market, reference_eur_per_kwh=reference_eur_per_kwh, params=params, on_award=on_award
+        )
+        return self.trader
+
+    def _direct_problem(self, offer: FlexOffer) -> Problem | None:
+        if offer.mode is not Mode.DIRECT:
+            return None
+        if self.trader is None:
+            message = (
+                f"FMAN {self.name} trades no direct offers: it bids into no market (its bidding is off); "
+                "submit direct offers to the FMAR or delegate them"
+            )
+            return Problem("mode", message, "receiver")
+        if offer.price is None or offer.price.per_kwh_deviation is None:
+            message = (
+                "a direct offer to the FMAN needs price.per_kwh_deviation: the FMAN bids it at its ask and pays "
+                "the ask per kWh of delivered deviation"
+            )
+            return Problem("price.per_kwh_deviation", message, "receiver")
+        if offer.default_schedule is None:
+            return Problem(
+                "default_schedule",
+                "a direct offer needs a default_schedule: the market pays deviations from it",
+                "receiver",
+            )
+        return None
+
+    def direct_problem(self, offer: FlexOffer) -> str | None:
+        """Why this FMAN cannot trade the direct `offer` (None: it can, or it is not direct)."""
+        problem = self._direct_problem(offer)
+        return None if problem is None else problem.message
+
+    def offer_problems(self, offer: FlexOffer) -> list[Problem]:
+        """The store's offer check (`OfferStore.add_offer_check`): a direct offer this FMAN cannot
+        trade is refused at submission (422), the problem named; nothing else is."""
+        problem = self._direct_problem(offer)
+        return [] if problem is None else [problem]
+
+    def reject(self, offer_id: str, reason: str) -> RejectedOffer:
+        """Reject an accepted offer through the store (its issuer gets `rejected`), with the reason."""
+        self.portfolio.remove(offer_id)
+        self.store.reject(offer_id, reason)
+        rejected = RejectedOffer(offer_id, reason)
+        self.rejected.append(rejected)
+        return rejected
+
+    def reject_untradeable(self, now: datetime) -> list[RejectedOffer]:
+        """Reject the accepted direct offers the FMAN cannot (or no longer) trade at `now`:
+        `direct_problem`, an assignment deadline that has passed, or a default operation that
+        has begun without an award. Members of bids awaiting the market are left alone."""
+        pending = self.trader.pending_members() if self.trader is not None else frozenset()
+        out: list[RejectedOffer] = []
+        for record in self.store.records((OfferState.ACCEPTED,)):
+            offer = record.offer
+            if offer.mode is not Mode.DIRECT or offer.id is None or offer.id in pending:
+                continue
+            reason = self.direct_problem(offer)
+            default, deadline = offer.default_schedule, offer.assignment_before
+            if reason is None and deadline is not None and deadline < now:
+                reason = f"the market awarded it nothing before its assignment deadline {format_time(deadline)}"
+            if reason is None and default is not None and default.start <= now:
+                reason = (
+                    f"the market awarded it nothing before its default operation began at {format_time(default.start)}"
+                )
+            if reason is not None:
+                out.append(self.reject(offer.id, reason))
+        return out
 
     def plan(
         self,
@@ -217,20 +326,32 @@ class FlexOfferManager:
         postponed) are left alone this round."""
         series = as_price_series(prices, start=prices_start, slice_s=prices_slice_s)
         objective_name, objective_version = _objective_spec(self.objective)
+        rejected = self.reject_untradeable(now)
         offers = [o for o in self.store.open_offers(now=now) if o.mode is Mode.DELEGATED]
         originals = {o.id: o for o in offers}
         t0 = time.perf_counter()
         aggregation = self.portfolio.result(now)
-        if skip:
-            skipped = frozenset(skip)
+        skipped = frozenset(skip)
+        if skipped:
             aggregation = AggregationResult(
                 tuple(a for a in aggregation if not any(m.offer_id in skipped for m in a.members)),
                 aggregation.unaggregated,
             )
             offers = [o for o in offers if o.id not in skipped]
             originals = {o.id: o for o in offers}
+        # Direct aggregates are the market's (MarketTrader.bid), never planned against prices.
+        direct = [a for a in aggregation if a.offer.mode is Mode.DIRECT]
+        if direct:
+            aggregation = AggregationResult(
+                tuple(a for a in aggregation if a.offer.mode is not Mode.DIRECT), aggregation.unaggregated
+            )
         aggregation_s = time.perf_counter() - t0
         not_planned = [NotPlanned(u.offer_id, u.reason) for u in aggregation.unaggregated]
+        not_planned.extend(
+            NotPlanned(m.offer_id, f"a direct offer (aggregate {a.id}): traded on the market, not at energy prices")
+            for a in direct
+            for m in a.members
+        )
 
         by_slice: dict[int, list[Aggregate]] = {}
         for a in aggregation:
@@ -308,13 +429,16 @@ class FlexOfferManager:
             aggregation=aggregation,
             solutions=tuple(solutions),
             aggregate_schedules=tuple(planned),
+            rejected=tuple(rejected),
         )
 
     def assign_aggregate(self, agg: Aggregate, schedule: Schedule, *, now: datetime) -> list[Schedule]:
-        """Disaggregate a feasible schedule of one aggregate (from planning or a market award)
-        and assign every member through the store; returns the member schedules as assigned."""
+        """Disaggregate a feasible schedule of one aggregate (from planning or a market award;
+        `bidding.member_schedules`) and assign every member through the store; returns the
+        member schedules as assigned."""
         assigned: list[Schedule] = []
-        for member, member_schedule in zip(agg.members, disaggregate(agg, schedule, assigned_at=now), strict=True):
+        members = member_schedules(agg, schedule, assigned_at=now)
+        for member, member_schedule in zip(agg.members, members, strict=True):
             original = self.store.get(OPERATOR, member.offer_id)
             wire = _store_schedule(original, member_schedule)
             try:

@@ -9,14 +9,16 @@ change reaches (F2.FMAN1, incremental aggregation):
   applied by `refresh(now)`, which also re-boxes members whose box depends on time (implicit
   or conditional offers, or an earliest start that `now` has passed) and drops offers whose
   assignment deadline has passed;
-- within one group key (slice, mode, congestion point) members are split greedily in
+- within one group key (slice, mode, congestion point, price band, keeps profile; `member_key`)
+  members are split greedily in
   `member_order`, and the greedy scan starts afresh at every aggregate's first member. So
   after a change at position p of the sorted members, the aggregates before the one holding
   position p - 1 are unchanged; the scan restarts there and stops as soon as a new aggregate
   begins at a member that began an old aggregate in the unchanged tail. Everything after is
   reused as it was, ids included.
 
-Every offer put is in exactly one aggregate, in `unaggregated` with the reason, or dropped
+Every offer put is in exactly one aggregate, in `unaggregated` with the reason (an offer of a
+mode the portfolio does not hold included: it is listed, never dropped silently), or dropped
 because its deadline passed; `result(now)` equals the from-scratch aggregation of the same
 offers at `now` (tested as a property over random sequences of changes).
 """
@@ -48,7 +50,7 @@ from atp.interface.store import Event
 
 __all__ = ["Portfolio", "RefreshStats"]
 
-_GroupKey = tuple[int, str, str, bool]
+_GroupKey = tuple[int, str, str, int, bool]
 _LEAVING = frozenset({"assigned", "executing", "settled", "rejected", "withdrawn"})
 
 
@@ -91,8 +93,8 @@ def _time_dependent(offer: FlexOffer) -> bool:
 class Portfolio:
     """Aggregates of the offers put in, maintained incrementally (see the module docstring).
 
-    `modes` limits the portfolio to offers of those trading modes (the FMAN plans only its
-    delegated offers); others are ignored by `put`.
+    `modes` limits the aggregates to offers of those trading modes; an offer of another mode
+    is held in `unaggregated` with the reason (never dropped silently).
     """
 
     def __init__(
@@ -118,8 +120,6 @@ class Portfolio:
         """Add an offer, or replace the offer with its id; applied at the next `refresh`."""
         if offer.id is None:
             raise ValueError("offer.id: the portfolio keeps offers by id; this offer has none")
-        if self.modes is not None and offer.mode not in self.modes:
-            return
         self._pending[offer.id] = offer
 
     def remove(self, offer_id: str) -> None:
@@ -172,7 +172,7 @@ class Portfolio:
                 self._unaggregated.pop(offer_id, None)
             else:
                 self._offers[offer_id] = offer
-                box = member_box(offer, now, min_box_share=self.params.min_box_share)
+                box = self._box(offer, now)
                 if isinstance(box, str):
                     self._unaggregated[offer_id] = box
                 else:
@@ -193,6 +193,18 @@ class Portfolio:
             rebuilt += self._resplit(key, changes, now)
         kept = sum(len(b.aggregates) for b in self._buckets.values()) - rebuilt
         return RefreshStats(changed_members=n_changed, rebuilt_aggregates=rebuilt, kept_aggregates=kept)
+
+    def _box(self, offer: FlexOffer, now: datetime) -> MemberBox | str:
+        """The offer's member box, or why it is not aggregated (its mode, or `member_box`'s reason)."""
+        if self.modes is not None and offer.mode not in self.modes:
+            held = ", ".join(sorted(m.value for m in self.modes)) or "no"
+            return f"it is a {offer.mode.value} offer; this portfolio aggregates {held} offers only"
+        return member_box(
+            offer,
+            now,
+            min_box_share=self.params.min_box_share,
+            price_band_eur_per_kwh=self.params.price_band_eur_per_kwh,
+        )
 
     def _resplit(self, key: _GroupKey, changes: dict[str, MemberBox | None], now: datetime) -> int:
         """Re-split one bucket after `changes` (offer id -> its new box, None = gone); returns

@@ -4,7 +4,10 @@
 next to the HTTP server over the same `OfferStore`: every `every_s` seconds of wall-clock
 time it runs one rolling planning round (`FlexOfferManager.plan`) at the current time against
 the price file, under the server's store lock, so the FOAs connected over HTTP receive
-`assigned` events with their schedules. A failed round is logged and kept in `errors`; the
+`assigned` events with their schedules. When the FMAN trades on a market
+(`FlexOfferManager.trade_on`), each round bids first (`MarketTrader.bid`, the next gate being
+the next round) and plans the rest; an FMAN without a market refuses the direct offers it is
+sent at submission (422, the problem named). A failed round is logged and kept in `errors`; the
 loop goes on (a service must not die of one bad round).
 
 Price files (`load_prices`): CSV with a header `time,eur_per_kwh`, ISO 8601 times with a
@@ -19,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +108,10 @@ class PlanningLoop:
         now = self.clock()
         try:
             with self.lock:
-                result = self.fman.plan(now, self.prices)
+                skip: frozenset[str] = frozenset()
+                if self.fman.trader is not None:
+                    skip = self.fman.trader.bid(now, next_gate=now + timedelta(seconds=self.every_s)).skip
+                result = self.fman.plan(now, self.prices, skip=skip)
         except Exception as exc:  # a service logs a failed round and goes on
             message = f"{now.isoformat()}: {exc.__class__.__name__}: {exc}"
             self.errors.append(message)

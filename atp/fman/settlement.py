@@ -32,6 +32,19 @@ Quantities of a bill (all kWh over the steps it covers):
   imbalance beyond the tolerance is penalised. Neither depends on the baseline, so the
   penalty cannot be moved by a declaration either.
 
+Direct members (small direct prosumers whose offers the FMAN bids into the market,
+`atp.fman.bidding`): `settlement_period` settles a direct offer under
+`DIRECT_MEMBER_CONTRACT`, a `DirectContract` at the offer's own ask `price.per_kwh_deviation`
+that pays both ways (`pays_both_ways`): per step the deviation from the offer's own default
+schedule that was both scheduled and metered in the same direction, min(|s - b|, |m - b|),
+paid at the member's ask, exactly what the market pays a direct offer for. The baseline is
+always the offer's default (the deviation its ask is for), whatever the delegated bills use.
+The market pays the aggregator for the aggregate's deviation at the highest member ask plus
+its margin; the members' schedules deviate from their defaults the way the aggregate does
+(`disaggregate_around_default`) and the bid keeps the default start, so the members' paid
+deviations add up to at most the aggregate's, and the aggregator keeps the spread (its
+margin: revenue - payments, to the cent).
+
 Offered flexibility (delegated contracts) is taken from the profile that was scheduled (or the
 default's): time flexibility in hours (`FlexOffer.time_flexibility_s`, 0 when implicit),
 power in kW (largest per-step bound / step length), energy flexibility sum(upper - lower)
@@ -53,11 +66,12 @@ from typing import Any
 
 import numpy as np
 
-from atp.flexoffer import FlexOffer, Schedule
+from atp.flexoffer import FlexOffer, Mode, Schedule
 from atp.fman.contracts import Contract, DelegatedContract, DirectContract
 from atp.fman.errors import FmanError
 
 __all__ = [
+    "DIRECT_MEMBER_CONTRACT",
     "SETTLEMENT_NAME",
     "SETTLEMENT_VERSION",
     "AggregatorStatement",
@@ -66,10 +80,13 @@ __all__ = [
     "Settlement",
     "SettlementError",
     "settle",
+    "settlement_period",
 ]
 
 SETTLEMENT_NAME = "fman-settlement"
 SETTLEMENT_VERSION = "2"
+DIRECT_MEMBER_CONTRACT = DirectContract(pays_both_ways=True)
+"""The contract of a direct member of the FMAN: its own ask per kWh of deviation, both ways."""
 
 
 class SettlementError(FmanError):
@@ -264,12 +281,18 @@ def _bill(item: ProsumerPeriod, period_start: datetime, period_steps: int, slice
     # Steps the offer did not cover are not settled under it.
     baseline, scheduled, metered = (np.where(covered, a, 0.0) for a in (baseline, scheduled, metered))
 
-    asked_up = np.maximum(scheduled - baseline, 0.0)
-    metered_up = np.maximum(metered - baseline, 0.0)
-    delivered = float(np.minimum(asked_up, metered_up).sum())
+    contract = item.contract
+    if isinstance(contract, DirectContract) and contract.pays_both_ways:
+        # Deviation either way, paid where scheduled and metered agree in direction (the market's rule).
+        asked, done = scheduled - baseline, metered - baseline
+        asked_up, metered_up = np.abs(asked), np.abs(done)
+        delivered = float(np.where(asked * done > 0, np.minimum(asked_up, metered_up), 0.0).sum())
+    else:
+        asked_up = np.maximum(scheduled - baseline, 0.0)
+        metered_up = np.maximum(metered - baseline, 0.0)
+        delivered = float(np.minimum(asked_up, metered_up).sum())
     scheduled_adaptation = float(asked_up.sum())
     imbalance = float(np.abs(metered - scheduled).sum())
-    contract = item.contract
     tolerance = contract.imbalance_tolerance_share * float(np.abs(scheduled).sum())
     penalised = max(imbalance - tolerance, 0.0)
     flexible = float(np.abs(metered).sum())
@@ -363,4 +386,42 @@ def settle(
         slice_s=slice_s,
         bills=tuple(bills),
         statement=statement,
+    )
+
+
+def settlement_period(
+    offer: FlexOffer,
+    *,
+    delegated: Contract,
+    metered_kwh: np.ndarray,
+    schedule: Schedule | None = None,
+    baseline_kwh: np.ndarray | None = None,
+    scheduled_kwh: np.ndarray | None = None,
+    covered: np.ndarray | None = None,
+) -> ProsumerPeriod:
+    """What the aggregator settles for one offer of its store, under the contract its mode calls for.
+
+    A delegated offer: `delegated` (the aggregator's contract with its delegated prosumers)
+    against `baseline_kwh` (None: the offer's default). A direct offer (a direct member of the
+    FMAN's market bids): `DIRECT_MEMBER_CONTRACT`, its own ask per kWh of deviation both ways,
+    always against its own default schedule (module docstring), so `baseline_kwh` is not used
+    for it. The other arguments are those of `ProsumerPeriod`.
+    """
+    if offer.mode is Mode.DIRECT:
+        return ProsumerPeriod(
+            offer,
+            DIRECT_MEMBER_CONTRACT,
+            metered_kwh,
+            schedule=schedule,
+            scheduled_kwh=scheduled_kwh,
+            covered=covered,
+        )
+    return ProsumerPeriod(
+        offer,
+        delegated,
+        metered_kwh,
+        schedule=schedule,
+        baseline_kwh=baseline_kwh,
+        scheduled_kwh=scheduled_kwh,
+        covered=covered,
     )

@@ -1,12 +1,15 @@
-"""Aggregator agent: runs the FMAN (atp.fman) that receives, plans and trades the delegated offers.
+"""Aggregator agent: runs the FMAN (atp.fman) that receives, plans and trades the prosumers' offers.
 
 Each planning round (`plan`), without bidding, the FMAN plans every open delegated offer
-against its objective. With bidding (`fman.bidding`, F2.FMAN3, D2.1 3.3.2) a round first
-withdraws its bids that won nothing since the last round, then bids the portfolio's
-aggregates that earn more on the market than they cost (`atp.fman.plan_bids`) to the FMAR
-through the aggregator's exchange client, and plans the rest itself; aggregates postponed by
-the bidding rule wait for a later round. When the market awards a bid, the FMAR's `assigned`
-event reaches the aggregator and the FMAN disaggregates the awarded schedule onto the members.
+against its objective (and rejects direct offers: it cannot trade them). With bidding
+(`fman.bidding`, F2.FMAN3, D2.1 3.3.2) the FMAN trades on the FMAR through the aggregator's
+exchange client (`atp.fman.MarketTrader`): a round first withdraws its bids that won nothing
+since the last round, then bids the portfolio's aggregates that earn more on the market than
+they cost (`atp.fman.plan_bids`) - the delegated ones and the small direct prosumers' offers
+routed to it (`fman.bidding.large_kw_threshold`, sim/world.py) - and plans the delegated
+rest itself; aggregates postponed by the bidding rule wait for a later round, direct ones
+that cannot wait are rejected. When the market awards a bid, the FMAR's `assigned` event
+reaches the trader and the FMAN disaggregates the awarded schedule onto the members.
 
 `aggregates_used` remembers every aggregate the FMAN planned or bid, once per aggregate id,
 with the schedule its members were assigned from (a plan's or the market's award; None while
@@ -16,26 +19,23 @@ when assigned, so a later round builds new aggregates with new ids.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import mesa
 import pandas as pd
 
-from atp.errors import AtpError
-from atp.flexoffer import OfferState, Schedule
+from atp.flexoffer import Schedule
 from atp.fman import (
     Aggregate,
     AggregationParams,
     BiddingParams,
     FlexOfferManager,
-    MarketBid,
+    MarketTrader,
     PlanResult,
     PriceSeries,
-    plan_bids,
 )
-from atp.interface import Event, InProcessClient, OfferStore
+from atp.interface import InProcessClient, OfferStore
 
 __all__ = ["AggregateUse", "Aggregator"]
 
@@ -81,14 +81,27 @@ class Aggregator(mesa.Agent):
         self.planning_interval_s = planning_interval_s
         self.plans: list[PlanResult] = []
         self.aggregates_used: list[AggregateUse] = []  # one per aggregate id, in order of first use
-        # Market bidding (None: the FMAN does not bid).
-        self.bidding: BiddingParams | None = None
-        self.reference_eur_per_kwh = 0.0
-        self.market: InProcessClient | None = None
-        self.bids: dict[str, MarketBid] = {}  # market offer id -> bid, while not yet awarded
-        self.bids_made = 0
-        self.bids_awarded = 0
-        self.postponed = 0
+        self.trader: MarketTrader | None = None  # the FMAN's market side (None: the FMAN does not bid)
+
+    @property
+    def bidding(self) -> BiddingParams | None:
+        """How the FMAN prices its bids (None: it does not bid)."""
+        return self.trader.params if self.trader is not None else None
+
+    @property
+    def bids_made(self) -> int:
+        """Bids the FMAN made into the market."""
+        return self.trader.bids_made if self.trader is not None else 0
+
+    @property
+    def bids_awarded(self) -> int:
+        """Bids the market awarded."""
+        return self.trader.bids_awarded if self.trader is not None else 0
+
+    @property
+    def postponed(self) -> int:
+        """Aggregates the bidding rule postponed, summed over rounds."""
+        return self.trader.postponed if self.trader is not None else 0
 
     def client(self, party: str) -> InProcessClient:
         """An exchange client for a prosumer's FOA (in-process binding)."""
@@ -96,21 +109,12 @@ class Aggregator(mesa.Agent):
 
     def trade_on(self, market: InProcessClient, *, params: BiddingParams, reference_eur_per_kwh: float) -> None:
         """Bid into the market behind `market` (the aggregator's client of the FMAR's store)."""
-        self.market = market
-        self.bidding = params
-        self.reference_eur_per_kwh = reference_eur_per_kwh
-        market.subscribe(self._on_market_event)
+        self.trader = self.fman.trade_on(
+            market, params=params, reference_eur_per_kwh=reference_eur_per_kwh, on_award=self._on_award
+        )
 
-    def _on_market_event(self, event: Event) -> None:
-        if event.kind != "assigned" or event.offer.id not in self.bids:
-            return
-        bid = self.bids.pop(event.offer.id)
-        schedule = event.offer.schedule
-        assert schedule is not None  # an assigned event carries its schedule
-        awarded = dataclasses.replace(schedule, flex_offer_id=bid.aggregate.id)
-        self.fman.assign_aggregate(bid.aggregate, awarded, now=event.time)
-        self._use(bid.aggregate).schedule = awarded
-        self.bids_awarded += 1
+    def _on_award(self, aggregate: Aggregate, schedule: Schedule) -> None:
+        self._use(aggregate).schedule = schedule
 
     def _use(self, aggregate: Aggregate) -> AggregateUse:
         """The entry of `aggregate` in `aggregates_used`, added if it is not there yet."""
@@ -121,40 +125,14 @@ class Aggregator(mesa.Agent):
         self.aggregates_used.append(use)
         return use
 
-    def _withdraw_unawarded(self) -> None:
-        """Take back the bids that won nothing; their members return to the FMAN's planning."""
-        assert self.market is not None
-        for offer_id in list(self.bids):
-            try:
-                if self.market.get(offer_id).state is OfferState.ACCEPTED:
-                    self.market.withdraw(offer_id)
-            except AtpError:
-                pass  # its operation started: it runs its default, like every unawarded offer
-            del self.bids[offer_id]
-
     def plan(self, now: datetime) -> PlanResult:
         """One planning round of the FMAN at `now` against the day-ahead prices (bidding first)."""
-        skip: set[str] = set()
-        if self.bidding is not None and self.market is not None:
-            self._withdraw_unawarded()
-            aggregates = list(self.fman.portfolio.result(now))
-            bids = plan_bids(
-                aggregates,
-                reference=self.reference_eur_per_kwh,
-                next_gate=now + timedelta(seconds=self.planning_interval_s),
-                issuer=self.name,
-                params=self.bidding,
-            )
-            for bid in bids.bids:
-                submitted = self.market.submit(dataclasses.replace(bid.offer, id=None))
-                assert submitted.id is not None
-                self.bids[submitted.id] = bid
+        skip: frozenset[str] = frozenset()
+        if self.trader is not None:
+            bids = self.trader.bid(now, next_gate=now + timedelta(seconds=self.planning_interval_s))
+            for _, bid in bids.submitted:
                 self._use(bid.aggregate).bid = True
-                skip.update(m.offer_id for m in bid.aggregate.members)
-            for held in bids.postponed:
-                skip.update(held.members)
-            self.bids_made += len(bids.bids)
-            self.postponed += len(bids.postponed)
+            skip = bids.skip
         result = self.fman.plan(now, self.prices, series_kwh=self.series_kwh, skip=skip)
         self.plans.append(result)
         for aggregate, schedule in result.aggregate_schedules:
