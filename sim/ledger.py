@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from atp.fman import ProsumerPeriod, Settlement, settle
+from atp.fman import Settlement, settle, settlement_period
 from atp.fman.baselines import characteristic_baseline, validate_against_submeter
 from atp.fmar import SessionResult
 from sim.delivery import AwardDelivery, buyer_weights, settle_awards
@@ -227,7 +227,7 @@ def _per_step_rows(world: World, steps: slice, rows: _Rows) -> None:
     brp, dso = f"brp:{world.brp.name}", f"dso:{world.dso.name}"
     rows.add_many(times, payers, brp, "energy_flexible", _cents(flexible_kwh * prices).reshape(-1))
     rows.add_many(times, payers, brp, "energy_other", _cents(other_kwh * prices).reshape(-1))
-    tariff = world.dso.tariff_eur_per_kwh_by_step[steps][:, None]
+    tariff = world.dso.tariff_by_prosumer()[steps]  # each prosumer pays its feeder's tariff
     net_kwh = np.maximum(flexible_kwh + other_kwh, 0.0)
     rows.add_many(times, payers, dso, "tariff", _cents(tariff * net_kwh).reshape(-1))
     blocked_kwh = world.dso.controlled_kwh_by_prosumer[steps]
@@ -347,8 +347,10 @@ def _characteristic(world: World, steps: slice) -> tuple[np.ndarray, SubmeterSum
 
 
 def settle_run(world: World, *, steps: slice) -> RunSettlement:
-    """The aggregator's settlement of the counted steps: one bill per delegated offer in force
-    in them, covering only the steps it was in force, against `fman.settlement_baseline`:
+    """The aggregator's settlement of the counted steps: one bill per offer of its store in force
+    in them (delegated offers; direct offers routed to the FMAN are paid their own ask per kWh
+    of deviation from their own default, `atp.fman.settlement_period`), covering only the steps
+    it was in force; delegated ones against `fman.settlement_baseline`:
 
     - `in_force`: the offer's default schedule in force at each step (`world.baseline_kwh`);
     - `characteristic`: the KIBERnet baseline of the device from the whole days of metered
@@ -375,7 +377,7 @@ def settle_run(world: World, *, steps: slice) -> RunSettlement:
     metered, scheduled = world.metered_kwh[steps], world.scheduled_kwh[steps]
     records = {r.offer.id: r for r in world.aggregator.store.records()}
     cells: dict[str, tuple[int, int]] = {}
-    for i in range(world.config.site.delegated):
+    for i in range(len(world.prosumers)):  # delegated prosumers, and direct ones routed to the FMAN
         for d in range(len(world.device_types)):
             for offer_id in dict.fromkeys(ids[:, i, d].tolist()):
                 if offer_id is not None and offer_id in records:
@@ -388,10 +390,10 @@ def settle_run(world: World, *, steps: slice) -> RunSettlement:
             continue
         i, d = cells[offer_id]
         periods.append(
-            ProsumerPeriod(
+            settlement_period(
                 record.offer,
-                contract,
-                metered[:, i, d],
+                delegated=contract,
+                metered_kwh=metered[:, i, d],
                 schedule=record.schedule,
                 baseline_kwh=baselines[:, i, d],
                 scheduled_kwh=scheduled[:, i, d],

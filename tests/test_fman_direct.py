@@ -440,10 +440,37 @@ def test_route_for_sends_small_direct_offers_to_the_fman_and_large_ones_to_the_f
 def test_a_bad_routing_threshold_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"fman\.bidding\.large_kw_threshold"):
         config_for("scenario=sww", "fman=market_bidding", "fman.bidding.large_kw_threshold=-1")
-    assert config_for("scenario=sww", "fman=market_bidding").fman.bidding.large_kw_threshold is None
+    assert config_for("scenario=sww", "fman=market_bidding").fman.bidding.large_kw_threshold == 10.0
+    null = config_for("scenario=sww", "fman=market_bidding", "fman.bidding.large_kw_threshold=null")
+    assert null.fman.bidding.large_kw_threshold is None
     assert math.isclose(
         config_for(
             "scenario=sww", "fman=market_bidding", "fman.bidding.large_kw_threshold=7.5"
         ).fman.bidding.large_kw_threshold,
         7.5,
     )
+
+
+def direct_owners(world) -> set[str]:
+    return {r.owner for r in world.aggregator.store.records() if r.offer.mode is Mode.DIRECT}
+
+
+def test_the_run_ledger_pays_each_routed_direct_member_its_own_ask(routed_world) -> None:
+    """The run's settlement (what the ledger books) bills the direct offers the FMAN traded:
+    each at its own ask per kWh of its delivered deviation from its own default."""
+    from sim.ledger import build_ledger, settle_run
+
+    world = routed_world
+    steps = world.counted
+    run = settle_run(world, steps=steps)
+    direct = {r.offer.id: r.offer for r in world.aggregator.store.records() if r.offer.mode is Mode.DIRECT}
+    bills = [b for b in run.settlement.bills if b.flex_offer_id in direct]
+    assert bills, "no direct member was billed"
+    for bill in bills:
+        ask = direct[bill.flex_offer_id].price.per_kwh_deviation
+        assert abs(bill.activation_cents - ask * bill.delivered_adaptation_kwh * 100) <= 1, bill
+        assert bill.total_cents >= 0
+    ledger = build_ledger(world, steps=steps, settlement=run)
+    payees = {f"prosumer:{owner}" for owner in direct_owners(world)}
+    paid = ledger[(ledger["reason"] == "flexibility_payment") & ledger["payee"].isin(payees)]
+    assert round(paid["eur"].sum() * 100) == sum(b.total_cents + b.penalty_cents for b in bills) > 0
