@@ -176,6 +176,13 @@ class DsoStrategyConfig:
     forecast_interval_s: int | None = 3600  # None: at market.dso.forecast_times
     tariff_eur_per_kwh: float = 0.2
     direct_control_load_types: tuple[str, ...] = ("heat_pump", "water_heater", "ev")
+    capacity_margin_percent: float = 5.0  # grid-aware planning: the published capacity keeps this below the limit
+    capacity_sensitivity_steps: int = 4  # grid sensitivities every this many steps of the capacity horizon
+    capacity_horizon_steps: int = 96  # steps the published capacity covers
+    capacity_new_overload_weight: float = 10.0  # penalty weight where an excess would make a new overload
+    tariff_credit_eur_per_kwh: float = 0.1  # dynamic_tariff: credit on the steps just before congestion
+    tariff_credit_s: int = 14400  # ... this long before it
+    oracle: bool = True  # no_flex runs compute the perfect-foresight bound (sim/oracle.py)
 
 
 @dataclass(frozen=True)
@@ -642,9 +649,22 @@ def _dso(cfg: Mapping[str, Any], slice_s: int) -> DsoStrategyConfig:
     forecast_interval_s = None if interval is None else _int(cfg, "dso.forecast_interval_s", minimum=1)
     if forecast_interval_s is not None and forecast_interval_s % slice_s:
         raise ConfigError(f"dso.forecast_interval_s: (={forecast_interval_s}) must be a multiple of sim.slice_s")
+    credit_s = _int(cfg, "dso.tariff_credit.before_s", minimum=0)
+    if credit_s % slice_s:
+        raise ConfigError(f"dso.tariff_credit.before_s: (={credit_s}) must be a multiple of sim.slice_s")
+    oracle = _get(cfg, "dso.oracle")
+    if not isinstance(oracle, bool):
+        raise ConfigError(f"dso.oracle: must be true or false, not {oracle!r}")
     return DsoStrategyConfig(
         strategy=strategy,
         forecast_interval_s=forecast_interval_s,
         tariff_eur_per_kwh=_float(cfg, "dso.tariff_eur_per_kwh", minimum=0.0),
         direct_control_load_types=tuple(types),
+        capacity_margin_percent=_float(cfg, "dso.capacity.margin_percent", minimum=0.0, maximum=99.0),
+        capacity_sensitivity_steps=_int(cfg, "dso.capacity.sensitivity_steps", minimum=1),
+        capacity_horizon_steps=_int(cfg, "dso.capacity.horizon_steps", minimum=1),
+        capacity_new_overload_weight=_float(cfg, "dso.capacity.new_overload_weight", minimum=1.0),
+        tariff_credit_eur_per_kwh=_float(cfg, "dso.tariff_credit.eur_per_kwh", minimum=0.0),
+        tariff_credit_s=credit_s,
+        oracle=oracle,
     )

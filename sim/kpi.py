@@ -26,6 +26,7 @@ from sim.accounting import (
 from sim.agents.dso import DsoStrategy
 from sim.grid import detect, overload_kw
 from sim.ledger import RunSettlement, build_ledger, ledger_kpis, settle_run
+from sim.oracle import energy_not_delivered_kwh, oracle_section
 from sim.world import World
 
 __all__ = ["compute_kpis"]
@@ -259,6 +260,9 @@ def _grid_kpis(world: World, money: dict[str, Any]) -> tuple[dict[str, Any], dic
         "losses_kwh": _r(np.nansum(flows.losses_mw) * 1000 * dt_h),
         "feeders": len(world.grid.feeders),
     }
+    oracle = oracle_section(world, world.twin_flexibility)  # no_flex runs: once per scenario and seed
+    if oracle is not None:
+        grid["oracle"] = oracle
     dso = world.dso
     own = [r for r in world.market_operator.market.results if r.buyer.startswith(f"{dso.name}@")]
     tariff = dso.tariff_eur_per_kwh_by_step[c]
@@ -272,7 +276,9 @@ def _grid_kpis(world: World, money: dict[str, Any]) -> tuple[dict[str, Any], dic
         "requested_kwh": _r(dso.requested_kwh_by_step.sum()),
         "cleared_kwh": _r(sum(float(np.abs(r.cleared_kwh).sum()) for r in own)),
         "controlled_kwh": _r(dso.controlled_kwh[c].sum()),
-        "tariff_steps": int((tariff > 0).sum()),
+        "tariff_steps": int((tariff > 0).any(axis=1).sum()),  # steps with a tariff at some feeder
+        "tariff_credit_steps": int((tariff < 0).any(axis=1).sum()),  # ... with a credit at some feeder
+        "energy_not_delivered_kwh": _r(energy_not_delivered_kwh(world)),
         # money from the ledger: tariff rows, the DSO's net (cost = minus its net), and what
         # sellers received for the DSO's purchases plus compensation minus the tariff paid
         "tariff_income_eur": money["dso_tariff_eur"],

@@ -227,7 +227,7 @@ def _per_step_rows(world: World, steps: slice, rows: _Rows) -> None:
     brp, dso = f"brp:{world.brp.name}", f"dso:{world.dso.name}"
     rows.add_many(times, payers, brp, "energy_flexible", _cents(flexible_kwh * prices).reshape(-1))
     rows.add_many(times, payers, brp, "energy_other", _cents(other_kwh * prices).reshape(-1))
-    tariff = world.dso.tariff_eur_per_kwh_by_step[steps][:, None]
+    tariff = world.dso.tariff_by_prosumer()[steps]  # each prosumer pays its feeder's tariff
     net_kwh = np.maximum(flexible_kwh + other_kwh, 0.0)
     rows.add_many(times, payers, dso, "tariff", _cents(tariff * net_kwh).reshape(-1))
     blocked_kwh = world.dso.controlled_kwh_by_prosumer[steps]

@@ -40,6 +40,7 @@ from sim.agents.prosumer import Prosumer
 from sim.clock import Phase, SimClock
 from sim.config import RunConfig
 from sim.grid import FlowResult, GridLimits, PowerFlow, build_site_grid, load_buses, load_network, place_prosumers
+from sim.oracle import collect_twin_flexibility
 from sim.sources import (
     CLIMATES,
     PRICE_MODELS,
@@ -368,6 +369,11 @@ class World(mesa.Model):
         expected_flex = (
             self._uncontrolled_kwh() if self.strategy.forecasts or self.strategy is DsoStrategy.DIRECT_CONTROL else None
         )
+        # The oracle's flexibility (sim/oracle.py): the twins' offers, from copies of the devices
+        # before anything runs; once per scenario and seed, in the no_flex run.
+        self.twin_flexibility = (
+            collect_twin_flexibility(self) if self.strategy is DsoStrategy.NO_FLEX and config.dso.oracle else None
+        )
         self.timings.add("dso", wallclock.perf_counter() - t)
         dso_name = f"{site.name}-dso"
         self.dso = Dso(
@@ -389,6 +395,11 @@ class World(mesa.Model):
             receivers=[InProcessClient(fman_store, OPERATOR), InProcessClient(market.store, OPERATOR)],
             doms=DomsFoa(market.client(dso_name), issuer=dso_name, slice_s=self.slice_s, gate_lead_s=self.slice_s),
             mean_price_eur_per_kwh=float(self.prices.iloc[: self.n_steps].mean()),
+            capacity_margin_percent=config.dso.capacity_margin_percent,
+            capacity_sensitivity_steps=config.dso.capacity_sensitivity_steps,
+            capacity_new_overload_weight=config.dso.capacity_new_overload_weight,
+            tariff_credit_eur_per_kwh=config.dso.tariff_credit_eur_per_kwh,
+            tariff_credit_s=config.dso.tariff_credit_s,
         )
         self._dso_forecast_k = -1  # the step of the DSO's last forecast
         controlled = config.dso.direct_control_load_types
@@ -491,6 +502,13 @@ class World(mesa.Model):
             return
         if self.strategy is DsoStrategy.DYNAMIC_TARIFF and self._dso_plans_at(k):
             self._dso_forecast(k, self.clock.now(), part="fman")  # the tariff is out before the FMAN plans
+        if self.strategy.publishes_capacity and self._dso_plans_at(k):  # so is the grid's capacity
+            t = wallclock.perf_counter()
+            horizon = self.config.dso.capacity_horizon_steps
+            self.aggregator.grid_capacity = self.dso.capacity(k, self.clock.now(), horizon_steps=horizon)
+            dt = wallclock.perf_counter() - t
+            self.timings.add("fman", -dt)  # inside the FMAN's phase, counted as the DSO's time only
+            self.timings.add("dso", dt)
         self.aggregator.plan(self.clock.now())
 
     def _steps_to_next_local_midnight(self, k: int) -> int:
@@ -564,9 +582,7 @@ class World(mesa.Model):
                 )
                 self.market_operator.post(request, congestion_point=request.congestion_point)
         elif run is not None and self.strategy is DsoStrategy.DYNAMIC_TARIFF:
-            tariff = np.zeros(len(self.prices))
-            tariff[: self.n_steps] = self.dso.tariff(run)
-            self.aggregator.prices = self.prices + tariff  # what the FMAN plans against
+            self.aggregator.grid_tariff = self.dso.tariff(run)  # per congestion point, added to the FMAN's prices
         dt = wallclock.perf_counter() - t
         self.timings.add(part, -dt)  # runs inside the FMAN's or FMAR's phase, counted as the DSO's time only
         self.timings.add("dso", dt)

@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,6 +66,7 @@ from atp.fman.bidding import BiddingParams, MarketTrader, RejectedOffer, member_
 from atp.fman.errors import AssignmentError, PriceError, UnknownObjectiveError
 from atp.fman.objectives import OBJECTIVES, solve_objective
 from atp.fman.planning import (
+    GridCapacity,
     PlanningProblem,
     PlanSolution,
     PriceSeries,
@@ -74,6 +75,7 @@ from atp.fman.planning import (
     extract_schedules,
     get_objective,
     objective_names,
+    residual_capacity,
     schedule_cost_eur,
     solve_highs,
 )
@@ -315,6 +317,8 @@ class FlexOfferManager:
         prices_slice_s: int | None = None,
         series_kwh: Mapping[str, PriceSeries] | None = None,
         skip: Collection[str] = (),
+        capacity: Sequence[GridCapacity] | None = None,
+        tariff: Mapping[str, PriceSeries] | None = None,
     ) -> PlanResult:
         """One planning round at `now` with `prices` (EUR/kWh: a PriceSeries, a pandas Series
         on a DatetimeIndex, or an array with `prices_start` and `prices_slice_s`).
@@ -323,7 +327,14 @@ class FlexOfferManager:
         atp/fman/objectives.py) read their series from `series_kwh` (kWh per step, as
         PriceSeries on the planning grid covering the horizon): `target_kwh`, `other_kwh`,
         `base_kwh`. Aggregates with a member in `skip` (offer ids: bid into a market, or
-        postponed) are left alone this round."""
+        postponed) are left alone this round.
+
+        Grid-aware planning: `capacity` is what the DSO lets the portfolio draw at its
+        congestion points (`GridCapacity`); the round plans its aggregates within what the
+        store's other offers leave of it (assigned and executing schedules, defaults of the
+        offers not planned now: `residual_capacity`), as soft rows (atp/fman/planning_problem.py).
+        `tariff`: per congestion point a grid tariff (EUR/kWh) added to the prices of the
+        aggregates there."""
         series = as_price_series(prices, start=prices_start, slice_s=prices_slice_s)
         objective_name, objective_version = _objective_spec(self.objective)
         rejected = self.reject_untradeable(now)
@@ -356,6 +367,17 @@ class FlexOfferManager:
         by_slice: dict[int, list[Aggregate]] = {}
         for a in aggregation:
             by_slice.setdefault(a.slice_s, []).append(a)
+        if capacity:  # what the offers not planned in this round already draw at the points
+            planning = {m.offer_id for a in aggregation for m in a.members}
+            records = self.store.records((OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING))
+            capacity = residual_capacity(
+                capacity,
+                (
+                    (r.offer.location and r.offer.location.congestion_point, d.start, r.offer.slice_s, d.energy)
+                    for r in records
+                    if r.offer.id not in planning and (d := r.schedule or r.offer.default_schedule) is not None
+                ),
+            )
         solutions: list[PlanSolution] = []
         statuses: list[str] = []
         fallbacks: list[str] = []
@@ -374,6 +396,8 @@ class FlexOfferManager:
                 horizon_steps=self.horizon_steps,
                 objective=self.objective if linear else "least_cost",
                 slice_s=slice_s,
+                capacity=capacity,
+                tariff=tariff,
             )
             if linear:
                 solution = solve_highs(problem, time_limit_s=self.time_limit_s, mip_rel_gap=self.mip_rel_gap)

@@ -60,8 +60,10 @@ from atp.fman.planning import (
     _run,
     _solver_name,
     build_model,
+    capacity_excess_kwh,
     empty_plan,
     joint_infeasibility,
+    plan_cost_eur,
 )
 from atp.fman.planning import (
     _fallback as _planning_fallback,
@@ -264,6 +266,7 @@ def _greedy_start(
     n_extra = 2 * t_count if spec.name in _DEVIATION else 1
     wanted = _wanted_kwh(spec, data) if spec.name in _DEVIATION else np.zeros(t_count)
     col = np.zeros(model.n_cols + n_extra)
+    by_aggregate = np.zeros((problem.n_aggregates, t_count)) if model.capacity is not None else None
     for g in range(problem.n_aggregates):
         lower, upper = problem.bounds(g)
         rows = problem.joint_rows(g)
@@ -297,10 +300,15 @@ def _greedy_start(
                 return None
         t0 = int(problem.first_start_step[g]) + s
         step_energy[t0 : t0 + n] += x
+        if model.capacity is not None:
+            by_aggregate[g, t0 : t0 + n] = x
         col[model.y_offsets[g] + s] = 1.0
         z0 = model.z_col0 + int(model.z_offsets[g]) + s * n
         col[z0 : z0 + n] = x
-    col[model.e_offset : model.n_cols] = step_energy
+    col[model.e_offset : model.e_offset + t_count] = step_energy
+    if model.capacity is not None:  # the slack that makes the start feasible for the capacity rows
+        layout = model.capacity
+        col[layout.slack0 : layout.slack0 + layout.n_slack] = layout.slack(problem, by_aggregate)
     if spec.name in _DEVIATION:
         residual = step_energy - wanted
         col[model.n_cols : model.n_cols + t_count] = np.maximum(residual, 0.0)
@@ -349,8 +357,10 @@ def solve_objective(
             return _fallback(problem, spec, "Infeasible", reason, time.perf_counter() - t0, 0.0)
     model = build_model(problem)
     prices = np.asarray(problem.prices_eur_per_kwh, dtype=float)
-    cost = np.zeros(model.n_cols)
-    cost[model.e_offset :] = prices if spec.name == "max_profit" else TIE_BREAK_WEIGHT * prices
+    weight = 1.0 if spec.name == "max_profit" else TIE_BREAK_WEIGHT
+    cost = np.array(model.lp.col_cost_, dtype=float)  # the points' tariffs on z, the capacity penalty on its slack
+    cost[: model.e_offset] *= weight
+    cost[model.e_offset : model.e_offset + problem.n_steps] = weight * prices
     model.lp.col_cost_ = cost
     h = _new_highs()
     for name, value in (
@@ -424,16 +434,20 @@ def solve_objective(
                 o, p = int(problem.profile_offsets[g]), int(problem.profile_offsets[g + 1])
                 step_energy[starts[g] : starts[g] + p - o] += energy[o:p]
     gap = float(info.mip_gap) if np.isfinite(info.mip_gap) else None
+    objective_eur = float(prices @ step_energy)
+    if problem.tariff_eur_per_kwh is not None:
+        objective_eur = plan_cost_eur(problem, prices, starts, energy)
     return PlanSolution(
         status=status_text,
         objective=spec.name,
         objective_version=spec.version,
         solver=_solver_name(),
-        objective_eur=float(prices @ step_energy),
+        objective_eur=objective_eur,
         mip_gap=gap,
         build_s=build_s,
         solve_s=solve_s,
         start_step=_ro(starts),
         energy_kwh=_ro(energy),
         step_energy_kwh=_ro(step_energy),
+        capacity_excess_kwh=capacity_excess_kwh(problem, starts, energy),
     )

@@ -42,15 +42,22 @@ meets fall back with the aggregate named, and a vector off its rows by more than
 tolerances is recomputed at its start (`_respect_rows`). Warm starts and `extract_schedules`
 meet them too (the default schedule where nothing else does).
 
+Grid-aware planning (a DSO's `GridCapacity` per congestion point and step, a tariff per point;
+`build_problem(..., capacity=, tariff=)`): both models add one soft row per capacity and step,
+sum of the weighted energy of the aggregates at its points - excess <= capacity, the excess in
+columns per tier of a rising penalty (`EXCESS_TIERS`, `DEFAULT_CAPACITY_PENALTY_EUR_PER_KWH` per
+kWh, times the step's penalty weight), so a plan always exists; a point's tariff is added to the
+cost of its aggregates' energy. The rows couple the aggregates they hold: `solve_highs` then
+chooses their starts by a dive on the LP relaxation (`atp.fman.planning_capacity`) and plans
+every energy exactly for those starts. A problem without capacity and tariff is built and
+solved exactly as before (tests/test_dso_planning.py checks it bitwise).
+
 Determinism: one thread and a fixed random seed; same input, same output.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,16 +69,31 @@ import numpy as np
 
 from atp.flexoffer import Schedule
 from atp.fman.aggregation import Aggregate, JointRows
+from atp.fman.planning_capacity import (
+    _dive,
+    _energy_by_aggregate,
+    _fix_starts,
+    _step_energy,
+    capacity_excess_kwh,
+    capacity_penalty_eur,
+    plan_cost_eur,
+)
 from atp.fman.planning_models import (
+    CapacityLayout,
     MilpModel,
     StepMilpModel,
     build_model,
     build_step_model,
 )
 from atp.fman.planning_models import _highs_lp as _highs_lp
+from atp.fman.planning_models import _new_highs as _new_highs
 from atp.fman.planning_models import _ragged as _ragged
 from atp.fman.planning_problem import _OBJECTIVES as _OBJECTIVES
 from atp.fman.planning_problem import (
+    DEFAULT_CAPACITY_PENALTY_EUR_PER_KWH,
+    EXCESS_TIERS,
+    CapacityRows,
+    GridCapacity,
     Objective,
     PlanningProblem,
     PriceSeries,
@@ -80,12 +102,18 @@ from atp.fman.planning_problem import (
     get_objective,
     objective_names,
     register_objective,
+    residual_capacity,
     schedule_cost_eur,
     total_energy_rows,
 )
 from atp.fman.planning_problem import _ro as _ro
 
 __all__ = [
+    "DEFAULT_CAPACITY_PENALTY_EUR_PER_KWH",
+    "EXCESS_TIERS",
+    "CapacityLayout",
+    "CapacityRows",
+    "GridCapacity",
     "MilpModel",
     "Objective",
     "PlanSolution",
@@ -96,47 +124,18 @@ __all__ = [
     "build_model",
     "build_problem",
     "build_step_model",
+    "capacity_excess_kwh",
+    "capacity_penalty_eur",
     "empty_plan",
     "extract_schedules",
     "get_objective",
     "objective_names",
+    "plan_cost_eur",
     "register_objective",
+    "residual_capacity",
     "schedule_cost_eur",
     "solve_highs",
 ]
-
-_BANNER_LOCK = threading.Lock()
-_banner_done = False
-
-
-def _new_highs() -> Any:
-    """A silent Highs instance. HiGHS prints its banner on the first `Highs()` of a process,
-    before `output_flag=False` can apply, so that first construction runs with fd 1 muted."""
-    global _banner_done
-    with _BANNER_LOCK:
-        if _banner_done:
-            h = highspy.Highs()
-        else:
-            sys.stdout.flush()
-            try:
-                saved = os.dup(1)
-            except OSError:  # no stdout to protect
-                saved = -1
-            if saved < 0:
-                h = highspy.Highs()
-            else:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                try:
-                    os.dup2(devnull, 1)
-                    h = highspy.Highs()
-                finally:
-                    os.dup2(saved, 1)
-                    os.close(saved)
-                    os.close(devnull)
-            _banner_done = True
-    h.setOptionValue("output_flag", False)
-    return h
-
 
 # -- energy under joint rows -----------------------------------------------------------------
 _ROW_TOL_KWH = 1e-9
@@ -352,7 +351,7 @@ def _joint_choices(problem: PlanningProblem, step_cost: np.ndarray) -> dict[int,
         lower, upper = (np.asarray(x, dtype=float) for x in problem.bounds(g))
         n, s_count = len(lower), int(problem.n_shifts[g])
         t0 = int(problem.first_start_step[g])
-        windows = step_cost[t0 + np.arange(s_count)[:, None] + np.arange(n)[None, :]]
+        windows = problem.aggregate_cost(step_cost, g)[t0 + np.arange(s_count)[:, None] + np.arange(n)[None, :]]
         x = _cheapest_energy(lower, upper, problem.joint[g], windows)
         if x is None:
             return _infeasible_reason(problem, g)
@@ -379,7 +378,8 @@ def _respect_rows(
             continue
         lower, upper = problem.bounds(g)
         if cost is not None:
-            fixed = _cheapest_energy(lower, upper, rows, cost[int(starts[g]) : int(starts[g]) + p - o])
+            own = problem.aggregate_cost(cost, g)
+            fixed = _cheapest_energy(lower, upper, rows, own[int(starts[g]) : int(starts[g]) + p - o])
             x = None if fixed is None else fixed[0]
         else:
             x = _nearest_energy(lower, upper, rows, energy[o:p])
@@ -398,7 +398,9 @@ class PlanSolution:
     `start_step[g]` is the horizon step at which aggregate g starts (-1 without a solution);
     `energy_kwh` holds its energy per step in the layout of `problem.lower_kwh`;
     `step_energy_kwh` the summed energy per horizon step. `fallback_reason` is None when the
-    schedules are usable, else why every aggregate runs its default.
+    schedules are usable, else why every aggregate runs its default. `capacity_excess_kwh`:
+    the kWh by which the plan exceeds the problem's capacity rows, summed over rows (0 without
+    capacity, or when the plan keeps every capacity).
     """
 
     status: str
@@ -413,6 +415,7 @@ class PlanSolution:
     energy_kwh: np.ndarray = field(repr=False)
     step_energy_kwh: np.ndarray = field(repr=False)
     fallback_reason: str | None = None
+    capacity_excess_kwh: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -523,12 +526,6 @@ def _step_model_schedules(
     return starts, energy, step_energy[: problem.n_steps]
 
 
-def _step_energy(problem: PlanningProblem, starts: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """Energy per horizon step of the aggregates' energies (layout of problem.lower_kwh) at their starts."""
-    g_of, k_of = _ragged(np.diff(problem.profile_offsets).astype(np.int64))
-    return np.bincount(starts[g_of] + k_of, weights=energy, minlength=problem.n_steps)[: problem.n_steps]
-
-
 def _separable_start(
     problem: PlanningProblem, model: StepMilpModel, joint: dict[int, tuple[int, np.ndarray]] | None = None
 ) -> np.ndarray:
@@ -549,6 +546,8 @@ def _separable_start(
     lo = np.asarray(problem.lower_kwh, dtype=float)[step]
     wd = np.maximum(np.asarray(problem.upper_kwh, dtype=float)[step] - lo, 0.0)
     c = step_cost[first[g_of] + s_of + k_of]
+    if problem.tariff_eur_per_kwh is not None:
+        c = c + problem.tariff_eur_per_kwh[g_of, first[g_of] + s_of + k_of]
     y_col = model.y_offsets[g_of] + s_of
     n_y = int(model.y_offsets[-1])
     y_cost = np.bincount(y_col, weights=c * lo + np.minimum(0.0, c * wd), minlength=n_y)
@@ -573,6 +572,12 @@ def _separable_start(
             z0 = int(model.z_col[g])
             col[z0 : z0 + int(problem.n_shifts[g]) * n] = 0.0
             col[z0 + s * n : z0 + (s + 1) * n] = x
+    if model.capacity is not None:  # the slack that makes this start feasible for the capacity rows
+        starts, energy, _ = _step_model_schedules(problem, model, col)
+        layout = model.capacity
+        col[layout.slack0 : layout.slack0 + layout.n_slack] = layout.slack(
+            problem, _energy_by_aggregate(problem, starts, energy)
+        )
     return col
 
 
@@ -583,6 +588,7 @@ def solve_highs(
     mip_rel_gap: float = 1e-6,
     random_seed: int = 0,
     warm_start: bool = True,
+    exact_starts: bool = False,
 ) -> PlanSolution:
     """Solve the problem's MILP (the step model) with HiGHS (one thread, fixed seed). With
     `warm_start`, HiGHS starts from the plan of `_separable_start`, so that a time limit still
@@ -592,7 +598,13 @@ def solve_highs(
     cheapest shift, found exactly on its own (`_joint_choices`; the objective is linear, so the
     aggregates do not interact): its y is fixed there, which spares HiGHS the weak relaxation
     of those rows, and it runs that exact plan. A planned vector that breaks its rows by more
-    than the solver's tolerances is recomputed at its start (cheapest, exact)."""
+    than the solver's tolerances is recomputed at its start (cheapest, exact).
+
+    With capacity rows the aggregates they hold share them: their starts come from a dive on
+    the LP relaxation (`_dive`, deterministic, close to the optimum), HiGHS then plans every
+    energy (and the other aggregates' starts) exactly for them; `exact_starts` lets HiGHS's
+    branch and bound choose those starts too (optimal, but seconds per round on the world's
+    problems)."""
     obj = get_objective(problem.objective)
     if problem.n_aggregates == 0:
         return empty_plan(problem)
@@ -604,17 +616,16 @@ def solve_highs(
             return _fallback(problem, "Infeasible", choices, time.perf_counter() - t0)
         joint = choices
     model = build_step_model(problem, energy_rows=False)
-    if joint:
+    # an aggregate under a capacity row shares it with others: HiGHS chooses its start too
+    own = joint if not (joint and problem.capacity) else {g: c for g, c in joint.items() if not problem.coupled[g]}
+    if own:
         # a linear objective leaves the aggregates independent: each one with joint rows starts
         # at its own exact cheapest shift, and HiGHS keeps only its energy to find
-        col_lower, col_upper = np.array(model.lp.col_lower_), np.array(model.lp.col_upper_)
-        for g, (s, _) in joint.items():
-            y0, y1 = int(model.y_offsets[g]), int(model.y_offsets[g + 1])
-            col_lower[y0:y1] = 0.0
-            col_upper[y0:y1] = 0.0
-            col_lower[y0 + s] = col_upper[y0 + s] = 1.0
-        model.lp.col_lower_ = col_lower
-        model.lp.col_upper_ = col_upper
+        _fix_starts(model, {g: s for g, (s, _) in own.items()})
+    dived = None
+    if problem.capacity and not exact_starts:
+        shifts, dived = _dive(problem, model)
+        _fix_starts(model, shifts)
     h = _new_highs()
     for name, value in (
         ("time_limit", float(time_limit_s)),
@@ -627,14 +638,14 @@ def solve_highs(
     pass_status = h.passModel(model.lp)
     if pass_status != highspy.HighsStatus.kError and warm_start:
         start = highspy.HighsSolution()
-        start.col_value = _separable_start(problem, model, joint)
+        start.col_value = _separable_start(problem, model, joint) if dived is None else dived
         start.value_valid = True
         h.setSolution(start)
     build_s = time.perf_counter() - t0
     if pass_status == highspy.HighsStatus.kError:
         return _fallback(problem, "Not solved", "HiGHS refused the model (passModel failed)", build_s)
     t1 = time.perf_counter()
-    run_status = _run(h) if problem.joint else h.run()
+    run_status = _run(h) if problem.joint or problem.capacity else h.run()
     solve_s = time.perf_counter() - t1
     status = h.getModelStatus()
     status_text = h.modelStatusToString(status)
@@ -652,7 +663,7 @@ def solve_highs(
     if joint:
         # an aggregate with joint rows runs its own exact plan at the shift its y is fixed to:
         # the same cost as HiGHS's energy there, and the same choice among equal ones every time
-        for g, (s, x) in joint.items():
+        for g, (s, x) in (own or {}).items():
             if int(starts[g]) == int(problem.first_start_step[g]) + s:
                 energy[int(problem.profile_offsets[g]) : int(problem.profile_offsets[g + 1])] = x
         fixed = _respect_rows(problem, energy, starts, np.asarray(obj.step_cost(problem), dtype=float))
@@ -660,7 +671,10 @@ def solve_highs(
             return _fallback(problem, status_text, fixed, build_s, solve_s)
         energy = fixed[0]
         step_energy = _step_energy(problem, starts, energy)
-    objective_eur = float(obj.step_cost(problem) @ step_energy)
+    if problem.tariff_eur_per_kwh is None:
+        objective_eur = float(obj.step_cost(problem) @ step_energy)
+    else:
+        objective_eur = plan_cost_eur(problem, np.asarray(obj.step_cost(problem), dtype=float), starts, energy)
     gap = float(info.mip_gap) if np.isfinite(info.mip_gap) else None
     return PlanSolution(
         status=status_text,
@@ -674,6 +688,7 @@ def solve_highs(
         start_step=_ro(starts, np.int64),
         energy_kwh=_ro(energy),
         step_energy_kwh=_ro(step_energy),
+        capacity_excess_kwh=capacity_excess_kwh(problem, starts, energy),
     )
 
 

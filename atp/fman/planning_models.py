@@ -6,6 +6,9 @@ re-exports this module.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +16,136 @@ import highspy
 import numpy as np
 
 from atp.fman.aggregation import JointRows
-from atp.fman.planning_problem import PlanningProblem, _ro, get_objective
+from atp.fman.planning_problem import CapacityRows, PlanningProblem, _ro, get_objective
 
-__all__ = ["MilpModel", "StepMilpModel", "build_model", "build_step_model"]
+__all__ = ["CapacityLayout", "MilpModel", "StepMilpModel", "build_model", "build_step_model"]
+
+
+_BANNER_LOCK = threading.Lock()
+_banner_done = False
+
+
+def _new_highs() -> Any:
+    """A silent Highs instance. HiGHS prints its banner on the first `Highs()` of a process,
+    before `output_flag=False` can apply, so that first construction runs with fd 1 muted."""
+    global _banner_done
+    with _BANNER_LOCK:
+        if _banner_done:
+            h = highspy.Highs()
+        else:
+            sys.stdout.flush()
+            try:
+                saved = os.dup(1)
+            except OSError:  # no stdout to protect
+                saved = -1
+            if saved < 0:
+                h = highspy.Highs()
+            else:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, 1)
+                    h = highspy.Highs()
+                finally:
+                    os.dup2(saved, 1)
+                    os.close(saved)
+                    os.close(devnull)
+            _banner_done = True
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+# -- capacity rows ---------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class CapacityLayout:
+    """Where a model keeps the problem's capacity rows: row r (from `row0`) is capacity
+    `which[r]` at horizon step `step[r]`; its excess tiers (`CapacityRows.excess_tiers`) are
+    columns `slack0 + r * n_tiers + k`, bounded by the tiers' widths."""
+
+    row0: int
+    slack0: int
+    n_tiers: int
+    which: np.ndarray
+    step: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        """Number of capacity rows."""
+        return len(self.which)
+
+    @property
+    def n_slack(self) -> int:
+        """Number of excess columns."""
+        return self.n_rows * self.n_tiers
+
+    def slack(self, problem: PlanningProblem, step_energy_of: np.ndarray) -> np.ndarray:
+        """The excess columns for energies `step_energy_of[g, t]` (aggregate, step): each row's
+        excess over its capacity, filled into its tiers in order."""
+        out = np.zeros(self.n_slack)
+        for r, (c, t) in enumerate(zip(self.which.tolist(), self.step.tolist(), strict=True)):
+            cap = problem.capacity[c]
+            left = max(float(cap.weight @ step_energy_of[:, t]) - float(cap.kwh[t]), 0.0)
+            for k, (width, _) in enumerate(_tiers(cap, t, self.n_tiers)):
+                take = min(left, width)
+                out[r * self.n_tiers + k] = take
+                left -= take
+        return out
+
+
+def _tiers(cap: CapacityRows, t: int, n_tiers: int) -> list[tuple[float, float]]:
+    """The row's excess tiers at step t padded to `n_tiers` with empty ones (the last stays unbounded)."""
+    tiers = list(cap.excess_tiers(t))
+    last = tiers.pop()
+    while len(tiers) < n_tiers - 1:
+        tiers.append((0.0, last[1]))
+    return [*tiers, last]
+
+
+def _capacity_entries(
+    problem: PlanningProblem, g: np.ndarray, t: np.ndarray, col: np.ndarray, coef: np.ndarray, *, row0: int, col0: int
+) -> tuple[CapacityLayout, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The soft capacity rows `sum_g w[g] * energy_g,t - sum_k excess_k <= kwh[t]` from energy
+    entries: the energy of aggregate g[i] at step t[i] holds coef[i] * column col[i]. Rows (from
+    row0) only where a capacity is finite and some entry falls; its excess columns (from col0)
+    per tier. Returns (layout, rows, columns, values, row upper bounds, excess column upper
+    bounds, excess costs)."""
+    n_tiers = max((len(c.excess_tiers(0)) for c in problem.capacity), default=1)
+    keys_c: list[np.ndarray] = []
+    keys_t: list[np.ndarray] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for c, cap in enumerate(problem.capacity):
+        w = cap.weight[g]
+        sel = (w != 0.0) & np.isfinite(cap.kwh[t]) & (coef != 0.0)
+        steps = np.unique(t[sel])
+        keys_c.append(np.full(len(steps), c, dtype=np.int64))
+        keys_t.append(steps)
+        parts.append((np.searchsorted(steps, t[sel]), col[sel], w[sel] * coef[sel]))
+    which = np.concatenate(keys_c) if keys_c else np.zeros(0, np.int64)
+    step = np.concatenate(keys_t) if keys_t else np.zeros(0, np.int64)
+    first = np.concatenate(([0], np.cumsum([len(k) for k in keys_t]))).astype(np.int64)
+    rows = [row0 + first[c] + local for c, (local, _, _) in enumerate(parts)]
+    cols = [cc for _, cc, _ in parts]
+    vals = [v for _, _, v in parts]
+    n = len(which)
+    rows.append(row0 + np.repeat(np.arange(n, dtype=np.int64), n_tiers))
+    cols.append(col0 + np.arange(n * n_tiers, dtype=np.int64))
+    vals.append(-np.ones(n * n_tiers))
+    upper = np.array([problem.capacity[c].kwh[k] for c, k in zip(which, step, strict=True)], dtype=float)
+    pairs = zip(which.tolist(), step.tolist(), strict=True)
+    tiers = [tier for c, k in pairs for tier in _tiers(problem.capacity[c], k, n_tiers)]
+    widths = np.array([w for w, _ in tiers], dtype=float)
+    costs = float(problem.capacity_penalty_eur_per_kwh) * np.array([slope for _, slope in tiers], dtype=float)
+    layout = CapacityLayout(
+        row0=row0, slack0=col0, n_tiers=n_tiers, which=_ro(which, np.int64), step=_ro(step, np.int64)
+    )
+    return (
+        layout,
+        np.concatenate(rows).astype(np.int64),
+        np.concatenate(cols).astype(np.int64),
+        np.concatenate(vals).astype(float),
+        upper,
+        widths,
+        costs,
+    )
 
 
 # -- the MILP --------------------------------------------------------------------------------
@@ -30,6 +160,7 @@ class MilpModel:
     z_col0: int
     e_offset: int
     n_rows: int
+    capacity: CapacityLayout | None = None
 
     @property
     def n_cols(self) -> int:
@@ -94,6 +225,8 @@ def build_model(problem: PlanningProblem) -> MilpModel:
     vals: list[np.ndarray] = []
     z_lo = np.zeros(n_z)
     z_hi = np.zeros(n_z)
+    z_step = np.zeros(n_z, dtype=np.int64)  # horizon step of each z
+    z_owner = np.zeros(n_z, dtype=np.int64)
     for g in range(g_count):
         n, s_count = int(n_g[g]), int(shifts[g])
         lower, upper = problem.bounds(g)
@@ -113,6 +246,8 @@ def build_model(problem: PlanningProblem) -> MilpModel:
         low_rows = link0 + 2 * zi
         up_rows = low_rows + 1
         t_rows = energy0 + problem.first_start_step[g] + s_idx + k_idx
+        z_step[zi] = t_rows - energy0
+        z_owner[zi] = g
         rows += [low_rows, up_rows, t_rows]
         cols += [z_cols, z_cols, z_cols]
         vals += [np.ones(len(zi)), np.ones(len(zi)), -np.ones(len(zi))]
@@ -144,6 +279,17 @@ def build_model(problem: PlanningProblem) -> MilpModel:
         joint_lower.append(jl)
         joint_upper.append(ju)
         n_rows += len(jl)
+    # capacity rows on z (after all others), their slack columns after e
+    layout = None
+    if problem.capacity:
+        layout, cr, cc, cv, cap_upper, cap_width, cap_cost = _capacity_entries(
+            problem, z_owner, z_step, n_y + np.arange(n_z, dtype=np.int64), np.ones(n_z), row0=n_rows, col0=n_cols
+        )
+        rows.append(cr)
+        cols.append(cc)
+        vals.append(cv)
+        n_rows += layout.n_rows
+        n_cols += layout.n_slack
 
     r = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
     c = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
@@ -162,14 +308,23 @@ def build_model(problem: PlanningProblem) -> MilpModel:
     row_upper[link0 + 1 : energy0 : 2] = 0.0
     row_lower[energy0:joint0] = 0.0
     row_upper[energy0:joint0] = 0.0
+    cap0 = n_rows - (layout.n_rows if layout is not None else 0)
     if joint_lower:
-        row_lower[joint0:] = np.concatenate(joint_lower)
-        row_upper[joint0:] = np.concatenate(joint_upper)
+        row_lower[joint0:cap0] = np.concatenate(joint_lower)
+        row_upper[joint0:cap0] = np.concatenate(joint_upper)
 
     cost = np.zeros(n_cols)
-    cost[e0:] = get_objective(problem.objective).step_cost(problem)
+    cost[e0 : e0 + t_count] = get_objective(problem.objective).step_cost(problem)
     col_lower = np.concatenate((np.zeros(n_y), z_lo, np.full(t_count, -inf)))
     col_upper = np.concatenate((np.ones(n_y), z_hi, np.full(t_count, inf)))
+    if problem.tariff_eur_per_kwh is not None:
+        cost[n_y : n_y + n_z] = problem.tariff_eur_per_kwh[z_owner, z_step]  # the points' tariffs on z
+    if layout is not None:
+        row_lower[cap0:] = -inf
+        row_upper[cap0:] = cap_upper
+        cost[n_cols - layout.n_slack :] = cap_cost
+        col_lower = np.concatenate((col_lower, np.zeros(layout.n_slack)))
+        col_upper = np.concatenate((col_upper, np.where(np.isfinite(cap_width), cap_width, inf)))
 
     lp = _highs_lp(cost, col_lower, col_upper, row_lower, row_upper, start, r, v, n_int=n_y)
     return MilpModel(
@@ -179,6 +334,7 @@ def build_model(problem: PlanningProblem) -> MilpModel:
         z_col0=n_y,
         e_offset=e0,
         n_rows=n_rows,
+        capacity=layout,
     )
 
 
@@ -343,6 +499,7 @@ class StepMilpModel:
     e_offset: int | None
     n_rows: int
     z_col: np.ndarray | None = None
+    capacity: CapacityLayout | None = None
 
     @property
     def n_cols(self) -> int:
@@ -442,6 +599,7 @@ def build_step_model(problem: PlanningProblem, *, energy_rows: bool = True) -> S
     cols += [v_col[v_row_needed], y_col[sel]]
     vals += [np.ones(n_vrows), -wd[sel]]
     step_cost = np.asarray(get_objective(problem.objective).step_cost(problem), dtype=float)
+    tariff = problem.tariff_eur_per_kwh
     cost = np.zeros(n_cols)
     if energy_rows:
         # e_t - sum lower * y - sum v = 0
@@ -450,13 +608,38 @@ def build_step_model(problem: PlanningProblem, *, energy_rows: bool = True) -> S
         cols += [y_col[sel], v_col[has_v], e0 + np.arange(t_count)]
         vals += [-lo[sel], -np.ones(n_v), np.ones(t_count)]
         cost[e0 : e0 + t_count] = step_cost
-    else:
+        if tariff is not None:  # the points' tariffs are the aggregates' own: on y and v
+            cost[:n_y] = np.bincount(y_col, weights=tariff[g_of, t_of_pos[pos]] * lo, minlength=n_y)
+            cost[n_y:e0] = tariff[span_g[has_v], t_of_pos[has_v]]
+    elif tariff is None:
         cost[:n_y] = np.bincount(y_col, weights=step_cost[t_of_pos[pos]] * lo, minlength=n_y)
         cost[n_y:e0] = step_cost[t_of_pos[has_v]]
+    else:
+        t_y = t_of_pos[pos]
+        cost[:n_y] = np.bincount(y_col, weights=(step_cost[t_y] + tariff[g_of, t_y]) * lo, minlength=n_y)
+        cost[n_y:e0] = step_cost[t_of_pos[has_v]] + tariff[span_g[has_v], t_of_pos[has_v]]
 
     rows += extra.rows
     cols += extra.cols
     vals += extra.vals
+    layout = None
+    if problem.capacity:
+        # the energy of g at t: lower * y[g,s] over the covering shifts, plus v[g,j]
+        layout, cr, cc, cv, cap_upper, cap_width, cap_cost = _capacity_entries(
+            problem,
+            np.concatenate((g_of, span_g[has_v])),
+            np.concatenate((t_of_pos[pos], t_of_pos[has_v])),
+            np.concatenate((y_col, v_col[has_v])),
+            np.concatenate((lo, np.ones(n_v))),
+            row0=n_rows,
+            col0=n_cols,
+        )
+        rows.append(cr)
+        cols.append(cc)
+        vals.append(cv)
+        n_rows += layout.n_rows
+        n_cols += layout.n_slack
+        cost = np.concatenate((cost, cap_cost))
     r = np.concatenate(rows).astype(np.int64)
     c = np.concatenate(cols).astype(np.int64)
     v = np.concatenate(vals).astype(float)
@@ -469,6 +652,11 @@ def build_step_model(problem: PlanningProblem, *, energy_rows: bool = True) -> S
     y_fixed = np.repeat(shifts == 1, shifts)
     col_lower = np.concatenate((y_fixed.astype(float), np.zeros(n_v), np.full(t_used, -inf), *extra.col_lower))
     col_upper = np.concatenate((np.ones(n_y), v_hi[has_v], np.full(t_used, inf), *extra.col_upper))
+    if layout is not None:
+        row_lower = np.concatenate((row_lower, np.full(layout.n_rows, -inf)))
+        row_upper = np.concatenate((row_upper, cap_upper))
+        col_lower = np.concatenate((col_lower, np.zeros(layout.n_slack)))
+        col_upper = np.concatenate((col_upper, np.where(np.isfinite(cap_width), cap_width, inf)))
 
     lp = _highs_lp(cost, col_lower, col_upper, row_lower, row_upper, start, r, v, n_int=n_y)
     return StepMilpModel(
@@ -479,4 +667,5 @@ def build_step_model(problem: PlanningProblem, *, energy_rows: bool = True) -> S
         e_offset=e0 if energy_rows else None,
         n_rows=n_rows,
         z_col=_ro(z_col, np.int64) if problem.joint else None,
+        capacity=layout,
     )

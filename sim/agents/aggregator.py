@@ -35,6 +35,7 @@ from atp.fman import (
     PlanResult,
     PriceSeries,
 )
+from atp.fman.planning import GridCapacity
 from atp.interface import InProcessClient, OfferStore
 
 __all__ = ["AggregateUse", "Aggregator"]
@@ -82,6 +83,9 @@ class Aggregator(mesa.Agent):
         self.plans: list[PlanResult] = []
         self.aggregates_used: list[AggregateUse] = []  # one per aggregate id, in order of first use
         self.trader: MarketTrader | None = None  # the FMAN's market side (None: the FMAN does not bid)
+        # what the DSO published for grid-aware planning (sim/agents/dso.py): capacities, tariffs per point
+        self.grid_capacity: tuple[GridCapacity, ...] = ()
+        self.grid_tariff: dict[str, PriceSeries] = {}
 
     @property
     def bidding(self) -> BiddingParams | None:
@@ -133,7 +137,8 @@ class Aggregator(mesa.Agent):
             for _, bid in bids.submitted:
                 self._use(bid.aggregate).bid = True
             skip = bids.skip
-        result = self.fman.plan(now, self.prices, series_kwh=self.series_kwh, skip=skip)
+        signals = {"capacity": self.grid_capacity, "tariff": self.grid_tariff}
+        result = self.fman.plan(now, self.prices, series_kwh=self.series_kwh, skip=skip, **signals)
         self.plans.append(result)
         for aggregate, schedule in result.aggregate_schedules:
             self._use(aggregate).schedule = schedule

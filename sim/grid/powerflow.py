@@ -149,15 +149,16 @@ class PowerFlow:
         self._v = None
 
     def _set(self, load_p: np.ndarray, load_q: np.ndarray, sgen_p: np.ndarray) -> None:
+        """Write the injections that differ from the last ones into the model."""
         model = self._model
         last_p, last_q, last_s = self._last
-        for j in range(len(load_p)):
-            if last_p is None or load_p[j] != last_p[j]:
-                model.change_p_load(j, float(load_p[j]))
-            if last_q is None or load_q[j] != last_q[j]:
-                model.change_q_load(j, float(load_q[j]))
-            if last_s is None or sgen_p[j] != last_s[j]:
-                model.change_p_sgen(j, float(sgen_p[j]))
+        every = np.arange(len(load_p))
+        for j in every if last_p is None else np.flatnonzero(load_p != last_p):
+            model.change_p_load(int(j), float(load_p[j]))
+        for j in every if last_q is None else np.flatnonzero(load_q != last_q):
+            model.change_q_load(int(j), float(load_q[j]))
+        for j in every if last_s is None else np.flatnonzero(sgen_p != last_s):
+            model.change_p_sgen(int(j), float(sgen_p[j]))
         self._last = (load_p.copy(), load_q.copy(), sgen_p.copy())
 
     def run(
