@@ -4,6 +4,10 @@ from atp.flexoffer.approx import inner_box, inner_box_around
 from atp.flexoffer.batch import OfferBatch, ScheduleBatch
 from atp.flexoffer.batch_checks import check_schedules_batch, explain, validate_batch
 from atp.flexoffer.codec import (
+    MAX_ABS_NUMBER,
+    MAX_SAFE_INTEGER,
+    TIME_MAX,
+    TIME_MIN,
     decode,
     dumps,
     encode,
@@ -11,6 +15,8 @@ from atp.flexoffer.codec import (
     offer_from_json,
     offer_to_json,
     parse_time,
+    parse_wire_time,
+    printable,
     schedule_from_json,
     schedule_to_json,
 )
@@ -53,7 +59,11 @@ from atp.flexoffer.validation import Limits, validate_offer, validate_offer_data
 
 __all__ = [
     "DEFAULT_SLICE_S",
+    "MAX_ABS_NUMBER",
+    "MAX_SAFE_INTEGER",
     "SCHEMA_PATH",
+    "TIME_MAX",
+    "TIME_MIN",
     "TOLERANCE_KWH",
     "Conditional",
     "DefaultSchedule",
@@ -93,6 +103,8 @@ __all__ = [
     "offer_to_json",
     "on_grid",
     "parse_time",
+    "parse_wire_time",
+    "printable",
     "read_goflex_offer",
     "schedule_from_goflex",
     "schedule_from_json",

@@ -5,6 +5,12 @@ structural problem (missing or unknown fields, wrong types, NaN/inf, bad times) 
 JSON path instead of stopping at the first; `encode(obj)` writes the wire format back
 (None fields omitted, times as UTC `...Z`). The JSON Schema in `schema` is generated from the
 same type hints, so reading, writing and the schema cannot disagree.
+
+Whatever a client sends, decoding stays cheap and bounded: times lie in [`TIME_MIN`, `TIME_MAX`)
+(far from the ends of Python's calendar, so no arithmetic on them overflows), integers within
++-`MAX_SAFE_INTEGER` (2^53, what every JSON parser keeps exactly), numbers within
++-`MAX_ABS_NUMBER`, and strings are valid Unicode (an unpaired surrogate such as `"\\ud800"`
+cannot be stored, written back or logged). Each breach is one problem naming the field.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from atp.errors import InvalidOfferError, Problem
 from atp.flexoffer.model import FlexOffer, Measurement, Schedule
 
 __all__ = [
+    "MAX_ABS_NUMBER",
+    "MAX_SAFE_INTEGER",
+    "TIME_MAX",
+    "TIME_MIN",
     "decode",
     "dumps",
     "encode",
@@ -30,11 +40,22 @@ __all__ = [
     "offer_from_json",
     "offer_to_json",
     "parse_time",
+    "parse_wire_time",
+    "printable",
     "schedule_from_json",
     "schedule_to_json",
 ]
 
 T = TypeVar("T")
+
+TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+"""The earliest time on the wire (inclusive)."""
+TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+"""The end of the times on the wire (exclusive)."""
+MAX_SAFE_INTEGER = 2**53
+"""The largest integer magnitude on the wire."""
+MAX_ABS_NUMBER = 1e12
+"""The largest magnitude of a number on the wire (kWh, EUR, ...): sums of many stay finite."""
 
 
 def format_time(t: datetime) -> str:
@@ -49,7 +70,25 @@ def parse_time(text: str) -> datetime:
     t = datetime.fromisoformat(text)
     if t.tzinfo is None:
         raise ValueError(f"time {text!r} has no UTC offset (write e.g. {text}Z)")
-    return t.astimezone(UTC)
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time {text!r} lies outside the calendar in UTC") from None
+
+
+def parse_wire_time(text: str) -> datetime:
+    """`parse_time` for a time a client sent: also ValueError outside [TIME_MIN, TIME_MAX)."""
+    if not isinstance(text, str) or not text.isascii():
+        raise ValueError(f"{_describe(text)} is not an ISO 8601 time (ASCII digits)")
+    t = parse_time(text)
+    if not TIME_MIN <= t < TIME_MAX:
+        raise ValueError(f"time {text!r} lies outside {format_time(TIME_MIN)} .. {format_time(TIME_MAX)} (exclusive)")
+    return t
+
+
+def printable(text: str) -> str:
+    """`text` with unpaired surrogates escaped (`\\ud800`), safe to write as UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @cache
@@ -88,6 +127,17 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
+def _is_unicode(text: str) -> bool:
+    """False for a string holding an unpaired surrogate (which UTF-8 cannot encode)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
@@ -99,6 +149,8 @@ def _describe(value: Any) -> str:
         return "a list"
     if isinstance(value, str):
         return f"the string {value[:40]!r}"
+    if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+        return f"an integer of {value.bit_length()} bits"
     return repr(value)
 
 
@@ -120,18 +172,30 @@ def _decode(tp: Any, value: Any, path: str, problems: list[Problem]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             problems.append(bad)
             return None
+        if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+            problems.append(Problem(path, f"must lie within +-{MAX_ABS_NUMBER:g}, not {_describe(value)}", "range"))
+            return None
         if not math.isfinite(value):
             problems.append(Problem(path, f"must be a finite number, not {value}", "finite"))
+            return None
+        if abs(value) > MAX_ABS_NUMBER:
+            problems.append(Problem(path, f"must lie within +-{MAX_ABS_NUMBER:g}, not {value:g}", "range"))
             return None
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append(bad)
             return None
+        if abs(value) > MAX_SAFE_INTEGER:
+            problems.append(Problem(path, f"must lie within +-2^53, not {_describe(value)}", "range"))
+            return None
         return value
     if tp is str:
         if not isinstance(value, str):
             problems.append(bad)
+            return None
+        if not _is_unicode(value):
+            problems.append(Problem(path, f"must be valid Unicode, not {_describe(value)}", "unicode"))
             return None
         return value
     if tp is datetime:
@@ -139,9 +203,10 @@ def _decode(tp: Any, value: Any, path: str, problems: list[Problem]) -> Any:
             problems.append(bad)
             return None
         try:
-            return parse_time(value)
+            return parse_wire_time(value)
         except ValueError as exc:
-            msg = str(exc) if "offset" in str(exc) else f"{value!r} is not an ISO 8601 time"
+            text = str(exc)
+            msg = text if "offset" in text or "outside" in text else f"{_describe(value)} is not an ISO 8601 time"
             problems.append(Problem(path, msg, "time"))
             return None
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -184,7 +249,7 @@ def _decode_dataclass(cls: type, value: Any, path: str, problems: list[Problem])
     known = {name for name, _, _ in specs}
     for key in value:
         if key not in known:
-            problems.append(Problem(f"{prefix}{key}", "is not a known field", "unknown"))
+            problems.append(Problem(f"{prefix}{printable(str(key))[:80]}", "is not a known field", "unknown"))
     kwargs: dict[str, Any] = {}
     ok = True
     for name, tp, required in specs:

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atp.flexoffer.codec import _field_specs, _optional_inner
+from atp.flexoffer.codec import MAX_ABS_NUMBER, MAX_SAFE_INTEGER, _field_specs, _optional_inner
 from atp.flexoffer.model import FlexOffer, Measurement, Schedule
 
 __all__ = ["SCHEMA_PATH", "flexoffer_schema", "schema_json"]
@@ -29,9 +29,9 @@ def _type_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     if inner is not None:
         return {"anyOf": [_type_schema(inner, defs), {"type": "null"}]}
     if tp is float:
-        return {"type": "number"}
+        return {"type": "number", "minimum": -MAX_ABS_NUMBER, "maximum": MAX_ABS_NUMBER}
     if tp is int:
-        return {"type": "integer"}
+        return {"type": "integer", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER}
     if tp is str:
         return {"type": "string"}
     if tp is datetime:

@@ -25,10 +25,19 @@ SECONDS_PER_DAY = 86_400
 
 @dataclass(frozen=True)
 class Limits:
-    """Configurable limits of validation."""
+    """Configurable limits of validation.
+
+    `max_profile_steps` and `max_window_steps` bound the work an offer can cause: they are
+    checked on the declared numbers before any per-step array is built, so an offer of a few
+    hundred bytes cannot make the receiver allocate gigabytes (a slice of 10^9 steps is refused
+    in microseconds). The start window counts `start_before - start_after` (or
+    `start_before_duration_s`) in `slice_s` steps.
+    """
 
     max_profile_s: int = 7 * SECONDS_PER_DAY
     max_profiles: int = 64
+    max_profile_steps: int = 10_000
+    max_window_steps: int = 100_000
 
 
 def _fmt(x: float) -> str:
@@ -71,6 +80,16 @@ def _check_profiles(offer: FlexOffer, limits: Limits, problems: list[Problem]) -
             sound = False
             continue
         n = profile.n_steps
+        if n > limits.max_profile_steps:  # checked before any array of n steps is built
+            problems.append(
+                Problem(
+                    f"{p}.slices",
+                    f"profile has {n} steps, more than the limit of {limits.max_profile_steps}",
+                    "limit",
+                )
+            )
+            sound = False
+            continue
         if n * offer.slice_s > limits.max_profile_s:
             problems.append(
                 Problem(
@@ -128,6 +147,38 @@ def _check_profiles(offer: FlexOffer, limits: Limits, problems: list[Problem]) -
     return sound
 
 
+def _check_window_size(offer: FlexOffer, limits: Limits, problems: list[Problem]) -> None:
+    """The start window and the conditional spans hold at most `max_window_steps` steps."""
+    slice_s = offer.slice_s if 0 < offer.slice_s <= SECONDS_PER_DAY else SECONDS_PER_DAY  # a bad one: the largest
+    most_s = limits.max_window_steps * slice_s
+    duration = offer.start_before_duration_s
+    if duration is not None and duration > most_s:
+        problems.append(
+            Problem(
+                "start_before_duration_s",
+                f"{duration} s is more than the limit of {limits.max_window_steps} steps of {slice_s} s",
+                "limit",
+            )
+        )
+    if offer.start_after is not None and offer.start_before is not None:
+        window_s = (offer.start_before - offer.start_after).total_seconds()
+        if window_s > most_s:
+            problems.append(
+                Problem(
+                    "start_before",
+                    f"the start window lasts {window_s:.0f} s, more than the limit of "
+                    f"{limits.max_window_steps} steps of {slice_s} s",
+                    "limit",
+                )
+            )
+    if offer.conditional is not None:
+        for name in ("prior_s", "after_s"):
+            if getattr(offer.conditional, name) > most_s:
+                problems.append(
+                    Problem(f"conditional.{name}", f"must not exceed {most_s} s (the window limit)", "conditional")
+                )
+
+
 def validate_offer(offer: FlexOffer, *, limits: Limits = Limits(), now: datetime | None = None) -> list[Problem]:
     """Every semantic problem of a structurally sound offer (empty list = valid)."""
     problems: list[Problem] = []
@@ -153,9 +204,13 @@ def validate_offer(offer: FlexOffer, *, limits: Limits = Limits(), now: datetime
             problems.append(
                 Problem("start_before_duration_s", f"{dur} s is not a whole number of {slice_s} s steps", "grid")
             )
-    window = offer.window(now)
-    if window.earliest is not None and window.latest is not None and window.latest < window.earliest:
-        problems.append(Problem("start_before", "is before start_after", "window"))
+    before = len(problems)
+    _check_window_size(offer, limits, problems)
+    window_ok = len(problems) == before  # else resolving the window could reach beyond the calendar
+    if window_ok:
+        window = offer.window(now)
+        if window.earliest is not None and window.latest is not None and window.latest < window.earliest:
+            problems.append(Problem("start_before", "is before start_after", "window"))
     if (
         offer.assignment_before is not None
         and offer.start_before is not None
@@ -175,7 +230,7 @@ def validate_offer(offer: FlexOffer, *, limits: Limits = Limits(), now: datetime
             if not 0.0 <= getattr(c, name) <= 1.0:
                 problems.append(Problem(f"conditional.{name}", "must lie within [0, 1]", "conditional"))
     sound = _check_profiles(offer, limits, problems)
-    if offer.default_schedule is not None and sound and grid_ok:
+    if offer.default_schedule is not None and sound and grid_ok and window_ok:
         for problem in check_schedule(offer, offer.default_schedule, now=now):
             problems.append(
                 Problem(
