@@ -218,20 +218,38 @@ class OfferStore:
         """One offer with its state and schedule."""
         return self._record(party, offer_id).view()
 
-    def active(self, party: str) -> list[FlexOffer]:
-        """The party's offers not yet settled, rejected or withdrawn (all parties for the operator)."""
-        return [r.view() for r in self._records.values() if r.state in _OPEN and (party in (OPERATOR, r.owner))]
+    def _page(self, keep: Callable[[OfferRecord], bool], after: str | None, limit: int | None) -> list[FlexOffer]:
+        """Views of the kept records in submission order, from the one after offer id `after`."""
+        records: Iterable[OfferRecord] = self._records.values()
+        if after is not None:
+            rest = itertools.dropwhile(lambda r: r.offer.id != after, records)
+            records = itertools.islice(rest, 1, None)
+        kept = (r.view() for r in records if keep(r))
+        return list(kept if limit is None else itertools.islice(kept, limit))
 
-    def between(self, party: str, start: datetime, end: datetime) -> list[FlexOffer]:
-        """The party's offers submitted or updated in [start, end)."""
-        return [
-            r.view() for r in self._records.values() if party in (OPERATOR, r.owner) and start <= r.updated_at < end
-        ]
+    def active(self, party: str, *, after: str | None = None, limit: int | None = None) -> list[FlexOffer]:
+        """The party's offers not yet settled, rejected or withdrawn (all parties for the operator).
+
+        In submission order; a page: at most `limit`, from the offer after id `after`."""
+        return self._page(lambda r: r.state in _OPEN and party in (OPERATOR, r.owner), after, limit)
+
+    def count_active(self, party: str) -> int:
+        """How many offers `active(party)` lists."""
+        return sum(1 for r in self._records.values() if r.state in _OPEN and party in (OPERATOR, r.owner))
+
+    def between(
+        self, party: str, start: datetime, end: datetime, *, after: str | None = None, limit: int | None = None
+    ) -> list[FlexOffer]:
+        """The party's offers submitted or updated in [start, end), paged as `active`."""
+        return self._page(lambda r: party in (OPERATOR, r.owner) and start <= r.updated_at < end, after, limit)
 
     def post_measurements(self, party: str, measurements: Sequence[Measurement]) -> int:
-        """Store metered kWh per offer and step; returns how many were stored."""
-        for m in measurements:
-            self._record(party, m.flex_offer_id).measurements[m.time] = m.energy
+        """Store metered kWh per offer and step, all or none; returns how many were stored.
+
+        NotFoundError (another party's or an unknown offer) stores nothing of the batch."""
+        records = [self._record(party, m.flex_offer_id) for m in measurements]
+        for record, m in zip(records, measurements, strict=True):
+            record.measurements[m.time] = m.energy
         return len(measurements)
 
     def timeseries(self, party: str, kind: str, start: datetime, end: datetime, *, slice_s: int) -> TimeSeries:
@@ -260,9 +278,10 @@ class OfferStore:
                     values[i] += e
         return TimeSeries(start, slice_s, tuple(float(v) for v in values))
 
-    def events(self, party: str, *, after: int = 0) -> list[Event]:
-        """The party's events with sequence number > `after` (all events for the operator)."""
-        return [e for e in self._events[after:] if party in (OPERATOR, e.party)]
+    def events(self, party: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        """The party's events with sequence number > `after` (all events for the operator), at most `limit`."""
+        kept = (e for e in self._events[after:] if party in (OPERATOR, e.party))
+        return list(kept if limit is None else itertools.islice(kept, limit))
 
     def subscribe(self, callback: Callable[[Event], None], *, party: str | None = None) -> Callable[[], None]:
         """Call `callback` on every event (only the events of `party`, when given); returns a
@@ -285,9 +304,14 @@ class OfferStore:
         """One request with its state, session and, once cleared, result (404 for another party's)."""
         return self.request_book.get(party, request_id, operator=OPERATOR)
 
-    def requests(self, party: str) -> list[FlexRequest]:
-        """The party's requests in posting order, whatever their state (all for the operator)."""
-        return self.request_book.of(party, operator=OPERATOR)
+    def requests(self, party: str, *, after: str | None = None, limit: int | None = None) -> list[FlexRequest]:
+        """The party's requests in posting order, whatever their state (all for the operator);
+        a page: at most `limit`, from the request after id `after`."""
+        found = self.request_book.of(party, operator=OPERATOR)
+        if after is not None:
+            ids = [r.id for r in found]
+            found = found[ids.index(after) + 1 :] if after in ids else []
+        return found if limit is None else found[:limit]
 
     def withdraw_request(self, party: str, request_id: str) -> FlexRequest:
         """Withdraw an open request before its session clears (409 after)."""
