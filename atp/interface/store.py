@@ -167,16 +167,26 @@ class OfferStore:
         return offer
 
     # -- issuer operations (spec/interface.md) ----------------------------------------------
-    def submit(self, party: str, offer: FlexOffer, *, idempotency_key: str | None = None) -> FlexOffer:
+    def submit(
+        self, party: str, offer: FlexOffer, *, idempotency_key: str | None = None, max_active: int | None = None
+    ) -> FlexOffer:
         """Accept a valid offer: returns it with its new id and state `accepted`.
 
-        Raises InvalidOfferError (422) listing every problem; stores nothing then.
+        Raises InvalidOfferError (422) listing every problem; stores nothing then. With
+        `max_active`, ConflictError (409) when the issuer already has that many active offers
+        (a repeated idempotency key still returns its first answer).
         """
         if idempotency_key is not None:
             first = self._idempotency.get((party, idempotency_key))
             if first is not None:
                 return first
         self._validated(party, offer)
+        owner = party if party != OPERATOR else offer.issuer
+        if max_active is not None and self.count_active(owner) >= max_active:
+            raise ConflictError(
+                f"party {owner!r} has {max_active} active offers, the most this receiver keeps; "
+                "withdraw one or wait until one settles"
+            )
         now = self.clock()
         offer_id = f"{self._prefix}-{next(self._ids):06d}"
         stored = dataclasses.replace(offer, id=offer_id, created_at=offer.created_at or now, state=None, schedule=None)
