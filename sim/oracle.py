@@ -118,14 +118,11 @@ def collect_twin_flexibility(world: Any) -> TwinFlexibility:
         if world.periods[k] == "window":
             for i, p in enumerate(prosumers):
                 for lt, device in devices[i].items():
-                    kind = p.kinds[lt]
-                    if not kind.wants_offer(device, env):
+                    ctx = p.offer_context(lt, device, env)
+                    if ctx is None:
                         continue
-                    ctx = p.foa.context(
-                        kind.context_time(device, env), slice_s=env.slice_s, price_eur_per_kwh=p.price_eur_per_kwh
-                    )
                     try:
-                        offer = generators[i][lt].generate(kind.state(device, env), ctx)
+                        offer = generators[i][lt].generate(p.kinds[lt].state(device, env), ctx)
                     except FoaError:  # the FOA makes no offer either: the device runs uncontrolled
                         continue
                     if offer is None:

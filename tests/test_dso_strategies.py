@@ -44,8 +44,8 @@ def _overload_kwh(kpis) -> float:
 
 
 def _overloaded(world) -> np.ndarray:
-    """Per step of the reporting window, whether a line or the transformer is over its limit."""
-    loading = np.nan_to_num(branch_loadings(world.flows.window(world.window)))
+    """Per counted step (the window and its tail), whether a line or the transformer is over its limit."""
+    loading = np.nan_to_num(branch_loadings(world.flows.window(world.counted)))
     return (loading > world.grid_limits.max_loading_percent).any(axis=1)
 
 
@@ -77,13 +77,12 @@ def test_the_best_market_based_strategy_comes_close_to_the_oracle(moderate, seed
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("strategy", ["local_market", "dynamic_tariff"])
 def test_the_atp_makes_no_overload_of_its_own(moderate, seed, strategy):
-    """No step of the reporting window that is within its limits without flexibility goes over a
-    limit with grid-aware planning. (After the window the FOAs make no more offers and the
-    devices return to their thermostats at once: that release can overload the first steps of
-    the tail, scenarios/esr/README.md.)"""
+    """No counted step (window and tail) that is within its limits without flexibility goes over
+    a limit with grid-aware planning: also not in the tail, when the FOAs have made their last
+    offers and the devices return to their own control (staggered, `sim.agents.kinds.block_phase`)."""
     reference = _overloaded(moderate[(seed, "no_flex")][0])
     world, kpis = moderate[(seed, strategy)]
     new = _overloaded(world) & ~reference
-    assert not new.any(), world.times[world.window][new]
+    assert not new.any(), world.times[world.counted][new]
     assert world.dso.published and world.aggregator.grid_capacity  # the FMAN planned within them
     assert kpis["dso"]["energy_not_delivered_kwh"] >= 0

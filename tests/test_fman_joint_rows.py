@@ -160,15 +160,19 @@ def _brute_force(problem: PlanningProblem, objective: str = "least_cost", series
 
 
 def _assert_meets_model_rows(lp: highspy.HighsLp, col: np.ndarray, tol: float = 1e-7) -> None:
-    """Every column bound and row of a column-wise HighsLp holds at `col` (and y is integral)."""
+    """Every column bound and row of a HighsLp (column- or row-wise) holds at `col` (and y is integral)."""
     col = np.asarray(col, dtype=float)
     assert len(col) == lp.num_col_
     assert np.all(col >= np.asarray(lp.col_lower_) - tol) and np.all(col <= np.asarray(lp.col_upper_) + tol)
     start = np.asarray(lp.a_matrix_.start_)
     index = np.asarray(lp.a_matrix_.index_)
     value = np.asarray(lp.a_matrix_.value_)
-    owner = np.repeat(np.arange(lp.num_col_), np.diff(start))
-    activity = np.bincount(index, weights=value * col[owner], minlength=lp.num_row_)
+    if lp.a_matrix_.format_ == highspy.MatrixFormat.kRowwise:
+        row = np.repeat(np.arange(lp.num_row_), np.diff(start))
+        activity = np.bincount(row, weights=value * col[index], minlength=lp.num_row_)
+    else:
+        owner = np.repeat(np.arange(lp.num_col_), np.diff(start))
+        activity = np.bincount(index, weights=value * col[owner], minlength=lp.num_row_)
     assert np.all(activity >= np.asarray(lp.row_lower_) - tol), np.flatnonzero(
         activity < np.asarray(lp.row_lower_) - tol
     )

@@ -10,6 +10,7 @@ the physics one step. Adding a load type to the world = one `DeviceKind` registe
 from __future__ import annotations
 
 import abc
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,10 +36,12 @@ from sim.agents.water_heater import WaterHeater
 from sim.agents.wet_appliance import WetAppliance
 
 __all__ = [
+    "BlockKind",
     "BuildContext",
     "DeviceKind",
     "KindError",
     "StepEnv",
+    "block_phase",
     "check_number",
     "check_range",
     "get_kind",
@@ -63,6 +66,7 @@ class StepEnv:
     outdoor_forecast_c: np.ndarray  # from step k+1 on
     pv_kwh_per_kwp: float  # production potential per kWp installed over step k (>= 0)
     pv_forecast_kwh_per_kwp: np.ndarray  # from step k+1 on
+    block_phase: int = 0  # the prosumer's block phase (`block_phase`); the prosumer sets it
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,16 @@ _WATER_KWH_PER_L_K = 4.186 / 3600  # heat capacity of water
 HP_BLOCK_STEPS = 16  # block offers (heat pump, water heater, battery, PV) cover 16 steps (4 h at 15 min)
 
 
+def block_phase(name: str) -> int:
+    """The step (0 <= phase < HP_BLOCK_STEPS) at which a prosumer's blocks start, from its name.
+
+    Staggered: were every device's blocks to start and end at the same step, the last blocks of
+    the window would hand every heat pump, boiler and battery of the site back to its own control
+    at once, a synchronised rebound (all thermostats switching on together) that no plan saw;
+    real FOAs are not synchronised either. Stable across runs and seeds (crc32 of the name)."""
+    return zlib.crc32(name.encode()) % HP_BLOCK_STEPS
+
+
 class DeviceKind(abc.ABC):
     """The world's binding of one load type (see the module docstring)."""
 
@@ -121,10 +135,13 @@ class DeviceKind(abc.ABC):
     def generator(self, params: Any) -> FlexOfferGenerator:
         """The FOA generator plug-in for this load type."""
 
+    @abc.abstractmethod
     def wants_offer(self, device: Any, env: StepEnv) -> bool:
-        """True when the FOA should (re)generate an offer at this step (a device event or refresh);
-        by default at the start of every block of `HP_BLOCK_STEPS` steps."""
-        return env.window_k % HP_BLOCK_STEPS == 0
+        """True when the FOA should (re)generate an offer at this step (a device event or refresh)."""
+
+    def offer_horizon_s(self, env: StepEnv) -> int | None:
+        """How far an offer made at this step may reach (s); None (the default): the generator's own limit."""
+        return None
 
     def state(self, device: Any, env: StepEnv) -> Any:
         """The FOA's view of the device now (its state dataclass); by default `device.state(now)`."""
@@ -174,6 +191,24 @@ def _kelvin_hours_outside(
             t = getattr(h, temp)
             total += (max(low - t, 0.0) + max(t - high, 0.0)) * dt_h
     return total
+
+
+class BlockKind(DeviceKind):
+    """A device whose FOA offers it block by block (heat pump, water heater, battery, PV): one
+    offer per block of `HP_BLOCK_STEPS` steps, each prosumer's blocks in its own phase."""
+
+    def wants_offer(self, device: Any, env: StepEnv) -> bool:
+        """At the window's start and then at the start of every block of `HP_BLOCK_STEPS`
+        steps of the prosumer's phase (`env.block_phase`, see `block_phase`)."""
+        return env.window_k == 0 or (env.window_k - env.block_phase) % HP_BLOCK_STEPS == 0
+
+    def offer_horizon_s(self, env: StepEnv) -> int | None:
+        """How far an offer made at this step may reach (s): to the prosumer's next block
+        boundary. An offer at the window's start covers the steps up to the first boundary of
+        its phase (a shorter first block), later ones a whole block; an offer's first step is
+        the one after `env.now` (`GenerationContext.first_start`)."""
+        steps = (env.block_phase - env.window_k) % HP_BLOCK_STEPS or HP_BLOCK_STEPS
+        return (steps + 1) * env.slice_s
 
 
 # -- EV ------------------------------------------------------------------------------------
@@ -254,7 +289,7 @@ class _HeatPumpParams:
     model_error: float
 
 
-class HeatPumpKind(DeviceKind):
+class HeatPumpKind(BlockKind):
     """A heat pump in an RC building: an offer per block of `HP_BLOCK_STEPS` steps."""
 
     load_type = "heat_pump"
@@ -360,7 +395,7 @@ class WetApplianceKind(DeviceKind):
 # -- water heater ----------------------------------------------------------------------------
 
 
-class WaterHeaterKind(DeviceKind):
+class WaterHeaterKind(BlockKind):
     """An electric water heater (boiler): an offer per block, like the heat pump."""
 
     load_type = "water_heater"
@@ -486,7 +521,7 @@ class _BatteryParams:
     capacity_kwh: tuple[float, float]
 
 
-class BatteryKind(DeviceKind):
+class BatteryKind(BlockKind):
     """A home battery: an offer per block with its state-of-charge limits as a dependency constraint."""
 
     load_type = "battery"
@@ -513,7 +548,7 @@ class _PvParams:
     kwp: tuple[float, float]
 
 
-class PvKind(DeviceKind):
+class PvKind(BlockKind):
     """A curtailable PV system (beyond the rooftop PV of the site's profiles): curtailment as flexibility."""
 
     load_type = "pv"

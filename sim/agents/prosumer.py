@@ -11,6 +11,7 @@ the default's end, the metered energy where no offer covers the step) and what w
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,9 @@ import mesa
 import numpy as np
 
 from atp.flexoffer import Mode
-from atp.foa import FlexOfferAgent
+from atp.foa import FlexOfferAgent, GenerationContext
 from atp.foa.ems import schedule_step
-from sim.agents.kinds import StepEnv, get_kind
+from sim.agents.kinds import StepEnv, block_phase, get_kind
 
 __all__ = ["Prosumer", "StepRecord"]
 
@@ -72,19 +73,30 @@ class Prosumer(mesa.Agent):
         # without the ATP. Its energy is the true "no flexibility" baseline of the KPIs.
         self.shadow = {name: copy.deepcopy(device) for name, device in devices.items()}
         self.net_kwh = 0.0  # last step's metered net energy at the meter (load - PV)
+        self.block_phase = block_phase(name)  # when its block offers start (staggered over the site)
 
     def trigger(self, env: StepEnv) -> int:
         """Device events and FOA refreshes at step k; returns how many offers were generated."""
         generated = 0
         for load_type, device in self.devices.items():
-            kind = self.kinds[load_type]
-            if not kind.wants_offer(device, env):
-                continue
-            ctx = self.foa.context(
-                kind.context_time(device, env), slice_s=env.slice_s, price_eur_per_kwh=self.price_eur_per_kwh
-            )
-            generated += self.foa.trigger(load_type, kind.state(device, env), ctx) is not None
+            ctx = self.offer_context(load_type, device, env)
+            if ctx is not None:
+                generated += self.foa.trigger(load_type, self.kinds[load_type].state(device, env), ctx) is not None
         return generated
+
+    def offer_context(self, load_type: str, device: Any, env: StepEnv) -> GenerationContext | None:
+        """The FOA's generation context if `device` (of `load_type`) gets an offer at this step, else None."""
+        kind = self.kinds[load_type]
+        env = dataclasses.replace(env, block_phase=self.block_phase)
+        if not kind.wants_offer(device, env):
+            return None
+        horizon_s = kind.offer_horizon_s(env)
+        return self.foa.context(
+            kind.context_time(device, env),
+            slice_s=env.slice_s,
+            price_eur_per_kwh=self.price_eur_per_kwh,
+            **({} if horizon_s is None else {"horizon_s": horizon_s}),
+        )
 
     def _device_step(self, load_type: str, env: StepEnv, *, blocked: bool = False) -> StepRecord:
         kind = self.kinds[load_type]
