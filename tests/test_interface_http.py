@@ -27,6 +27,7 @@ from atp.fman import DelegatedContract
 from atp.foa.errors import CommunicationError
 from atp.interface import HttpClient, InterfaceError, OfferStore, UnauthorizedError, create_app
 from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
+from atp.interface.limits import ServiceLimits
 from atp.interface.serve import ServerThread
 from tests.http_support import OPERATOR_TOKEN, TOKEN_OF, TOKENS, Clock, SwitchApp, ev_offer, wait_until
 
@@ -123,7 +124,7 @@ def test_422_lists_every_problem_with_its_json_path(receiver):
 
 
 def test_malformed_requests_answer_json_errors_never_a_trace(server):
-    r = make_receiver(server, max_body_bytes=4000, kpi=lambda party: 1 / 0)
+    r = make_receiver(server, limits=ServiceLimits(max_body_bytes=4000), kpi=lambda party: 1 / 0)
     assert_error(r.http.post("/flexoffer", content=b"{not json", headers=AUTH17), 422)
     assert_error(r.http.post("/flexoffer", headers=AUTH17), 422)
     assert_error(r.http.post("/flexoffer", content=b"[" + b"1," * 3000 + b"1]", headers=AUTH17), 413)
@@ -381,7 +382,7 @@ def test_a_refused_subscription_raises_the_refusal(receiver):
 
 
 def test_other_refusals_keep_their_status(server):
-    r = make_receiver(server, max_body_bytes=100)
+    r = make_receiver(server, limits=ServiceLimits(max_body_bytes=100))
     client = HttpClient(r.url, TOKEN_OF[P17], party=P17)
     with pytest.raises(InterfaceError) as info:
         client.submit(ev_offer())

@@ -14,6 +14,9 @@ could not be opened at all. When the retries are spent, the client raises
 `atp.foa.errors.CommunicationError`, the one error a binding raises for lost communication
 (the FOA retries on it); the original httpx error is its `__cause__`.
 
+Lists (`active`, `between`, `requests`) follow the receiver's pages: each page's
+`Link: <...>; rel="next"` header is fetched until a page comes without one.
+
 Events: `events(after=n)` reads the stream's backlog (`GET /flexoffer/stream?follow=false`).
 `subscribe(callback)` opens the stream on a reader thread and returns once the stream is in
 place, so every event after the call reaches `callback`; a broken connection is reopened with
@@ -103,12 +106,6 @@ def _offer(data: Any) -> FlexOffer:
     if problems or offer is None:
         raise _malformed("offer", problems)
     return offer
-
-
-def _offers(data: Any) -> list[FlexOffer]:
-    if not isinstance(data, list):
-        raise _malformed("offer list", [Problem("", "is not a list")])
-    return [_offer(item) for item in data]
 
 
 def _request(data: Any) -> FlexRequest:
@@ -238,14 +235,30 @@ class HttpClient:
         """GET /flexoffer/{id}."""
         return _offer(self._json(self._send("GET", f"/flexoffer/{quote(offer_id, safe='')}", safe=True)))
 
+    def _pages(self, path: str, what: str) -> list[Any]:
+        """Every item of a paginated list: the pages from `path` on, following rel="next"."""
+        items: list[Any] = []
+        url: str | None = path
+        while url is not None:
+            response = self._send("GET", url, safe=True)
+            data = self._json(response)
+            if not isinstance(data, list):
+                raise _malformed(what, [Problem("", "is not a list")])
+            items.extend(data)
+            following = response.links.get("next", {}).get("url")
+            if following is not None and not following.startswith("/"):  # the token goes to this receiver only
+                raise _malformed(what, [Problem("Link", f"the next page {following!r} is not a path of this receiver")])
+            url = following if following and following != url else None
+        return items
+
     def active(self) -> list[FlexOffer]:
-        """GET /flexoffer."""
-        return _offers(self._json(self._send("GET", "/flexoffer", safe=True)))
+        """GET /flexoffer, every page."""
+        return [_offer(item) for item in self._pages("/flexoffer", "offer list")]
 
     def between(self, start: datetime, end: datetime) -> list[FlexOffer]:
-        """GET /flexoffer/{from}/{to}."""
+        """GET /flexoffer/{from}/{to}, every page."""
         path = f"/flexoffer/{quote(format_time(start))}/{quote(format_time(end))}"
-        return _offers(self._json(self._send("GET", path, safe=True)))
+        return [_offer(item) for item in self._pages(path, "offer list")]
 
     def post_measurements(self, measurements: Sequence[Measurement]) -> int:
         """POST /flexoffer/measurement (a list; retried safely: a measurement is stored once)."""
@@ -307,11 +320,8 @@ class HttpClient:
         return _request(self._json(self._send("GET", f"/request/{quote(request_id, safe='')}", safe=True)))
 
     def requests(self) -> list[FlexRequest]:
-        """GET /request."""
-        data = self._json(self._send("GET", "/request", safe=True))
-        if not isinstance(data, list):
-            raise _malformed("request list", [Problem("", "is not a list")])
-        return [_request(item) for item in data]
+        """GET /request, every page."""
+        return [_request(item) for item in self._pages("/request", "request list")]
 
     def withdraw_request(self, request_id: str) -> FlexRequest:
         """DELETE /request/{id}."""

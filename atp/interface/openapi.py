@@ -1,0 +1,201 @@
+"""The OpenAPI document of the HTTP binding: every body, the bearer scheme, every status, the SSE type.
+
+FastAPI derives paths and parameters from the routes; this module adds what it cannot see
+because the handlers read and check their bodies themselves (to list every problem with its
+JSON path): the request and response bodies, as JSON Schema generated from the same
+dataclasses that decode them (`atp.flexoffer.schema`, so the document, the codec and
+`flexoffer.schema.json` cannot disagree); the bearer security scheme; and for each operation
+every status code it can answer, each error with the body `{"error", "details": [{"path",
+"message", "rule"}]}`. `GET /flexoffer/stream` answers `text/event-stream`.
+
+`OPERATIONS` is the one table of what each route answers; `tests/test_openapi.py` checks it
+against the routes and against what the server really answers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from atp.flexoffer import FlexOffer, Measurement, flexoffer_schema
+from atp.flexoffer.schema import _type_schema
+from atp.interface.requests import FlexRequest
+
+__all__ = ["OPERATIONS", "STATUS_TEXT", "component_schemas", "install_openapi"]
+
+STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    401: "No token, an unknown token, or another scheme than Bearer",
+    403: "The body names another party as issuer or buyer",
+    404: "Unknown, or another party's (or a route this receiver does not serve)",
+    408: "The body did not arrive in time",
+    409: "The state of the offer or request (or the party's quota) forbids the operation",
+    413: "The body is larger than the receiver accepts",
+    422: "Invalid body, parameter or header: every problem with its JSON path",
+    500: "Internal error (never caused by input; the traceback goes to the server's log only)",
+}
+
+_REF = "#/components/schemas/"
+_AUTH = (401,)
+_READ = (*_AUTH, 404, 422, 500)
+_BODY = (*_AUTH, 403, 404, 408, 413, 422, 500)
+
+_LINK = {
+    "Link": {
+        "description": 'Present when more items follow: `<URL of the next page>; rel="next"`.',
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": _REF + name}
+
+
+def _list_of(name: str) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(name)}
+
+
+def _op(
+    ok: int,
+    body: dict[str, Any] | None,
+    errors: tuple[int, ...],
+    *,
+    request: dict[str, Any] | None = None,
+    headers: dict[str, Any] | None = None,
+    media: str = "application/json",
+) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": STATUS_TEXT[ok]}
+    if body is not None:
+        answer["content"] = {media: {"schema": body}}
+    if headers:
+        answer["headers"] = headers
+    op: dict[str, Any] = {"responses": {str(ok): answer, **{str(code): _error_response(code) for code in errors}}}
+    if request is not None:
+        op["requestBody"] = {"required": True, "content": _json(request)}
+    return op
+
+
+def _error_response(code: int) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": STATUS_TEXT[code], "content": _json(_ref("Error"))}
+    if code == 401:
+        answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}}
+    return answer
+
+
+_LOCATION = {"Location": {"description": "The path of the new item.", "schema": {"type": "string"}}}
+_SSE = {"type": "string", "description": "Server-Sent Events (spec/interface.md, GET /flexoffer/stream)."}
+
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", "/flexoffer"): _op(201, _ref("FlexOffer"), (*_BODY, 409), request=_ref("FlexOffer"), headers=_LOCATION),
+    ("get", "/flexoffer"): _op(200, _list_of("FlexOffer"), (*_AUTH, 422, 500), headers=_LINK),
+    ("get", "/flexoffer/stream"): _op(200, _SSE, (*_AUTH, 422, 500), media="text/event-stream"),
+    ("post", "/flexoffer/measurement"): _op(
+        201,
+        _ref("Stored"),
+        _BODY,
+        request={"anyOf": [_ref("Measurement"), {"type": "array", "items": _ref("Measurement"), "minItems": 1}]},
+    ),
+    ("get", "/flexoffer/{offer_id}"): _op(200, _ref("FlexOffer"), _READ),
+    ("put", "/flexoffer/{offer_id}"): _op(200, _ref("FlexOffer"), (*_BODY, 409), request=_ref("FlexOffer")),
+    ("delete", "/flexoffer/{offer_id}"): _op(200, _ref("FlexOffer"), (*_READ, 409)),
+    ("get", "/flexoffer/{start}/{end}"): _op(200, _list_of("FlexOffer"), (*_AUTH, 422, 500), headers=_LINK),
+    ("post", "/request"): _op(201, _ref("FlexRequest"), _BODY, request=_ref("FlexRequest"), headers=_LOCATION),
+    ("get", "/request"): _op(200, _list_of("FlexRequest"), (*_AUTH, 422, 500), headers=_LINK),
+    ("get", "/request/{request_id}"): _op(200, _ref("FlexRequest"), _READ),
+    ("delete", "/request/{request_id}"): _op(200, _ref("FlexRequest"), (*_READ, 409)),
+    ("get", "/timeseries/{kind}/{start}/{end}"): _op(200, _ref("TimeSeries"), _READ),
+    ("get", "/contract"): _op(200, _ref("Document"), _READ),
+    ("get", "/bill"): _op(200, _ref("Document"), _READ),
+    ("get", "/kpi"): _op(200, _ref("Document"), _READ),
+}
+
+
+def _rebased(schema: Any) -> Any:
+    """A schema with its `#/$defs/` references pointed at the OpenAPI components."""
+    text = json.dumps(schema).replace('"#/$defs/', f'"{_REF}')
+    return json.loads(text)
+
+
+def component_schemas() -> dict[str, Any]:
+    """The schemas of every body: FlexOffer and its parts, Measurement, FlexRequest, Error, ..."""
+    offer = flexoffer_schema()
+    defs: dict[str, Any] = dict(offer.pop("$defs"))
+    for key in ("$schema", "$id", "title"):
+        offer.pop(key, None)
+    defs[FlexOffer.__name__] = offer
+    _type_schema(FlexRequest, defs)
+    _type_schema(Measurement, defs)
+    problem = {
+        "type": "object",
+        "properties": {"path": {"type": "string"}, "message": {"type": "string"}, "rule": {"type": "string"}},
+        "required": ["path", "message", "rule"],
+        "additionalProperties": False,
+    }
+    defs["Error"] = {
+        "type": "object",
+        "description": "Every error: a sentence, and for 422 every problem with its JSON path.",
+        "properties": {"error": {"type": "string", "minLength": 1}, "details": {"type": "array", "items": problem}},
+        "required": ["error", "details"],
+        "additionalProperties": False,
+    }
+    defs["Stored"] = {
+        "type": "object",
+        "properties": {"stored": {"type": "integer", "minimum": 0}},
+        "required": ["stored"],
+        "additionalProperties": False,
+    }
+    defs["TimeSeries"] = {
+        "type": "object",
+        "description": "Energy per step: values[i] kWh over [start + i*slice_s, start + (i+1)*slice_s).",
+        "properties": {
+            "start": {"type": "string", "format": "date-time"},
+            "slice_s": {"type": "integer", "minimum": 1},
+            "values": {"type": "array", "items": {"type": "number"}},
+        },
+        "required": ["start", "slice_s", "values"],
+        "additionalProperties": False,
+    }
+    defs["Document"] = {
+        "type": "object",
+        "description": "A contract, bill or KPI document (docs/interface.md, Routes).",
+    }
+    return _rebased(dict(sorted(defs.items())))
+
+
+def _document(app: FastAPI) -> dict[str, Any]:
+    doc = get_openapi(title=app.title, version="1", routes=app.routes, description=app.description)
+    components = doc.setdefault("components", {})
+    components["schemas"] = component_schemas()  # FastAPI's validation-error schemas are never answered
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "One token per party (spec/interface.md)."}
+    }
+    for path, item in doc.get("paths", {}).items():
+        for method, operation in item.items():
+            extra = OPERATIONS.get((method, path))
+            if extra is None:
+                raise RuntimeError(f"{method.upper()} {path} is served but not documented in OPERATIONS")
+            operation.update(copy.deepcopy(extra))
+            operation["security"] = [{"bearer": []}]
+    return doc
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make `app.openapi()` (and `GET /openapi.json`) answer the full document, built once."""
+    built: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not built:
+            built.update(_document(app))
+        return built
+
+    app.openapi = openapi  # type: ignore[method-assign]
