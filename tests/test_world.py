@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from atp.flexoffer import FlexOffer, Schedule, check_schedule, decode
+from sim.agents.kinds import HP_BLOCK_STEPS, StepEnv, get_kind
 from sim.agents.prosumer import Prosumer
 from sim.app import CONFIG_DIR, run
 from sim.config import ConfigError, load_run_config
@@ -269,3 +271,31 @@ def test_other_fman_objectives_run_in_the_world(objective, tmp_path):
     for record in world.aggregator.store.records():
         if record.schedule is not None:
             assert check_schedule(record.offer, record.schedule) == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, HP_BLOCK_STEPS - 1), st.integers(1, 6 * HP_BLOCK_STEPS))
+def test_block_offers_tile_the_window_in_each_prosumers_phase(phase, n_window):
+    """A block kind's offers start at the window's start and at every boundary of the prosumer's
+    phase; each covers the steps up to the next one, so they tile the window without gap or overlap."""
+    kind = get_kind("heat_pump")
+    t0 = datetime(2026, 1, 12, tzinfo=UTC)
+    covered = []
+    for k in range(n_window):
+        env = StepEnv(k, k, t0 + timedelta(minutes=15 * k), 900, 0.0, np.zeros(0), 0.0, np.zeros(0), block_phase=phase)
+        if kind.wants_offer(None, env):
+            assert not covered or covered[-1] == k  # the previous block ends where this one starts
+            steps = kind.offer_horizon_s(env) // 900 - 1  # the offer's first step is k + 1
+            assert 1 <= steps <= HP_BLOCK_STEPS and (k + steps - phase) % HP_BLOCK_STEPS == 0
+            covered.append(k + steps)
+    assert covered[0] == (phase or HP_BLOCK_STEPS)
+
+
+def test_block_offers_of_a_site_are_staggered(site_run):
+    """The heat pumps' block offers do not all start (and so end) at the same steps: the last
+    blocks hand the devices back over several steps, not all at once (`block_phase`)."""
+    _, out, _ = site_run
+    offers = [o for o in read_jsonl(out / "flexoffers.jsonl", FlexOffer) if o.device in ("heat_pump", "water_heater")]
+    assert offers
+    ends = {o.start_after + timedelta(seconds=o.slice_s * o.profiles[0].n_steps) for o in offers}
+    assert len({e.minute + 60 * e.hour for e in ends}) > 4
