@@ -228,6 +228,8 @@ def _basis(start: datetime, days: float) -> str:
     month = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     while month <= last:
         months.append(month.strftime("%B"))
+        if month.year == datetime.max.year and month.month == 12:  # the calendar's last month
+            break
         month = (month + timedelta(days=32)).replace(day=1)
     named = months[0] if len(months) == 1 else f"{months[0]}-{months[-1]}"
     return f"{days:g} day(s) from {start.date().isoformat()} ({named}), scaled by {DAYS_PER_YEAR:g}/{days:g}"

@@ -7,14 +7,15 @@
   offered flexibility, assigned energy, adaptation, metered energy) over one party's offers or,
   for None, the whole receiver, and under `d21` the FMAN's KPIs of D2.1 7.6
   (`atp.fman.compute_kpis` on `kpi_inputs_from_store`: hourly adaptation, load adaptability,
-  savings, EUR/MW/year, projections) over the hours the offers cover, at 0 EUR/kWh (the
-  service has no price feed).
+  savings, EUR/MW/year, projections) over the hours the offers cover (the latest
+  `MAX_PERIOD_STEPS` steps at most), at 0 EUR/kWh (the service has no price feed).
 - `contract_provider(contracts)` and `bill_provider(store, contracts)`: an FMAN's electronic
   contracts (`atp.fman.contracts`) and the bills `atp.fman.settlement.settle` makes from them.
   Each offer with measurements is billed as its own period: the steps from the earliest to the
   latest of its default schedule, assigned schedule and measurements, on the offer's grid;
   steps without a measurement count as 0 kWh metered. Offers that cannot be settled (no
-  default schedule, a measurement off the grid) are listed in `not_billed` with the reason.
+  default schedule, a measurement off the grid, a period of more than `MAX_PERIOD_STEPS` steps)
+  are listed in `not_billed` with the reason.
 
 The contracts file of `goflex-atp serve --contracts` (YAML or JSON):
 
@@ -31,7 +32,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 _CLOSED = (OfferState.REJECTED, OfferState.WITHDRAWN)
+MAX_PERIOD_STEPS = 100_000
+"""The most steps of one bill period and of the `d21` KPIs' period (the latest steps)."""
 
 
 class ContractsFileError(ValidationError):
@@ -141,7 +144,10 @@ def _d21_kpis(store: OfferStore, party: str | None, records: list[OfferRecord]) 
     start = min(a for a, _ in spans).replace(minute=0, second=0, microsecond=0)
     end = max(b for _, b in spans)
     end_hour = end.replace(minute=0, second=0, microsecond=0)
-    end = end_hour if end_hour == end else end_hour + timedelta(hours=1)
+    end = end_hour if end_hour == end or end_hour.date() == date.max else end_hour + timedelta(hours=1)
+    most = timedelta(hours=MAX_PERIOD_STEPS // (3600 // slice_s))
+    if end - start > most:  # the latest MAX_PERIOD_STEPS: offers spread over years must not build years of steps
+        start = end - most
     inputs = kpi_inputs_from_store(
         store, party=OPERATOR if party is None else party, start=start, end=end, slice_s=slice_s
     )
@@ -197,6 +203,11 @@ def _period(record: OfferRecord, contract: Contract) -> dict[str, Any]:
     start = min(t for t, _ in spans)
     end = max(t + timedelta(seconds=n * step_s) for t, n in spans)
     steps = int((end - start).total_seconds() // step_s)
+    if steps > MAX_PERIOD_STEPS:  # checked before the arrays: e.g. one measurement years away
+        raise SettlementError(
+            f"its schedules and measurements span {steps} steps from {format_time(start)}, "
+            f"more than a bill period holds ({MAX_PERIOD_STEPS})"
+        )
     metered = np.zeros(steps)
     for t, energy_kwh in record.measurements.items():
         offset_s = (t - start).total_seconds()
