@@ -35,16 +35,26 @@ from atp.flexoffer import FlexOffer, Measurement, format_time, on_grid
 from atp.interface.errors import InterfaceError
 
 __all__ = [
+    "HEADER_TIMEOUT_S",
+    "IDLE_TIMEOUT_S",
     "PayloadTooLargeError",
     "RequestTimeoutError",
     "ServiceLimits",
     "check_measurements",
+    "connection_options",
     "decode_cursor",
     "encode_cursor",
     "header_timeout_protocol",
     "invalid",
+    "parse_json",
     "read_json_body",
 ]
+
+
+HEADER_TIMEOUT_S = 10.0
+"""Seconds a client has to send a whole request head (line and headers), from its first byte."""
+IDLE_TIMEOUT_S = 5
+"""Seconds an idle keep-alive connection stays open between requests."""
 
 
 class PayloadTooLargeError(InterfaceError):
@@ -253,3 +263,12 @@ def header_timeout_protocol(header_timeout_s: float) -> type[H11Protocol]:
                 self.transport.close()
 
     return HeaderTimeoutProtocol
+
+
+def connection_options(
+    *, header_timeout_s: float = HEADER_TIMEOUT_S, idle_timeout_s: int = IDLE_TIMEOUT_S
+) -> dict[str, Any]:
+    """The `uvicorn.Config` options that time half-open and idle connections out."""
+    if idle_timeout_s < 1:
+        raise ValueError(f"idle_timeout_s(={idle_timeout_s}) must be >= 1")
+    return {"http": header_timeout_protocol(header_timeout_s), "timeout_keep_alive": idle_timeout_s}

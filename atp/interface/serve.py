@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from atp.errors import ValidationError
 from atp.interface.auth import TokenTable
 from atp.interface.http_server import create_app
+from atp.interface.limits import connection_options
 from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
 from atp.interface.store import OfferStore
 
@@ -96,7 +97,7 @@ def _config(
         app,
         host=host,
         port=port,
-        http="h11",
+        **connection_options(),  # header-read and idle timeouts (atp.interface.limits)
         ws="none",
         lifespan="off",
         log_level=log_level,
