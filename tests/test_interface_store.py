@@ -1,4 +1,8 @@
-"""The exchange interface's receiver store through the in-process binding: states, ownership, events."""
+"""The exchange interface's receiver store through the in-process binding: states, ownership, events.
+
+Every test runs on the three backends (memory, SQLite, PostgreSQL: `tests/store_backends.py`);
+what a store keeps across a restart is in `tests/test_interface_durability.py`.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from atp.interface import (
     ForbiddenError,
     InProcessClient,
     NotFoundError,
-    OfferStore,
 )
+from atp.interface.store import open_store
+from tests.store_backends import backend_fixture, store_urls_fixture  # noqa: F401 (fixtures)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "flexoffers"
 
@@ -32,11 +37,12 @@ class Clock:
 
 
 @pytest.fixture
-def setup():
+def setup(store_urls):
     clock = Clock(datetime(2026, 11, 25, 17, 40, tzinfo=UTC))
-    store = OfferStore("fman", clock=clock)
+    store = open_store(store_urls.url(), "fman", clock=clock)
     ev = dataclasses.replace(offer_from_json((EXAMPLES / "ev_charge.json").read_text()), id=None)
-    return clock, store, InProcessClient(store, "foss-p017"), ev
+    yield clock, store, InProcessClient(store, "foss-p017"), ev
+    store.close()
 
 
 def test_in_process_client_is_an_exchange_interface(setup):

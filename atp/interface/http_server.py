@@ -441,8 +441,7 @@ def create_app(
             start = after
         else:
             start = hub.last_seq
-        if start > hub.last_seq:  # an id from before a receiver restart: replay this store's events
-            start = 0
+        store.check_position(start)  # 409 for a position this store never issued (a durable store keeps its own)
         chunk = limits.max_page_size
 
         def read(pos: int) -> tuple[list[str], int]:

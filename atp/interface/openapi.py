@@ -34,7 +34,8 @@ STATUS_TEXT = {
     403: "The body names another party as issuer or buyer",
     404: "Unknown, or another party's (or a route this receiver does not serve)",
     408: "The body did not arrive in time",
-    409: "The state of the offer or request (or the party's quota) forbids the operation",
+    409: "The state of the offer or request (or the party's quota) forbids the operation, or the stream's "
+    "Last-Event-ID / after is a position this receiver never issued",
     413: "The body is larger than the receiver accepts",
     422: "Invalid body, parameter or header: every problem with its JSON path",
     500: "Internal error (never caused by input; the traceback goes to the server's log only)",
@@ -98,7 +99,7 @@ _SSE = {"type": "string", "description": "Server-Sent Events (spec/interface.md,
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/flexoffer"): _op(201, _ref("FlexOffer"), (*_BODY, 409), request=_ref("FlexOffer"), headers=_LOCATION),
     ("get", "/flexoffer"): _op(200, _list_of("FlexOffer"), (*_AUTH, 422, 500), headers=_LINK),
-    ("get", "/flexoffer/stream"): _op(200, _SSE, (*_AUTH, 422, 500), media="text/event-stream"),
+    ("get", "/flexoffer/stream"): _op(200, _SSE, (*_AUTH, 409, 422, 500), media="text/event-stream"),
     ("post", "/flexoffer/measurement"): _op(
         201,
         _ref("Stored"),

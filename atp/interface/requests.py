@@ -17,10 +17,11 @@ covers `[start + t*slice_s, start + (t+1)*slice_s)`.
   `what="request"`): a buyer, a grid (`slice_s` divides 86400, `start` on it), finite volumes
   not all zero, a cut-off >= 0 (a negative one would pay the buyer: that is selling), no
   fields that only the receiver sets.
-- `RequestBook` keeps one receiver's requests: ids (`rq-<receiver>-<n>`), ownership (another
+- `RequestBook` keeps one receiver's requests: ids (`rq-<receiver>-<n>`, or the store's
+  opaque ids), ownership (another
   party's request is 404), idempotency keys, and the `RequestHandler` of the receiver (the
   market) that places a valid request in a session or refuses it. A receiver without a handler
-  takes no requests (404 saying so).
+  takes no requests (404 saying so). Its `on_change` hook tells the store what to persist.
 - Once the request's session is cleared, the receiver records a `RequestResult`: what cleared
   per step, what the buyer pays, and the awards; the buyer reads it with `GET /request/{id}`.
 
@@ -258,15 +259,37 @@ class RequestRecord:
 class RequestBook:
     """One receiver's buyers' requests (held by its `OfferStore`, which every binding serves)."""
 
-    def __init__(self, name: str, *, clock: Callable[[], datetime], id_prefix: str, max_duration_s: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        clock: Callable[[], datetime],
+        id_prefix: str,
+        max_duration_s: int,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
         self.name = name
         self.clock = clock
         self.max_duration_s = max_duration_s
         self.handler: RequestHandler | None = None
+        self.on_change: Callable[[RequestRecord, tuple[str, str] | None], None] | None = None
+        """Called with the changed record (and the (party, idempotency key) of a new one): the
+        store's hook that persists it."""
         self._prefix = id_prefix
+        self._new_id = new_id
         self._n = 0
         self._records: dict[str, RequestRecord] = {}
         self._idempotency: dict[tuple[str, str], FlexRequest] = {}
+
+    def restore(self, records: Iterable[RequestRecord], idempotency: dict[tuple[str, str], FlexRequest]) -> None:
+        """Refill the book with stored records (in posting order) and idempotency answers."""
+        self._records = {r.request.id or "": r for r in records}
+        self._idempotency = dict(idempotency)
+        self._n = len(self._records)
+
+    def _changed(self, record: RequestRecord, key: tuple[str, str] | None = None) -> None:
+        if self.on_change is not None:
+            self.on_change(record, key)
 
     def _record(self, party: str, request_id: str, *, operator: str) -> RequestRecord:
         record = self._records.get(request_id)
@@ -295,7 +318,7 @@ class RequestBook:
         if problems:
             raise InvalidOfferError(problems, what="request")
         now = self.clock()
-        request_id = f"{self._prefix}-{self._n + 1:06d}"
+        request_id = self._new_id() if self._new_id is not None else f"{self._prefix}-{self._n + 1:06d}"
         numbered = dataclasses.replace(request, id=request_id)
         session = handler.place(numbered)  # refuses by raising; nothing is stored then
         self._n += 1
@@ -305,6 +328,7 @@ class RequestBook:
         answer = record.view()
         if idempotency_key is not None:
             self._idempotency[(party, idempotency_key)] = answer
+        self._changed(record, None if idempotency_key is None else (party, idempotency_key))
         return answer
 
     def get(self, party: str, request_id: str, *, operator: str) -> FlexRequest:
@@ -323,6 +347,7 @@ class RequestBook:
         self._handler().withdraw(record.view())
         record.state = RequestState.WITHDRAWN
         record.updated_at = self.clock()
+        self._changed(record)
         return record.view()
 
     def records(self, states: Iterable[RequestState] | None = None) -> list[RequestRecord]:
@@ -348,4 +373,5 @@ class RequestBook:
         record.result = result
         record.state = RequestState.CLEARED
         record.updated_at = self.clock()
+        self._changed(record)
         return record.view()

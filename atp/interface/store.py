@@ -23,13 +23,27 @@ protocol of spec/interface.md:
   a buyer's demand dressed as an offer), with the problems named like any invalid offer.
 
 Time comes from the `clock` callable, so the store runs on simulated or wall-clock time.
+
+Durability: without a journal the store lives in memory (the simulation, the tests). With one
+(`atp.interface.persist`: SQLite or PostgreSQL; `open_store(url, name)`) every operation's rows
+are committed before it returns and before any subscriber hears of it, and a new store on the
+same database starts where the last one stopped: offers, schedules, measurements, requests,
+idempotency answers and events with their sequence numbers. If a commit fails, the store
+reloads itself from the database and raises `StoreUnavailableError` (503): what it answers is
+always what is stored. `transaction()` groups operations into one commit.
+
+Ids: `opaque_ids=True` (every durable store, `goflex-atp serve`) gives random ids
+(`fo-<name>-<16 hex>`) that tell a party nothing of other parties' offers; the default numbers
+them `fo-<name>-000001`, ... in submission order (reproducible simulation runs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -45,7 +59,8 @@ from atp.flexoffer import (
     check_schedule,
     validate_offer,
 )
-from atp.interface.errors import ConflictError, ForbiddenError, NotFoundError
+from atp.interface.errors import ConflictError, ForbiddenError, InterfaceError, NotFoundError
+from atp.interface.persist import Batch, Journal, JournalError, open_journal, read_offer, read_request, write_json
 from atp.interface.requests import (
     FlexRequest,
     RequestBook,
@@ -55,7 +70,17 @@ from atp.interface.requests import (
     RequestState,
 )
 
-__all__ = ["OPERATOR", "Event", "OfferCheck", "OfferRecord", "OfferStore", "TimeSeries"]
+__all__ = [
+    "OPERATOR",
+    "Event",
+    "OfferCheck",
+    "OfferRecord",
+    "OfferStore",
+    "StoreUnavailableError",
+    "TimeSeries",
+    "UnknownEventError",
+    "open_store",
+]
 
 OPERATOR = "operator"
 
@@ -117,6 +142,18 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class StoreUnavailableError(InterfaceError):
+    """The store's database did not take a change; nothing of it was kept (retry later)."""
+
+    status = 503
+
+
+class UnknownEventError(InterfaceError):
+    """A resume position (`after`, `Last-Event-ID`) beyond the last event this store issued."""
+
+    status = 409
+
+
 class OfferStore:
     """Offers received by one party (an FMAN or FMAR), with their life cycle and events."""
 
@@ -127,19 +164,134 @@ class OfferStore:
         clock: Callable[[], datetime] = _utc_now,
         limits: Limits = Limits(),
         id_prefix: str | None = None,
+        journal: Journal | None = None,
+        opaque_ids: bool = False,
     ) -> None:
         self.name = name
         self.clock = clock
         self.limits = limits
+        self.journal = journal
+        self.opaque_ids = opaque_ids
         self._prefix = id_prefix or f"fo-{name}"
-        self._ids = itertools.count(1)
         self._records: dict[str, OfferRecord] = {}
+        self._order: dict[str, int] = {}  # submission number of each offer id (the journal's row order)
+        self._request_order: dict[str, int] = {}
         self._idempotency: dict[tuple[str, str], FlexOffer] = {}
         self._events: list[Event] = []
         self._subscribers: list[Callable[[Event], None]] = []
         self._party_subscribers: dict[str, list[Callable[[Event], None]]] = {}
         self._offer_checks: list[OfferCheck] = []
-        self.request_book = RequestBook(name, clock=clock, id_prefix=f"rq-{name}", max_duration_s=limits.max_profile_s)
+        self._unsent: list[Event] = []  # events of the operation under way, told once committed
+        self._batch = Batch()
+        self._depth = 0
+        new_request_id = (lambda: self._opaque_id(f"rq-{name}", self.request_book.has)) if opaque_ids else None
+        self.request_book = RequestBook(
+            name, clock=clock, id_prefix=f"rq-{name}", max_duration_s=limits.max_profile_s, new_id=new_request_id
+        )
+        if journal is not None:
+            self.request_book.on_change = self._request_changed
+            self._reload()
+
+    # -- durability ------------------------------------------------------------------------
+    @staticmethod
+    def _opaque_id(prefix: str, taken: Callable[[str], bool]) -> str:
+        while True:
+            candidate = f"{prefix}-{secrets.token_hex(8)}"
+            if not taken(candidate):
+                return candidate
+
+    def _offer_row(self, record: OfferRecord, view_json: str) -> tuple[object, ...]:
+        offer_id = record.offer.id
+        state = record.state.value
+        times = record.submitted_at.isoformat(), record.updated_at.isoformat()
+        return (self._order[offer_id or ""], offer_id, record.owner, state, *times, record.reason, view_json)
+
+    def _request_changed(self, record: RequestRecord, key: tuple[str, str] | None) -> None:
+        view = record.view()
+        text = write_json(view)
+        order = self._request_order.setdefault(view.id or "", len(self._request_order) + 1)
+        self._batch.requests.append(
+            (order, view.id, record.owner, record.state.value, record.posted_at.isoformat(),
+             record.updated_at.isoformat(), record.session, text)
+        )  # fmt: skip
+        if key is not None:
+            self._batch.keys.append(("request", key[0], key[1], text))
+
+    def _finish(self) -> None:
+        """Commit the operation's rows (when durable), then tell the subscribers its events."""
+        if self._depth:
+            return
+        if self._journal_pending():
+            batch, self._batch = self._batch, Batch()
+            try:
+                self.journal.commit(batch)  # type: ignore[union-attr]
+            except JournalError as exc:
+                self._unsent = []
+                self._reload()
+                raise StoreUnavailableError(f"store {self.name!r}: {exc}; nothing of the change was kept") from exc
+        unsent, self._unsent = self._unsent, []
+        for event in unsent:
+            for callback in list(self._subscribers):
+                callback(event)
+            for callback in list(self._party_subscribers.get(event.party, ())):
+                callback(event)
+
+    def _journal_pending(self) -> bool:
+        return self.journal is not None and bool(self._batch)
+
+    def close(self) -> None:
+        """Close the store's database (a durable store); the store must not be used after."""
+        if self.journal is not None:
+            self.journal.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group the operations of a `with` block into one commit (at its end); subscribers
+        hear of their events after it. The operations that succeeded are committed even when
+        the block raises (as without a journal, where nothing is undone)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            self._finish()
+
+    def _reload(self) -> None:
+        """Refill the store from its journal (at start, and after a failed commit)."""
+        assert self.journal is not None
+        rows = self.journal.load()
+        self._records, self._order, self._events, self._idempotency = {}, {}, [], {}
+        for n, offer_id, owner, state, submitted, updated, reason, text in rows.offers:
+            view = read_offer(text)
+            offer = dataclasses.replace(view, state=None, schedule=None)
+            self._records[offer_id] = OfferRecord(
+                offer, owner, OfferState(state), datetime.fromisoformat(submitted), datetime.fromisoformat(updated),
+                view.schedule, reason,
+            )  # fmt: skip
+            self._order[offer_id] = n
+        for offer_id, time, energy_kwh in rows.measurements:
+            self._records[offer_id].measurements[datetime.fromisoformat(time)] = energy_kwh
+        for seq, kind, party, time, text in rows.events:
+            self._events.append(Event(seq, kind, party, read_offer(text), datetime.fromisoformat(time)))
+        requests = []
+        request_keys = {}
+        self._request_order = {}
+        for n, request_id, owner, state, posted, updated, session, text in rows.requests:
+            self._request_order[request_id] = n
+            view = read_request(text)
+            request = dataclasses.replace(view, state=None, posted_at=None, result=None)
+            requests.append(
+                RequestRecord(
+                    request, owner, RequestState(state), datetime.fromisoformat(posted),
+                    datetime.fromisoformat(updated), session, view.result,
+                )
+            )  # fmt: skip
+        for kind, party, key, text in rows.keys:
+            if kind == "offer":
+                self._idempotency[(party, key)] = read_offer(text)
+            else:
+                request_keys[(party, key)] = read_request(text)
+        self.request_book.restore(requests, request_keys)
 
     # -- helpers -------------------------------------------------------------------------
     def _record(self, party: str, offer_id: str) -> OfferRecord:
@@ -149,12 +301,16 @@ class OfferStore:
         return record
 
     def _emit(self, kind: str, record: OfferRecord) -> None:
-        event = Event(len(self._events) + 1, kind, record.owner, record.view(), self.clock())
+        """Record the event of a change of `record` (and, when durable, the record's new row);
+        `_finish` commits and tells the subscribers."""
+        view = record.view()
+        event = Event(len(self._events) + 1, kind, record.owner, view, self.clock())
         self._events.append(event)
-        for callback in list(self._subscribers):
-            callback(event)
-        for callback in list(self._party_subscribers.get(event.party, ())):
-            callback(event)
+        self._unsent.append(event)
+        if self.journal is not None:
+            text = write_json(view)
+            self._batch.offers.append(self._offer_row(record, text))
+            self._batch.events.append((event.seq, kind, event.party, event.time.isoformat(), text))
 
     def _validated(self, party: str, offer: FlexOffer) -> FlexOffer:
         if party != OPERATOR and offer.issuer != party:
@@ -188,14 +344,22 @@ class OfferStore:
                 "withdraw one or wait until one settles"
             )
         now = self.clock()
-        offer_id = f"{self._prefix}-{next(self._ids):06d}"
+        n = len(self._records) + 1
+        if self.opaque_ids:
+            offer_id = self._opaque_id(self._prefix, self._records.__contains__)
+        else:
+            offer_id = f"{self._prefix}-{n:06d}"
         stored = dataclasses.replace(offer, id=offer_id, created_at=offer.created_at or now, state=None, schedule=None)
         record = OfferRecord(stored, party if party != OPERATOR else offer.issuer, OfferState.ACCEPTED, now, now)
         self._records[offer_id] = record
+        self._order[offer_id] = n
         self._emit("accepted", record)
         answer = record.view()
         if idempotency_key is not None:
             self._idempotency[(party, idempotency_key)] = answer
+            if self.journal is not None:
+                self._batch.keys.append(("offer", party, idempotency_key, self._batch.events[-1][-1]))
+        self._finish()
         return answer
 
     def update(self, party: str, offer_id: str, offer: FlexOffer) -> FlexOffer:
@@ -209,6 +373,7 @@ class OfferStore:
         )
         record.updated_at = self.clock()
         self._emit("updated", record)
+        self._finish()
         return record.view()
 
     def withdraw(self, party: str, offer_id: str) -> FlexOffer:
@@ -222,6 +387,7 @@ class OfferStore:
         record.state = OfferState.WITHDRAWN
         record.updated_at = self.clock()
         self._emit("withdrawn", record)
+        self._finish()
         return record.view()
 
     def get(self, party: str, offer_id: str) -> FlexOffer:
@@ -260,6 +426,9 @@ class OfferStore:
         records = [self._record(party, m.flex_offer_id) for m in measurements]
         for record, m in zip(records, measurements, strict=True):
             record.measurements[m.time] = m.energy
+        if self.journal is not None:
+            self._batch.measurements.extend((m.flex_offer_id, m.time.isoformat(), m.energy) for m in measurements)
+        self._finish()
         return len(measurements)
 
     def timeseries(self, party: str, kind: str, start: datetime, end: datetime, *, slice_s: int) -> TimeSeries:
@@ -288,8 +457,24 @@ class OfferStore:
                     values[i] += e
         return TimeSeries(start, slice_s, tuple(float(v) for v in values))
 
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the store's last event (0 before the first)."""
+        return len(self._events)
+
+    def check_position(self, after: int) -> None:
+        """UnknownEventError (409) unless `after` is a position this store issued (0 .. last_seq)."""
+        if not 0 <= after <= len(self._events):
+            raise UnknownEventError(
+                f"event {after} was never issued by store {self.name!r} (its last event is {len(self._events)}): "
+                "the position is from another store or a store that was replaced; resume from 0 to read every event"
+            )
+
     def events(self, party: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
-        """The party's events with sequence number > `after` (all events for the operator), at most `limit`."""
+        """The party's events with sequence number > `after` (all events for the operator), at most `limit`.
+
+        UnknownEventError (409) for a position `after` beyond the last event issued."""
+        self.check_position(after)
         kept = (e for e in self._events[after:] if party in (OPERATOR, e.party))
         return list(kept if limit is None else itertools.islice(kept, limit))
 
@@ -308,7 +493,9 @@ class OfferStore:
         takes it; ForbiddenError (403) for another buyer; NotFoundError (404) when this receiver
         takes no requests. A repeated idempotency key returns the first answer.
         """
-        return self.request_book.post(party, request, operator=OPERATOR, idempotency_key=idempotency_key)
+        answer = self.request_book.post(party, request, operator=OPERATOR, idempotency_key=idempotency_key)
+        self._finish()
+        return answer
 
     def get_request(self, party: str, request_id: str) -> FlexRequest:
         """One request with its state, session and, once cleared, result (404 for another party's)."""
@@ -325,7 +512,9 @@ class OfferStore:
 
     def withdraw_request(self, party: str, request_id: str) -> FlexRequest:
         """Withdraw an open request before its session clears (409 after)."""
-        return self.request_book.withdraw(party, request_id, operator=OPERATOR)
+        answer = self.request_book.withdraw(party, request_id, operator=OPERATOR)
+        self._finish()
+        return answer
 
     def take_requests(self, handler: RequestHandler) -> None:
         """Make this store take buyers' requests, placed by `handler` (the receiver's market)."""
@@ -340,7 +529,9 @@ class OfferStore:
     def record_result(self, request_id: str, result: RequestResult) -> FlexRequest:
         """Record what an open request's session cleared for it; refused (InvalidOfferError)
         when it goes against the request's direction or beyond its size."""
-        return self.request_book.record_result(request_id, result)
+        answer = self.request_book.record_result(request_id, result)
+        self._finish()
+        return answer
 
     def add_offer_check(self, check: OfferCheck) -> None:
         """Run `check` on every submitted or replaced offer; its problems refuse the offer (422)."""
@@ -376,6 +567,7 @@ class OfferStore:
         record.state = OfferState.ASSIGNED
         record.updated_at = self.clock()
         self._emit("assigned", record)
+        self._finish()
         return record.view()
 
     def reject(self, offer_id: str, reason: str) -> FlexOffer:
@@ -387,6 +579,7 @@ class OfferStore:
         record.reason = reason
         record.updated_at = self.clock()
         self._emit("rejected", record)
+        self._finish()
         return record.view()
 
     def start(self, offer_id: str) -> FlexOffer:
@@ -397,6 +590,7 @@ class OfferStore:
         record.state = OfferState.EXECUTING
         record.updated_at = self.clock()
         self._emit("executing", record)
+        self._finish()
         return record.view()
 
     def settle(self, offer_id: str) -> FlexOffer:
@@ -407,9 +601,19 @@ class OfferStore:
         record.state = OfferState.SETTLED
         record.updated_at = self.clock()
         self._emit("settled", record)
+        self._finish()
         return record.view()
 
     def problems_of(self, offer_id: str) -> list[Problem]:
         """Why an offer was rejected (empty for other states)."""
         record = self._record(OPERATOR, offer_id)
         return [Problem("", record.reason, "rejected")] if record.reason else []
+
+
+def open_store(
+    url: str, name: str, *, clock: Callable[[], datetime] = _utc_now, limits: Limits = Limits()
+) -> OfferStore:
+    """The store `name` on the backend a URL names: `memory`, `sqlite:///PATH` or
+    `postgresql://...` (see `atp.interface.persist`), with opaque ids; a durable one starts
+    from what its database holds. JournalError when the database cannot be opened."""
+    return OfferStore(name, clock=clock, limits=limits, journal=open_journal(url, store=name), opaque_ids=True)
