@@ -164,7 +164,14 @@ def _cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from atp.interface.auth import load_tokens
     from atp.interface.providers import load_contracts
-    from atp.interface.serve import ServeConfigError, build_receiver, check_tls, serve
+    from atp.interface.serve import (
+        ServeConfigError,
+        build_receiver,
+        check_receiver,
+        check_tls,
+        default_store_url,
+        open_receiver_store,
+    )
 
     if not 0 <= args.port <= 65535:
         raise ServeConfigError(f"--port {args.port}: must lie in 0..65535 (e.g. 8080)")
@@ -173,7 +180,19 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     tls = check_tls(args.certfile, args.keyfile)
     if args.prices is not None and args.role != "fman":
         raise ServeConfigError("--prices: only an fman plans; a market (fmar) clears sessions instead")
-    app = build_receiver(args.role, tokens=tokens, contracts=contracts)
+    check_receiver(args.role, contracts=contracts)
+    store_url = args.store if args.store is not None else default_store_url(args.role)
+    store = open_receiver_store(store_url, args.role)
+    try:
+        app = build_receiver(args.role, tokens=tokens, contracts=contracts, store=store)
+        return _run_server(args, app, tls=tls, store_url=store_url, n_tokens=len(tokens), out=out)
+    finally:
+        store.close()
+
+
+def _run_server(args: argparse.Namespace, app: Any, *, tls: bool, store_url: str, n_tokens: int, out: TextIO) -> int:
+    from atp.interface.serve import serve
+
     loop = None
     if args.prices is not None:
         from atp.fman import AggregationParams, FlexOfferManager
@@ -183,8 +202,16 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             app.state.store, name=app.state.store.name, params=AggregationParams(), horizon_steps=args.horizon_steps
         )
         loop = PlanningLoop(fman, load_prices(args.prices), every_s=args.plan_every, lock=app.state.lock)
+    from atp.interface.persist import redacted_url
+
     scheme = "https" if tls else "http"
-    print(f"serving {args.role} on {scheme}://{args.host}:{args.port} for {len(tokens)} tokens", file=out, flush=True)
+    store = app.state.store
+    held = f"store {redacted_url(store_url)} ({len(store.records())} offers, {store.last_seq} events)"
+    print(
+        f"serving {args.role} on {scheme}://{args.host}:{args.port} for {n_tokens} tokens, {held}",
+        file=out,
+        flush=True,
+    )
     if loop is not None:
         print(f"planning every {args.plan_every:g} s against {args.prices}", file=out, flush=True)
         loop.start()
@@ -240,6 +267,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--contracts", type=Path, help="YAML file: the parties' contracts (fman only)")
     p.add_argument("--certfile", type=Path, help="PEM certificate: switches TLS on (with --keyfile)")
     p.add_argument("--keyfile", type=Path, help="PEM private key of --certfile")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="where the offers are kept: sqlite:///PATH (default sqlite:///atp-ROLE.db in the working folder), "
+        "postgresql://USER@HOST:PORT/DATABASE, or memory (lost at exit)",
+    )
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info")
     p.add_argument("--prices", type=Path, help="CSV time,eur_per_kwh: the fman plans its offers against these")
     p.add_argument("--plan-every", type=float, default=900.0, help="seconds between planning rounds (default 900)")

@@ -94,6 +94,7 @@ def test_serve_fman_with_prices_plans_offers_on_wall_clock_time(tmp_path) -> Non
         port = s.getsockname()[1]
     command = [sys.executable, "-m", "atp.cli", "serve", "--role", "fman", "--port", str(port)]
     command += ["--tokens", str(tokens), "--prices", str(prices), "--plan-every", "0.5", "--log-level", "warning"]
+    command += ["--store", f"sqlite:///{tmp_path / 'fman.db'}"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = HttpClient(f"http://127.0.0.1:{port}", TOKEN_OF[P17], party=P17, retries=0, timeout_s=2)
     try:

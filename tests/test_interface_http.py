@@ -431,6 +431,7 @@ def test_serve_runs_an_fman_over_tls(tmp_path):
         port = s.getsockname()[1]
     command = [sys.executable, "-m", "atp.cli", "serve", "--role", "fman", "--port", str(port), "--tokens", str(tokens)]
     command += ["--contracts", str(contracts), "--certfile", str(cert), "--keyfile", str(key), "--log-level", "warning"]
+    command += ["--store", f"sqlite:///{tmp_path / 'fman.db'}"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"https://127.0.0.1:{port}"
     trusted = ssl.create_default_context(cafile=str(cert))
@@ -460,7 +461,7 @@ def test_serve_runs_an_fman_over_tls(tmp_path):
         client.close()
         proc.terminate()
         out, err = proc.communicate(timeout=20)
-    assert f"serving fman on https://127.0.0.1:{port}" in out
+    assert f"serving fman on https://127.0.0.1:{port}" in out and f"store sqlite:///{tmp_path / 'fman.db'}" in out
     assert "Traceback" not in err
 
 
@@ -509,4 +510,5 @@ def test_serve_on_a_busy_port_exits_1(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         argv = ["serve", "--role", "fmar", "--port", str(port), "--tokens", str(tokens), "--log-level", "critical"]
+        argv += ["--store", f"sqlite:///{tmp_path / 'fmar.db'}"]
         assert main(argv) == 1

@@ -61,6 +61,7 @@ __all__ = [
     "open_journal",
     "read_offer",
     "read_request",
+    "redacted_url",
     "write_json",
 ]
 
@@ -351,7 +352,7 @@ class PostgresJournal(Journal):
         try:
             self._conn = psycopg.connect(url, autocommit=False, prepare_threshold=0)
         except psycopg.Error as exc:
-            raise JournalError(f"{_redacted(url)}: cannot connect ({str(exc).strip()})") from None
+            raise JournalError(f"{redacted_url(url)}: cannot connect ({str(exc).strip()})") from None
         # One writer per database (and schema): a session lock that dies with the connection.
         with self._conn.cursor() as cur:
             cur.execute("SELECT current_database(), current_schema()")
@@ -363,13 +364,13 @@ class PostgresJournal(Journal):
         if not locked:
             self.close()
             raise JournalError(
-                f"{_redacted(url)} (schema {schema}) is in use by another process (one server per database)"
+                f"{redacted_url(url)} (schema {schema}) is in use by another process (one server per database)"
             )
         try:
             self._setup(store)
         except psycopg.Error as exc:
             self.close()
-            raise JournalError(f"{_redacted(url)}: cannot set up the store's tables ({str(exc).strip()})") from None
+            raise JournalError(f"{redacted_url(url)}: cannot set up the store's tables ({str(exc).strip()})") from None
         except BaseException:
             self.close()
             raise
@@ -384,7 +385,8 @@ class PostgresJournal(Journal):
             super().commit(batch)
 
 
-def _redacted(url: str) -> str:
+def redacted_url(url: str) -> str:
+    """`url` with its password (if any) replaced by ***, fit for logs and start-up lines."""
     parts = urlsplit(url)
     if parts.password is None:
         return url

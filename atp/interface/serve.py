@@ -10,6 +10,11 @@ Per role (`build_receiver`):
 - `fmar`: the store of a market; `/kpi` from `store_kpis`; a market holds no contracts and
   makes no bills, so `/contract` and `/bill` answer 404 saying so.
 
+The store (`--store`, `open_receiver_store`) is durable by default: `sqlite:///atp-<role>.db`
+in the working folder, or `postgresql://...`, or `memory` (lost when the process ends). Every
+offer is committed before its 201 goes out; a restarted server goes on where the last one
+stopped (`atp.interface.persist`). Served stores give opaque ids.
+
 TLS is on when a certificate and its key are given; both files are loaded before the server
 starts, so a wrong file is one sentence, not a traceback from inside the server.
 """
@@ -30,16 +35,49 @@ from atp.errors import ValidationError
 from atp.interface.auth import TokenTable
 from atp.interface.http_server import create_app
 from atp.interface.limits import connection_options
+from atp.interface.persist import JournalError
 from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
-from atp.interface.store import OfferStore
+from atp.interface.store import OfferStore, open_store
 
-__all__ = ["ROLES", "ServeConfigError", "ServerThread", "build_receiver", "check_tls", "serve"]
+__all__ = [
+    "ROLES",
+    "ServeConfigError",
+    "ServerThread",
+    "build_receiver",
+    "check_receiver",
+    "check_tls",
+    "default_store_url",
+    "open_receiver_store",
+    "serve",
+]
 
 ROLES = ("fman", "fmar")
 
 
 class ServeConfigError(ValidationError):
     """The serve command's options do not fit together (role, TLS files, contracts)."""
+
+
+def default_store_url(role: str) -> str:
+    """Where `goflex-atp serve` keeps a receiver's store unless `--store` says otherwise."""
+    return f"sqlite:///atp-{role}.db"
+
+
+def open_receiver_store(url: str, role: str) -> OfferStore:
+    """The store of a receiver of `role` on the backend `url` names (ServeConfigError naming
+    the database and why, when it cannot be opened)."""
+    try:
+        return open_store(url, role)
+    except JournalError as exc:
+        raise ServeConfigError(f"--store: {exc}") from None
+
+
+def check_receiver(role: str, *, contracts: ContractBook | None) -> None:
+    """ServeConfigError unless `role` is a receiver and the options fit it."""
+    if role not in ROLES:
+        raise ServeConfigError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if role == "fmar" and contracts is not None:
+        raise ServeConfigError("--contracts: a market (fmar) holds no contracts; only an fman does")
 
 
 def build_receiver(
@@ -51,11 +89,8 @@ def build_receiver(
     sse_keepalive_s: float = 15.0,
 ) -> FastAPI:
     """The app of a receiver of `role` ("fman" or "fmar") over `store` (a new one when None)."""
-    if role not in ROLES:
-        raise ServeConfigError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    if role == "fmar" and contracts is not None:
-        raise ServeConfigError("--contracts: a market (fmar) holds no contracts; only an fman does")
-    store = store if store is not None else OfferStore(role)
+    check_receiver(role, contracts=contracts)
+    store = store if store is not None else OfferStore(role, opaque_ids=True)
     kpi = store_kpi_provider(store)
     if role == "fman":
         book = contracts if contracts is not None else ContractBook()
