@@ -43,6 +43,7 @@ import contextlib
 import dataclasses
 import itertools
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -133,6 +134,7 @@ class OfferRecord:
 
 
 _OPEN = frozenset({OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING})
+_CLOSING = frozenset({"rejected", "withdrawn", "settled"})  # the events that end an open offer
 
 OfferCheck = Callable[[FlexOffer], list[Problem]]
 """A receiver's own check of a submitted offer: the problems that make it refuse the offer."""
@@ -181,6 +183,7 @@ class OfferStore:
         self._subscribers: list[Callable[[Event], None]] = []
         self._party_subscribers: dict[str, list[Callable[[Event], None]]] = {}
         self._offer_checks: list[OfferCheck] = []
+        self._active_counts: Counter[str] | None = None  # per owner; counted on first use, then kept
         self._unsent: list[Event] = []  # events of the operation under way, told once committed
         self._batch = Batch()
         self._depth = 0
@@ -261,6 +264,7 @@ class OfferStore:
         assert self.journal is not None
         rows = self.journal.load()
         self._records, self._order, self._events, self._idempotency = {}, {}, [], {}
+        self._active_counts = None
         for n, offer_id, owner, state, submitted, updated, reason, text in rows.offers:
             view = read_offer(text)
             offer = dataclasses.replace(view, state=None, schedule=None)
@@ -303,6 +307,8 @@ class OfferStore:
     def _emit(self, kind: str, record: OfferRecord) -> None:
         """Record the event of a change of `record` (and, when durable, the record's new row);
         `_finish` commits and tells the subscribers."""
+        if self._active_counts is not None and kind in _CLOSING:
+            self._active_counts[record.owner] -= 1
         view = record.view()
         event = Event(len(self._events) + 1, kind, record.owner, view, self.clock())
         self._events.append(event)
@@ -353,6 +359,8 @@ class OfferStore:
         record = OfferRecord(stored, party if party != OPERATOR else offer.issuer, OfferState.ACCEPTED, now, now)
         self._records[offer_id] = record
         self._order[offer_id] = n
+        if self._active_counts is not None:
+            self._active_counts[record.owner] += 1
         self._emit("accepted", record)
         answer = record.view()
         if idempotency_key is not None:
@@ -410,8 +418,10 @@ class OfferStore:
         return self._page(lambda r: r.state in _OPEN and party in (OPERATOR, r.owner), after, limit)
 
     def count_active(self, party: str) -> int:
-        """How many offers `active(party)` lists."""
-        return sum(1 for r in self._records.values() if r.state in _OPEN and party in (OPERATOR, r.owner))
+        """How many offers `active(party)` lists (counted once, then kept by every change)."""
+        if self._active_counts is None:
+            self._active_counts = Counter(r.owner for r in self._records.values() if r.state in _OPEN)
+        return sum(self._active_counts.values()) if party == OPERATOR else self._active_counts[party]
 
     def between(
         self, party: str, start: datetime, end: datetime, *, after: str | None = None, limit: int | None = None
