@@ -39,12 +39,14 @@ STATUS_TEXT = {
     413: "The body is larger than the receiver accepts",
     422: "Invalid body, parameter or header: every problem with its JSON path",
     500: "Internal error (never caused by input; the traceback goes to the server's log only)",
+    503: "The store's database did not take the change; nothing of it was kept (retry later)",
 }
 
 _REF = "#/components/schemas/"
 _AUTH = (401,)
 _READ = (*_AUTH, 404, 422, 500)
-_BODY = (*_AUTH, 403, 404, 408, 413, 422, 500)
+_BODY = (*_AUTH, 403, 404, 408, 413, 422, 500, 503)
+_WRITE = (*_READ, 409, 503)
 
 _LINK = {
     "Link": {
@@ -108,12 +110,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("get", "/flexoffer/{offer_id}"): _op(200, _ref("FlexOffer"), _READ),
     ("put", "/flexoffer/{offer_id}"): _op(200, _ref("FlexOffer"), (*_BODY, 409), request=_ref("FlexOffer")),
-    ("delete", "/flexoffer/{offer_id}"): _op(200, _ref("FlexOffer"), (*_READ, 409)),
-    ("get", "/flexoffer/{start}/{end}"): _op(200, _list_of("FlexOffer"), (*_AUTH, 422, 500), headers=_LINK),
+    ("delete", "/flexoffer/{offer_id}"): _op(200, _ref("FlexOffer"), _WRITE),
+    ("get", "/flexoffer/{start}/{end}"): _op(200, _list_of("FlexOffer"), _READ, headers=_LINK),
     ("post", "/request"): _op(201, _ref("FlexRequest"), _BODY, request=_ref("FlexRequest"), headers=_LOCATION),
     ("get", "/request"): _op(200, _list_of("FlexRequest"), (*_AUTH, 422, 500), headers=_LINK),
     ("get", "/request/{request_id}"): _op(200, _ref("FlexRequest"), _READ),
-    ("delete", "/request/{request_id}"): _op(200, _ref("FlexRequest"), (*_READ, 409)),
+    ("delete", "/request/{request_id}"): _op(200, _ref("FlexRequest"), _WRITE),
     ("get", "/timeseries/{kind}/{start}/{end}"): _op(200, _ref("TimeSeries"), _READ),
     ("get", "/contract"): _op(200, _ref("Document"), _READ),
     ("get", "/bill"): _op(200, _ref("Document"), _READ),
