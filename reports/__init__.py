@@ -1,6 +1,2 @@
-"""Reports: a run folder into report.html with figures; a sweep's runs into one comparison."""
-
-from reports.compare import build_comparison
-from reports.report import build_report
-
-__all__ = ["build_comparison", "build_report"]
+"""Reports: a run folder into report.html with figures (`reports.report.build_report`); a sweep's
+runs into one comparison (`reports.compare.build_comparison`, also `python -m reports.compare`)."""

@@ -232,8 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
+    if len(args) != 1 or args[0] in ("-h", "--help"):
         print("usage: python -m reports.compare SWEEP_DIR", file=sys.stderr)
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    if not Path(args[0]).is_dir():
+        print(f"{args[0]}: no such sweep folder", file=sys.stderr)
         return 2
     build_comparison(args[0])
     table = strategy_frame(comparison_frame(args[0]))
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args[0]}: no DSO strategies to compare (run a sweep over dso.strategy)")
         return 0
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
-        print(table.to_string(index=False))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
 
 
