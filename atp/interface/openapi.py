@@ -96,7 +96,20 @@ def _error_response(code: int) -> dict[str, Any]:
 
 
 _LOCATION = {"Location": {"description": "The path of the new item.", "schema": {"type": "string"}}}
-_SSE = {"type": "string", "description": "Server-Sent Events (spec/interface.md, GET /flexoffer/stream)."}
+_SSE = {
+    "type": "object",
+    "description": (
+        "One message of the stream (spec/interface.md, GET /flexoffer/stream): `id` the event's sequence "
+        "number, `event` the change, `data` the offer as JSON on one line; the first message carries only "
+        "the `id` the stream starts after, `: keepalive` comments keep the connection open."
+    ),
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"enum": ["accepted", "rejected", "assigned", "updated", "executing", "settled", "withdrawn"]},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref("FlexOffer")},
+    },
+    "required": ["id"],
+}
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/flexoffer"): _op(201, _ref("FlexOffer"), (*_BODY, 409), request=_ref("FlexOffer"), headers=_LOCATION),
