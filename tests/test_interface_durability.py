@@ -216,3 +216,34 @@ def test_a_transaction_commits_once_and_tells_subscribers_after(store_urls):
         assert [e.offer.id for e in heard] == ids
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("backend", DURABLE, indirect=True)
+def test_group_commit_shows_and_tells_only_what_is_committed(store_urls, backend):
+    url = store_urls.url()
+    store = open_store(url, "fman", clock=Clock(), group_commit=True)
+    heard = []
+    store.subscribe(heard.append)
+    client = InProcessClient(store, "foss-p017")
+    try:
+        offers = [client.submit(ev_offer(), idempotency_key=f"k{i}") for i in range(20)]
+        ticket = store.pending
+        store.sync(ticket)
+        assert store.is_committed(ticket) and store.last_seq == 20
+        assert [e.offer.id for e in heard] == [o.id for o in offers]  # told once committed, in order
+        assert [e.seq for e in store.events(OPERATOR)] == list(range(1, 21))
+        _refuse_events(url, backend, refuse=True)
+        client.submit(ev_offer())  # returns before its commit, which fails
+        with pytest.raises(StoreUnavailableError):
+            store.sync()
+        with pytest.raises(StoreUnavailableError, match="restart the server"):
+            client.submit(ev_offer())
+        assert store.last_seq == 20 and len(heard) == 20
+    finally:
+        store.close()
+        _refuse_events(url, backend, refuse=False)
+    again = open_store(url, "fman", clock=Clock())
+    try:
+        assert [r.view().id for r in again.records()] == [o.id for o in offers]  # what a restart finds
+    finally:
+        again.close()

@@ -14,6 +14,12 @@ the simulation and the tests) nothing of this runs.
                                 killed process but not against a power cut)
     postgresql://USER@HOST/DB   PostgreSQL (libpq URL; `?options=-csearch_path%3DSCHEMA` picks a schema)
 
+Group commit (`GroupCommitter`, what `goflex-atp serve` uses): the store hands each operation's
+batch to a writer thread and goes on; the thread commits every batch waiting in one
+transaction (one fsync for many offers) and only then lets the store stream their events;
+the server starts no response before everything it may have seen is committed
+(`atp.interface.serve`), so a 201 still means committed.
+
 Rows hold the wire format (JSON of spec/flexoffer.md and spec/interface.md), so a database can
 be read with any SQL client. One process writes one database: SQLite holds an exclusive lock
 file beside the database, PostgreSQL a session advisory lock; a second server on the same
@@ -33,8 +39,10 @@ import enum
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import sqlite3
+import threading
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -52,6 +60,7 @@ from atp.interface.requests import FlexRequest
 __all__ = [
     "SCHEMA_VERSION",
     "Batch",
+    "GroupCommitter",
     "Journal",
     "JournalError",
     "JournalUrlError",
@@ -64,6 +73,8 @@ __all__ = [
     "redacted_url",
     "write_json",
 ]
+
+_log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
 """The tables' layout; a database of another version is refused at start."""
@@ -413,3 +424,90 @@ def open_journal(url: str, *, store: str) -> Journal | None:
     raise JournalUrlError(
         f"--store {url}: not a store URL; give memory, sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
     )
+
+
+class GroupCommitter:
+    """A writer thread that commits the batches handed to it, all that wait in one transaction.
+
+    `enqueue` returns a ticket at once; `wait(ticket)` returns when that batch is committed
+    (JournalError if the database refused it: from then on every batch is refused, and the
+    server must be restarted, which reloads what was committed). `on_committed(payloads)` runs
+    on the writer thread after each commit, with the payloads given to `enqueue`, in order.
+    """
+
+    def __init__(self, journal: Journal, *, on_committed: Callable[[list[Any]], None]) -> None:
+        self.journal = journal
+        self._on_committed = on_committed
+        self._cond = threading.Condition()
+        self._queue: list[tuple[Batch, Any]] = []
+        self._enqueued = 0
+        self._committed = 0
+        self.failure: JournalError | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"commit-{journal.url}", daemon=True)
+        self._thread.start()
+
+    @property
+    def latest(self) -> int:
+        """The ticket of the last batch handed over (0 before the first)."""
+        return self._enqueued
+
+    def committed(self, ticket: int) -> bool:
+        """True once the batch of `ticket` (and every one before it) is committed."""
+        return self._committed >= ticket
+
+    def enqueue(self, batch: Batch, payload: Any) -> int:
+        """Hand over a batch; returns its ticket. JournalError once a commit has failed."""
+        with self._cond:
+            if self.failure is not None:
+                raise self.failure
+            self._queue.append((batch, payload))
+            self._enqueued += 1
+            self._cond.notify_all()
+            return self._enqueued
+
+    def wait(self, ticket: int | None = None, *, timeout_s: float | None = None) -> None:
+        """Block until the batch of `ticket` (default: the latest) is committed."""
+        with self._cond:
+            target = self._enqueued if ticket is None else ticket
+            if not self._cond.wait_for(lambda: self._committed >= target or self.failure is not None, timeout_s):
+                raise JournalError(f"{self.journal.url}: no commit within {timeout_s} s")
+            if self._committed < target and self.failure is not None:
+                raise self.failure
+
+    def close(self) -> None:
+        """Commit what waits, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._closed)
+                if not self._queue:
+                    return
+                taken, self._queue = self._queue, []
+                last = self._enqueued
+            merged = Batch()
+            for batch, _ in taken:
+                merged.offers.extend(batch.offers)
+                merged.events.extend(batch.events)
+                merged.keys.extend(batch.keys)
+                merged.measurements.extend(batch.measurements)
+                merged.requests.extend(batch.requests)
+            try:
+                self.journal.commit(merged)
+            except JournalError as exc:
+                with self._cond:
+                    self.failure = exc
+                    self._cond.notify_all()
+                return
+            try:
+                self._on_committed([payload for _, payload in taken])
+            except Exception:  # a subscriber's error must not stop the commits
+                _log.exception("after a commit to %s", self.journal.url)
+            with self._cond:
+                self._committed = last
+                self._cond.notify_all()

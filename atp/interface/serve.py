@@ -13,7 +13,9 @@ Per role (`build_receiver`):
 The store (`--store`, `open_receiver_store`) is durable by default: `sqlite:///atp-<role>.db`
 in the working folder, or `postgresql://...`, or `memory` (lost when the process ends). Every
 offer is committed before its 201 goes out; a restarted server goes on where the last one
-stopped (`atp.interface.persist`). Served stores give opaque ids.
+stopped (`atp.interface.persist`). Served stores give opaque ids and commit in groups: the
+store's writer thread commits the changes of all concurrent requests at once, and no response
+starts before what it may show is committed (`_CommittedResponses`).
 
 TLS is on when a certificate and its key are given; both files are loaded before the server
 starts, so a wrong file is one sentence, not a traceback from inside the server.
@@ -21,6 +23,7 @@ starts, so a wrong file is one sentence, not a traceback from inside the server.
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
@@ -30,6 +33,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from atp.errors import ValidationError
 from atp.interface.auth import TokenTable
@@ -37,7 +41,7 @@ from atp.interface.http_server import create_app
 from atp.interface.limits import connection_options
 from atp.interface.persist import JournalError
 from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
-from atp.interface.store import OfferStore, open_store
+from atp.interface.store import OfferStore, StoreUnavailableError, open_store
 
 __all__ = [
     "ROLES",
@@ -67,9 +71,48 @@ def open_receiver_store(url: str, role: str) -> OfferStore:
     """The store of a receiver of `role` on the backend `url` names (ServeConfigError naming
     the database and why, when it cannot be opened)."""
     try:
-        return open_store(url, role)
+        return open_store(url, role, group_commit=True)
     except JournalError as exc:
         raise ServeConfigError(f"--store: {exc}") from None
+
+
+class _CommittedResponses:
+    """ASGI middleware: no response starts before every change of the store made until then is
+    committed (with group commit a handler's change returns before its commit). A 201 thus
+    means stored, and no answer shows what a crash could still take back. A failed commit
+    answers 503 instead."""
+
+    def __init__(self, app: Any, store: OfferStore) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        store = self.store
+        refused = False
+
+        async def send_committed(message: Any) -> None:
+            nonlocal refused
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                ticket = store.pending
+                if not store.is_committed(ticket):
+                    try:
+                        await run_in_threadpool(store.sync, ticket)
+                    except StoreUnavailableError as exc:
+                        refused = True
+                        body = json.dumps({"error": str(exc), "details": []}).encode()
+                        length = str(len(body)).encode()
+                        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+                        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+                        await send({"type": "http.response.body", "body": body})
+                        return
+            await send(message)
+
+        await self.app(scope, receive, send_committed)
 
 
 def check_receiver(role: str, *, contracts: ContractBook | None) -> None:
@@ -94,7 +137,7 @@ def build_receiver(
     kpi = store_kpi_provider(store)
     if role == "fman":
         book = contracts if contracts is not None else ContractBook()
-        return create_app(
+        app = create_app(
             store,
             tokens=tokens,
             kpi=kpi,
@@ -102,7 +145,10 @@ def build_receiver(
             bill=bill_provider(store, book),
             sse_keepalive_s=sse_keepalive_s,
         )
-    return create_app(store, tokens=tokens, kpi=kpi, sse_keepalive_s=sse_keepalive_s)
+    else:
+        app = create_app(store, tokens=tokens, kpi=kpi, sse_keepalive_s=sse_keepalive_s)
+    app.add_middleware(_CommittedResponses, store=store)
+    return app
 
 
 def check_tls(certfile: str | Path | None, keyfile: str | Path | None) -> bool:

@@ -30,7 +30,11 @@ are committed before it returns and before any subscriber hears of it, and a new
 same database starts where the last one stopped: offers, schedules, measurements, requests,
 idempotency answers and events with their sequence numbers. If a commit fails, the store
 reloads itself from the database and raises `StoreUnavailableError` (503): what it answers is
-always what is stored. `transaction()` groups operations into one commit.
+always what is stored. `transaction()` groups operations into one commit. With group commit
+(`group_commit=True`, what `goflex-atp serve` uses) an operation returns before its commit, a
+writer thread commits all waiting operations at once, events are read and told only once
+committed, `sync()` waits for the commit, and a failed commit makes every later operation
+answer 503 until the server is restarted.
 
 Ids: `opaque_ids=True` (every durable store, `goflex-atp serve`) gives random ids
 (`fo-<name>-<16 hex>`) that tell a party nothing of other parties' offers; the default numbers
@@ -61,7 +65,16 @@ from atp.flexoffer import (
     validate_offer,
 )
 from atp.interface.errors import ConflictError, ForbiddenError, InterfaceError, NotFoundError
-from atp.interface.persist import Batch, Journal, JournalError, open_journal, read_offer, read_request, write_json
+from atp.interface.persist import (
+    Batch,
+    GroupCommitter,
+    Journal,
+    JournalError,
+    open_journal,
+    read_offer,
+    read_request,
+    write_json,
+)
 from atp.interface.requests import (
     FlexRequest,
     RequestBook,
@@ -168,6 +181,7 @@ class OfferStore:
         id_prefix: str | None = None,
         journal: Journal | None = None,
         opaque_ids: bool = False,
+        group_commit: bool = False,
     ) -> None:
         self.name = name
         self.clock = clock
@@ -185,6 +199,8 @@ class OfferStore:
         self._offer_checks: list[OfferCheck] = []
         self._active_counts: Counter[str] | None = None  # per owner; counted on first use, then kept
         self._unsent: list[Event] = []  # events of the operation under way, told once committed
+        self._visible = 0  # events[:_visible] are committed: only those are read or told
+        self._committer: GroupCommitter | None = None
         self._batch = Batch()
         self._depth = 0
         new_request_id = (lambda: self._opaque_id(f"rq-{name}", self.request_book.has)) if opaque_ids else None
@@ -194,6 +210,8 @@ class OfferStore:
         if journal is not None:
             self.request_book.on_change = self._request_changed
             self._reload()
+            if group_commit:
+                self._committer = GroupCommitter(journal, on_committed=self._committed)
 
     # -- durability ------------------------------------------------------------------------
     @staticmethod
@@ -224,6 +242,14 @@ class OfferStore:
         """Commit the operation's rows (when durable), then tell the subscribers its events."""
         if self._depth:
             return
+        if self._committer is not None:
+            if self._batch or self._unsent:
+                batch, self._batch, unsent, self._unsent = self._batch, Batch(), self._unsent, []
+                try:
+                    self._committer.enqueue(batch, unsent)
+                except JournalError as exc:
+                    raise self._unavailable(exc) from exc
+            return
         if self._journal_pending():
             batch, self._batch = self._batch, Batch()
             try:
@@ -233,17 +259,57 @@ class OfferStore:
                 self._reload()
                 raise StoreUnavailableError(f"store {self.name!r}: {exc}; nothing of the change was kept") from exc
         unsent, self._unsent = self._unsent, []
-        for event in unsent:
+        self._visible = len(self._events)
+        self._tell(unsent)
+
+    def _tell(self, events: list[Event]) -> None:
+        for event in events:
             for callback in list(self._subscribers):
                 callback(event)
             for callback in list(self._party_subscribers.get(event.party, ())):
                 callback(event)
 
+    def _committed(self, payloads: list[list[Event]]) -> None:
+        """The group committer's report (on its thread): these operations' events are stored."""
+        events = [e for unsent in payloads for e in unsent]
+        if events:
+            self._visible = events[-1].seq
+        self._tell(events)
+
+    def _unavailable(self, exc: JournalError) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"store {self.name!r}: {exc}; what was not committed is lost, restart the server to go on"
+        )
+
     def _journal_pending(self) -> bool:
         return self.journal is not None and bool(self._batch)
 
+    @property
+    def pending(self) -> int:
+        """The group commit's ticket of the last operation (0 when every operation is committed
+        on return: a store without group commit)."""
+        return self._committer.latest if self._committer is not None else 0
+
+    def is_committed(self, ticket: int) -> bool:
+        """True once the operations up to `ticket` (from `pending`) are committed."""
+        return self._committer is None or self._committer.committed(ticket)
+
+    def sync(self, ticket: int | None = None) -> None:
+        """Wait until the operations up to `ticket` (default: all so far) are committed;
+        StoreUnavailableError (503) if the database refused them. Call it without holding the
+        lock that guards the store, so that other operations join the next commit."""
+        if self._committer is None:
+            return
+        try:
+            self._committer.wait(ticket)
+        except JournalError as exc:
+            raise self._unavailable(exc) from exc
+
     def close(self) -> None:
-        """Close the store's database (a durable store); the store must not be used after."""
+        """Commit what waits and close the store's database (a durable store); the store must
+        not be used after."""
+        if self._committer is not None:
+            self._committer.close()
         if self.journal is not None:
             self.journal.close()
 
@@ -277,6 +343,7 @@ class OfferStore:
             self._records[offer_id].measurements[datetime.fromisoformat(time)] = energy_kwh
         for seq, kind, party, time, text in rows.events:
             self._events.append(Event(seq, kind, party, read_offer(text), datetime.fromisoformat(time)))
+        self._visible = len(self._events)
         requests = []
         request_keys = {}
         self._request_order = {}
@@ -469,14 +536,14 @@ class OfferStore:
 
     @property
     def last_seq(self) -> int:
-        """The sequence number of the store's last event (0 before the first)."""
-        return len(self._events)
+        """The sequence number of the store's last committed event (0 before the first)."""
+        return self._visible
 
     def check_position(self, after: int) -> None:
         """UnknownEventError (409) unless `after` is a position this store issued (0 .. last_seq)."""
-        if not 0 <= after <= len(self._events):
+        if not 0 <= after <= self._visible:
             raise UnknownEventError(
-                f"event {after} was never issued by store {self.name!r} (its last event is {len(self._events)}): "
+                f"event {after} was never issued by store {self.name!r} (its last event is {self._visible}): "
                 "the position is from another store or a store that was replaced; resume from 0 to read every event"
             )
 
@@ -485,7 +552,7 @@ class OfferStore:
 
         UnknownEventError (409) for a position `after` beyond the last event issued."""
         self.check_position(after)
-        kept = (e for e in self._events[after:] if party in (OPERATOR, e.party))
+        kept = (e for e in self._events[after : self._visible] if party in (OPERATOR, e.party))
         return list(kept if limit is None else itertools.islice(kept, limit))
 
     def subscribe(self, callback: Callable[[Event], None], *, party: str | None = None) -> Callable[[], None]:
@@ -621,9 +688,18 @@ class OfferStore:
 
 
 def open_store(
-    url: str, name: str, *, clock: Callable[[], datetime] = _utc_now, limits: Limits = Limits()
+    url: str,
+    name: str,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    limits: Limits = Limits(),
+    group_commit: bool = False,
 ) -> OfferStore:
     """The store `name` on the backend a URL names: `memory`, `sqlite:///PATH` or
     `postgresql://...` (see `atp.interface.persist`), with opaque ids; a durable one starts
-    from what its database holds. JournalError when the database cannot be opened."""
-    return OfferStore(name, clock=clock, limits=limits, journal=open_journal(url, store=name), opaque_ids=True)
+    from what its database holds. JournalError when the database cannot be opened.
+
+    `group_commit`: operations return before their commit, which a writer thread shares among
+    all that wait; `sync()` waits for it (what a server does before it answers)."""
+    journal = open_journal(url, store=name)
+    return OfferStore(name, clock=clock, limits=limits, journal=journal, opaque_ids=True, group_commit=group_commit)
