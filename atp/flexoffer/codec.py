@@ -278,14 +278,33 @@ def decode(cls: type[T], data: Any, *, path: str = "") -> tuple[T | None, list[P
     return (obj if not problems else None), problems
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@cache
+def _encoded_fields(cls: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass (None for any other type), looked up once per class."""
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+    return None
+
+
 def encode(obj: Any) -> Any:
     """The JSON-ready form (dicts, lists, strings, numbers) of a model object."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    tp = type(obj)
+    if tp in _SCALARS:
+        return obj
+    if tp is tuple or tp is list:
+        if all(type(v) is float for v in obj):  # energy per step: the bulk of every offer
+            return list(obj)
+        return [encode(v) for v in obj]
+    names = _encoded_fields(tp)
+    if names is not None:
         out = {}
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
+        for name in names:
+            v = getattr(obj, name)
             if v is not None:
-                out[f.name] = encode(v)
+                out[name] = encode(v)
         return out
     if isinstance(obj, datetime):
         return format_time(obj)
