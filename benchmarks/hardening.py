@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"stored {args.offers} offers in-process in {time.perf_counter() - t0:.1f} s")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with ServerThread(app) as srv, httpx.Client(base_url=srv.url, headers=auth, timeout=120) as http:
+        http.get("/flexoffer", params={"limit": 1})  # warm up: the thread pool, the first connection
         for steps in (10**8, 10**9):
             data = encode(dataclasses.replace(base, issuer="foss-p017"))
             data["profiles"][0]["slices"][0]["duration"] = steps
