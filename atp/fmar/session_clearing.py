@@ -36,13 +36,13 @@ import numpy as np
 
 from atp.flexoffer import TOLERANCE_KWH, FlexOffer, Schedule, check_schedule
 from atp.fmar.errors import MarketError
-from atp.fmar.many_to_many import EMPTY_MARKET, Clearing, clear_many_to_many
+from atp.fmar.many_to_many import EMPTY_MARKET, NO_CROSSING, Clearing, clear_many_to_many
 from atp.fmar.market import Mechanism, register_mechanism
 from atp.fmar.market_problem import BuyBid, MarketProblem, SellBid, SellOption
 from atp.fmar.model import Award, Bid, Rejection, Request, Session, SessionResult, result_header
 from atp.fmar.one_sided_pool import ZERO_VOLUME, bids_from_offers
 from atp.fmar.pricing import PRODUCT_DOWN, PRODUCT_UP, Pricing
-from atp.fmar.transport import TransportLink, check_links, hub_links, zone_name
+from atp.fmar.transport import DEFAULT_ZONE, TransportLink, check_links, hub_links, zone_name
 
 __all__ = ["ManyToMany", "SessionBids", "clear_session", "session_bids"]
 
@@ -420,7 +420,7 @@ def _results(
         fee = float((fees * share[b]).sum())
         reason = None
         if y[a:e].sum() <= 0:
-            reason = clearing.reason or "no crossing bids for this request: no reachable seller fits under its cut-off"
+            reason = _why_nothing(p, b, clearing.reason)
         results.append(
             SessionResult(
                 **base,
@@ -436,6 +436,61 @@ def _results(
             )
         )
     return results
+
+
+def _reaching(p: MarketProblem, zone: int) -> np.ndarray:
+    """The zones whose sellers can serve a buyer in `zone`: itself and every zone with a path
+    of links (capacity above 0) into it."""
+    reach = {zone}
+    frontier = [zone]
+    usable = p.link_capacity_kwh > _EPS_KWH
+    while frontier:
+        into = frontier.pop()
+        for z in p.link_from[usable & (p.link_to == into)].tolist():
+            if z not in reach:
+                reach.add(z)
+                frontier.append(z)
+    return np.fromiter(sorted(reach), np.int64)
+
+
+def _why_nothing(p: MarketProblem, b: int, market_reason: str | None) -> str:
+    """Why buy bid b received nothing, as precisely as the problem tells: no seller at or linked
+    to its zone, no seller there with room in the requested direction in the requested steps,
+    every such seller above the cut-off, or (else) the clearing's own reason."""
+    if market_reason is not None and market_reason != NO_CROSSING:
+        return market_reason  # empty market, no sellers, solver trouble: the market's reason
+    zone = int(p.buy_zone[b])
+    where = f"congestion point {p.zones[zone]!r}" if p.zones[zone] != DEFAULT_ZONE else "the default zone"
+    reach = _reaching(p, zone)
+    sellers = np.flatnonzero(np.isin(p.sell_zone, reach))
+    if not len(sellers):
+        return f"no seller at or linked to {where}: no offer located there takes part"
+    a, e = p.buy_seg[b], p.buy_seg[b + 1]
+    asked = np.abs(p.buy_volume_kwh[a:e]) > _EPS_KWH
+    steps, up = p.buy_step[a:e][asked], p.buy_volume_kwh[a:e][asked] < 0
+    ent_bid = p.opt_owner[p.ent_option]
+    less = np.isin(p.ent_step, steps[up]) & (-p.ent_lower_kwh > _EPS_KWH)
+    more = np.isin(p.ent_step, steps[~up]) & (p.ent_upper_kwh > _EPS_KWH)
+    room = less | more
+    able = np.intersect1d(np.unique(ent_bid[room]), sellers)
+    direction = "less" if up.all() else "more" if not up.any() else "the requested change of"
+    if not len(able):
+        return (
+            f"no seller can deviate in the requested direction during the requested steps: none of the "
+            f"{len(sellers)} offers at or linked to {where} can consume {direction} energy in those steps"
+        )
+    cheapest = float(p.sell_price_eur_per_kwh[able].min())
+    limit = float(p.buy_limit_eur_per_kwh[b])
+    if cheapest > limit:
+        return (
+            f"no crossing bids for this request: the cheapest of the {len(able)} offers at or linked to {where} "
+            f"that can deviate in the requested steps asks {cheapest:g} EUR/kWh, above the cut-off {limit:g} EUR/kWh"
+        )
+    return (
+        f"no crossing bids for this request: {len(able)} offers at or linked to {where} could deviate in the "
+        "requested steps under the cut-off, but not profitably (with the deviations their options force in "
+        "other steps, the transport fees, or other buyers' bids)"
+    )
 
 
 def _nothing(base: dict, n: int, reason: str) -> SessionResult:

@@ -44,12 +44,18 @@ _GATE_AFTER = timedelta(seconds=0.5)  # requests are posted, then the gate close
 
 @dataclass
 class StandingRequest:
-    """What a buyer still wants per step (kWh, + = more consumption), with its cut-off."""
+    """What a buyer still wants per step (kWh, + = more consumption), with its cut-off, and the
+    largest volume it has asked for each step (kWh, absolute: `asked_kwh`)."""
 
     buyer: str
     cutoff_eur_per_kwh: float
     remaining_kwh: np.ndarray
     congestion_point: str | None = None
+    asked_kwh: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.asked_kwh is None:
+            self.asked_kwh = np.zeros(len(self.remaining_kwh))
 
 
 class MarketOperator(mesa.Agent):
@@ -89,17 +95,25 @@ class MarketOperator(mesa.Agent):
         return self.market.client(party)
 
     def post(self, request: FlexRequest, *, congestion_point: str | None = None) -> None:
-        """Add a buyer's request to its standing volumes (a later request for a step replaces it)."""
+        """Add a buyer's request to its standing volumes (a later request for a step replaces it).
+
+        `requested_kwh` counts, per step, the largest volume each buyer has asked for it: a
+        request that repeats or refreshes a step (the DSO's, at every forecast) replaces it and
+        is not counted again.
+        """
         k0 = int((request.start - self.start).total_seconds() // self.slice_s)
         standing = self.standing.setdefault(
             request.buyer,
             StandingRequest(request.buyer, request.cutoff_eur_per_kwh, np.zeros(self.n_steps), congestion_point),
         )
         standing.cutoff_eur_per_kwh = request.cutoff_eur_per_kwh
+        assert standing.asked_kwh is not None
         for i, v in enumerate(request.volume_kwh):
             if 0 <= k0 + i < self.n_steps:
                 standing.remaining_kwh[k0 + i] = v
-                self.requested_kwh[k0 + i] += abs(v)
+                more = max(0.0, abs(v) - standing.asked_kwh[k0 + i])
+                standing.asked_kwh[k0 + i] += more
+                self.requested_kwh[k0 + i] += more
         if self.calendar is not None and congestion_point is not None:
             self._local_due.append((congestion_point, request))
 
