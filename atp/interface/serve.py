@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from atp.errors import ValidationError
 from atp.interface.auth import TokenTable
 from atp.interface.http_server import create_app
-from atp.interface.limits import connection_options
+from atp.interface.limits import ServiceLimits, connection_options
 from atp.interface.persist import JournalError
 from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
 from atp.interface.store import OfferStore, StoreUnavailableError, open_store
@@ -130,8 +130,10 @@ def build_receiver(
     contracts: ContractBook | None = None,
     store: OfferStore | None = None,
     sse_keepalive_s: float = 15.0,
+    limits: ServiceLimits | None = None,
 ) -> FastAPI:
-    """The app of a receiver of `role` ("fman" or "fmar") over `store` (a new one when None)."""
+    """The app of a receiver of `role` ("fman" or "fmar") over `store` (a new one when None);
+    `limits`: what one request may cost (`ServiceLimits()` when None, spec/interface.md "Limits")."""
     check_receiver(role, contracts=contracts)
     store = store if store is not None else OfferStore(role, opaque_ids=True)
     kpi = store_kpi_provider(store)
@@ -144,9 +146,10 @@ def build_receiver(
             contract=contract_provider(book, receiver=store.name),
             bill=bill_provider(store, book),
             sse_keepalive_s=sse_keepalive_s,
+            limits=limits,
         )
     else:
-        app = create_app(store, tokens=tokens, kpi=kpi, sse_keepalive_s=sse_keepalive_s)
+        app = create_app(store, tokens=tokens, kpi=kpi, sse_keepalive_s=sse_keepalive_s, limits=limits)
     app.add_middleware(_CommittedResponses, store=store)
     return app
 
