@@ -22,7 +22,11 @@ Back from the clearing, each accepted offer gets an `Award` with its schedule (s
 energy = default + deviation), checked with `check_schedule` before it is emitted (an offer
 that would fail is dropped and the session cleared again without it). Each request gets a
 `SessionResult`: its cleared volume per step, the price it pays per kWh per step, and its
-share of the market's money (see `SessionResult`).
+share of the market's money (see `SessionResult`). A request that receives nothing says why in
+its own terms (`reason`): no seller at or linked to its zone, no seller there with room in the
+requested direction in its steps, every such seller above its cut-off, or else that crossing
+bids were there but not profitable (with the deviations their options force in other steps,
+fees, or other buyers' bids).
 """
 
 from __future__ import annotations
