@@ -75,6 +75,7 @@ def test_a_reopened_store_holds_all_it_held_and_numbers_on(store_urls):
     store = open_store(store_urls.url(), "fman", clock=clock)
     first = _fill(store, clock)
     before = _state(store)
+    own_last = store.last_seq_of("foss-p017")
     store.close()
 
     store = open_store(store_urls.url(), "fman", clock=clock)
@@ -92,7 +93,8 @@ def test_a_reopened_store_holds_all_it_held_and_numbers_on(store_urls):
         events = store.events(OPERATOR)
         assert [e.seq for e in events] == list(range(1, len(events) + 1))  # no gap, no repeat
         assert events[-1].offer.id == fresh.id
-        assert [e.kind for e in client.events(after=len(before[1]))] == ["accepted"]
+        assert [e.kind for e in client.events(after=own_last)] == ["accepted"]
+        assert [e.seq for e in client.events()] == list(range(1, own_last + 2))  # its own sequence
         assert store.get(OPERATOR, first.id).schedule is not None
     finally:
         store.close()
@@ -123,6 +125,28 @@ def test_ids_are_opaque_unique_and_tell_nothing_of_other_parties(store_urls):
             prefix, tail = offer_id.rsplit("-", 1)
             assert prefix == "fo-fman" and len(tail) == 16 and int(tail, 16) >= 0
         assert not any(i.endswith(("000001", "000002", "000003", "000004")) for i in ids)
+    finally:
+        store.close()
+
+
+def test_each_party_has_its_own_event_sequence(store_urls):
+    store = open_store(store_urls.url(), "fman", clock=Clock())
+    try:
+        a, b = InProcessClient(store, "foss-p017"), InProcessClient(store, "foss-p018")
+        heard_a = []
+        a.subscribe(heard_a.append)
+        for _ in range(3):
+            b.submit(ev_offer("foss-p018"))
+            a.submit(ev_offer())
+        b.submit(ev_offer("foss-p018"))
+        assert [e.seq for e in a.events()] == [1, 2, 3] == [e.seq for e in heard_a]  # nothing of b's 4 offers
+        assert [e.seq for e in b.events()] == [1, 2, 3, 4]
+        assert [e.seq for e in store.events(OPERATOR)] == list(range(1, 8))
+        assert store.last_seq_of("foss-p017") == 3 and store.last_seq_of(OPERATOR) == 7
+        assert [e.offer.id for e in store.events("foss-p017", after=1, limit=1)] == [heard_a[1].offer.id]
+        with pytest.raises(UnknownEventError):
+            a.events(after=4)
+        assert b.events(after=4) == [] and store.events("nobody") == []
     finally:
         store.close()
 

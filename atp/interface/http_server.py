@@ -440,8 +440,8 @@ def create_app(
         elif after is not None:
             start = after
         else:
-            start = hub.last_seq
-        store.check_position(start)  # 409 for a position this store never issued (a durable store keeps its own)
+            start = store.last_seq_of(party)  # the caller's own sequence (the store-wide one for the operator)
+        store.check_position(party, start)  # 409 for a position this store never issued (a durable store keeps its own)
         chunk = limits.max_page_size
 
         def read(pos: int) -> tuple[list[str], int]:
@@ -457,7 +457,6 @@ def create_app(
                 yield format_position(pos)
                 while True:
                     entry[1].clear()
-                    snapshot = hub.last_seq
                     while True:  # the backlog, a chunk at a time off the loop
                         messages, reached = await off_loop(lambda p=pos: read(p))
                         for message in messages:
@@ -465,7 +464,6 @@ def create_app(
                         pos = reached
                         if len(messages) < chunk:
                             break
-                    pos = max(pos, snapshot)
                     if not follow:
                         return
                     try:

@@ -14,7 +14,10 @@ protocol of spec/interface.md:
 - The receiver itself assigns, rejects, starts and settles offers; an assigned schedule must be
   feasible for its offer (checked, never trusted).
 - Every change is an `Event` with a sequence number, for SSE/MQTT streams and in-process
-  subscribers; `events(party, after=n)` resumes without loss.
+  subscribers; `events(party, after=n)` resumes without loss. A party's events are numbered
+  in its own sequence (1, 2, ...: the numbers tell nothing of other parties' activity), and
+  a subscriber for one party gets those; the operator and store-wide subscribers see the
+  store-wide sequence.
 - Buyers' requests (the buy side, `POST /request`) live beside the offers in a `RequestBook`
   (`atp.interface.requests`): `post_request`, `get_request`, `requests`, `withdraw_request`
   for the buyer; `take_requests(handler)` lets the receiver's market place them in sessions,
@@ -43,6 +46,7 @@ them `fo-<name>-000001`, ... in submission order (reproducible simulation runs).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import itertools
@@ -198,7 +202,9 @@ class OfferStore:
         self._party_subscribers: dict[str, list[Callable[[Event], None]]] = {}
         self._offer_checks: list[OfferCheck] = []
         self._active_counts: Counter[str] | None = None  # per owner; counted on first use, then kept
-        self._unsent: list[Event] = []  # events of the operation under way, told once committed
+        self._party_events: dict[str, list[Event]] = {}  # each party's events, numbered 1, 2, ... for it
+        self._party_global: dict[str, list[int]] = {}  # the store-wide seq of each of them
+        self._unsent: list[tuple[Event, Event]] = []  # (store-wide, party's) of the operation under way
         self._visible = 0  # events[:_visible] are committed: only those are read or told
         self._committer: GroupCommitter | None = None
         self._batch = Batch()
@@ -262,19 +268,27 @@ class OfferStore:
         self._visible = len(self._events)
         self._tell(unsent)
 
-    def _tell(self, events: list[Event]) -> None:
-        for event in events:
+    def _tell(self, events: list[tuple[Event, Event]]) -> None:
+        for event, own in events:
             for callback in list(self._subscribers):
                 callback(event)
             for callback in list(self._party_subscribers.get(event.party, ())):
-                callback(event)
+                callback(own)
 
-    def _committed(self, payloads: list[list[Event]]) -> None:
+    def _committed(self, payloads: list[list[tuple[Event, Event]]]) -> None:
         """The group committer's report (on its thread): these operations' events are stored."""
-        events = [e for unsent in payloads for e in unsent]
+        events = [pair for unsent in payloads for pair in unsent]
         if events:
-            self._visible = events[-1].seq
+            self._visible = events[-1][0].seq
         self._tell(events)
+
+    def _number(self, event: Event) -> Event:
+        """File a store-wide event under its party: the party's copy, numbered in its own sequence."""
+        own = self._party_events.setdefault(event.party, [])
+        numbered = dataclasses.replace(event, seq=len(own) + 1)
+        own.append(numbered)
+        self._party_global.setdefault(event.party, []).append(event.seq)
+        return numbered
 
     def _unavailable(self, exc: JournalError) -> StoreUnavailableError:
         return StoreUnavailableError(
@@ -330,6 +344,7 @@ class OfferStore:
         assert self.journal is not None
         rows = self.journal.load()
         self._records, self._order, self._events, self._idempotency = {}, {}, [], {}
+        self._party_events, self._party_global = {}, {}
         self._active_counts = None
         for n, offer_id, owner, state, submitted, updated, reason, text in rows.offers:
             view = read_offer(text)
@@ -342,7 +357,9 @@ class OfferStore:
         for offer_id, time, energy_kwh in rows.measurements:
             self._records[offer_id].measurements[datetime.fromisoformat(time)] = energy_kwh
         for seq, kind, party, time, text in rows.events:
-            self._events.append(Event(seq, kind, party, read_offer(text), datetime.fromisoformat(time)))
+            event = Event(seq, kind, party, read_offer(text), datetime.fromisoformat(time))
+            self._events.append(event)
+            self._number(event)
         self._visible = len(self._events)
         requests = []
         request_keys = {}
@@ -379,7 +396,7 @@ class OfferStore:
         view = record.view()
         event = Event(len(self._events) + 1, kind, record.owner, view, self.clock())
         self._events.append(event)
-        self._unsent.append(event)
+        self._unsent.append((event, self._number(event)))
         if self.journal is not None:
             text = write_json(view)
             self._batch.offers.append(self._offer_row(record, text))
@@ -536,24 +553,37 @@ class OfferStore:
 
     @property
     def last_seq(self) -> int:
-        """The sequence number of the store's last committed event (0 before the first)."""
+        """The store-wide sequence number of the last committed event (0 before the first)."""
         return self._visible
 
-    def check_position(self, after: int) -> None:
-        """UnknownEventError (409) unless `after` is a position this store issued (0 .. last_seq)."""
-        if not 0 <= after <= self._visible:
+    def last_seq_of(self, party: str) -> int:
+        """The number of the party's last committed event in its own sequence (the store-wide
+        one for the operator)."""
+        if party == OPERATOR:
+            return self._visible
+        return bisect.bisect_right(self._party_global.get(party, ()), self._visible)
+
+    def check_position(self, party: str, after: int) -> None:
+        """UnknownEventError (409) unless `after` is a position this store issued to `party`
+        (0 .. `last_seq_of(party)`)."""
+        last = self.last_seq_of(party)
+        if not 0 <= after <= last:
             raise UnknownEventError(
-                f"event {after} was never issued by store {self.name!r} (its last event is {self._visible}): "
+                f"event {after} was never issued by store {self.name!r} to {party!r} (its last event is {last}): "
                 "the position is from another store or a store that was replaced; resume from 0 to read every event"
             )
 
     def events(self, party: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
-        """The party's events with sequence number > `after` (all events for the operator), at most `limit`.
+        """The party's events after position `after`, at most `limit`, in order.
 
+        Each party has its own sequence (1, 2, ... over its own events, so the numbers tell
+        nothing of other parties); the operator reads every event in the store-wide sequence.
         UnknownEventError (409) for a position `after` beyond the last event issued."""
-        self.check_position(after)
-        kept = (e for e in self._events[after : self._visible] if party in (OPERATOR, e.party))
-        return list(kept if limit is None else itertools.islice(kept, limit))
+        last = self.last_seq_of(party)
+        self.check_position(party, after)
+        source = self._events if party == OPERATOR else self._party_events.get(party, [])
+        end = last if limit is None else min(last, after + limit)
+        return source[after:end]
 
     def subscribe(self, callback: Callable[[Event], None], *, party: str | None = None) -> Callable[[], None]:
         """Call `callback` on every event (only the events of `party`, when given); returns a
