@@ -164,9 +164,11 @@ def _reader(tp: Any) -> Callable[[Any], Any]:
             item = _reader(args[0])
             if args[0] is float:
                 return lambda v: tuple(map(float, v))
-            return lambda v: tuple(item(x) for x in v)
+            return lambda v: tuple([item(x) for x in v])
+        if args == (float, float):
+            return lambda v: (float(v[0]), float(v[1]))
         readers = [_reader(a) for a in args]
-        return lambda v: tuple(r(x) for r, x in zip(readers, v, strict=True))
+        return lambda v: tuple([r(x) for r, x in zip(readers, v, strict=True)])
     raise TypeError(f"no row reader for type {tp!r}")  # a model defect, not a data error
 
 

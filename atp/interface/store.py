@@ -285,7 +285,7 @@ class OfferStore:
     def _number(self, event: Event) -> Event:
         """File a store-wide event under its party: the party's copy, numbered in its own sequence."""
         own = self._party_events.setdefault(event.party, [])
-        numbered = dataclasses.replace(event, seq=len(own) + 1)
+        numbered = Event(len(own) + 1, event.kind, event.party, event.offer, event.time)
         own.append(numbered)
         self._party_global.setdefault(event.party, []).append(event.seq)
         return numbered
@@ -346,8 +346,9 @@ class OfferStore:
         self._records, self._order, self._events, self._idempotency = {}, {}, [], {}
         self._party_events, self._party_global = {}, {}
         self._active_counts = None
+        views: dict[str, FlexOffer] = {}  # an event that shows an offer as it is now shares its object
         for n, offer_id, owner, state, submitted, updated, reason, text in rows.offers:
-            view = read_offer(text)
+            view = views[text] = read_offer(text)
             offer = dataclasses.replace(view, state=None, schedule=None)
             self._records[offer_id] = OfferRecord(
                 offer, owner, OfferState(state), datetime.fromisoformat(submitted), datetime.fromisoformat(updated),
@@ -357,7 +358,8 @@ class OfferStore:
         for offer_id, time, energy_kwh in rows.measurements:
             self._records[offer_id].measurements[datetime.fromisoformat(time)] = energy_kwh
         for seq, kind, party, time, text in rows.events:
-            event = Event(seq, kind, party, read_offer(text), datetime.fromisoformat(time))
+            shown = views.get(text)
+            event = Event(seq, kind, party, shown or read_offer(text), datetime.fromisoformat(time))
             self._events.append(event)
             self._number(event)
         self._visible = len(self._events)
