@@ -271,3 +271,46 @@ def test_group_commit_shows_and_tells_only_what_is_committed(store_urls, backend
         assert [r.view().id for r in again.records()] == [o.id for o in offers]  # what a restart finds
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_served_store_answers_only_what_is_committed_and_503_after_a_failed_commit(store_urls, backend):
+    import httpx
+
+    from atp.flexoffer import encode
+    from atp.interface import TokenTable
+    from atp.interface.serve import ServerThread, build_receiver
+    from tests.http_support import TOKEN_OF, TOKENS
+
+    url = store_urls.url()
+    store = open_store(url, "fmar", group_commit=True)
+    app = build_receiver("fmar", tokens=TokenTable.of(TOKENS, ()), store=store)
+    auth = {"Authorization": f"Bearer {TOKEN_OF['foss-p017']}"}
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    offer = ev_offer()
+    delta = start - offer.start_after
+    offer = dataclasses.replace(
+        offer,
+        created_at=None,
+        assignment_before=start - timedelta(minutes=15),
+        start_after=start,
+        start_before=offer.start_before + delta,
+        default_schedule=dataclasses.replace(offer.default_schedule, start=start),
+    )
+    try:
+        with ServerThread(app) as server, httpx.Client(base_url=server.url, headers=auth, timeout=10) as http:
+            posted = http.post("/flexoffer", json=encode(offer))
+            assert posted.status_code == 201
+            assert store.is_committed(store.pending)  # the 201 left after the commit
+            _refuse_events(url, backend, refuse=True)
+            refused = http.post("/flexoffer", json=encode(offer))
+            assert refused.status_code == 503 and "restart the server" in refused.json()["error"]
+            assert http.get(f"/flexoffer/{posted.json()['id']}").status_code == 503
+    finally:
+        store.close()
+        _refuse_events(url, backend, refuse=False)
+    again = open_store(url, "fmar")
+    try:
+        assert [r.view().id for r in again.records()] == [posted.json()["id"]]
+    finally:
+        again.close()

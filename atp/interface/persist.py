@@ -446,6 +446,8 @@ class GroupCommitter:
         self._committed = 0
         self.failure: JournalError | None = None
         self._closed = False
+        self.listeners: list[Callable[[], None]] = []
+        """Called on the writer thread after each commit and after a failure (then `failure` is set)."""
         self._thread = threading.Thread(target=self._run, name=f"commit-{journal.url}", daemon=True)
         self._thread.start()
 
@@ -505,6 +507,7 @@ class GroupCommitter:
                 with self._cond:
                     self.failure = exc
                     self._cond.notify_all()
+                self._tell_listeners()
                 return
             try:
                 self._on_committed([payload for _, payload in taken])
@@ -513,3 +516,11 @@ class GroupCommitter:
             with self._cond:
                 self._committed = last
                 self._cond.notify_all()
+            self._tell_listeners()
+
+    def _tell_listeners(self) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:
+                _log.exception("a commit listener of %s failed", self.journal.url)

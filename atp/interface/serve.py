@@ -23,6 +23,8 @@ starts, so a wrong file is one sentence, not a traceback from inside the server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -33,7 +35,6 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 
 from atp.errors import ValidationError
 from atp.interface.auth import TokenTable
@@ -80,11 +81,35 @@ class _CommittedResponses:
     """ASGI middleware: no response starts before every change of the store made until then is
     committed (with group commit a handler's change returns before its commit). A 201 thus
     means stored, and no answer shows what a crash could still take back. A failed commit
-    answers 503 instead."""
+    answers 503 instead. Waiting costs no thread: the writer thread wakes the waiting responses
+    on their event loops after each commit."""
 
     def __init__(self, app: Any, store: OfferStore) -> None:
         self.app = app
         self.store = store
+        self._guard = threading.Lock()
+        self._waiting: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        store.on_commit(self._committed)
+
+    def _committed(self) -> None:
+        failed = self.store.commit_failed
+        ready, waiting = [], []
+        with self._guard:
+            for entry in self._waiting:
+                (ready if failed or self.store.is_committed(entry[0]) else waiting).append(entry)
+            self._waiting = waiting
+        for _, loop, future in ready:
+            with contextlib.suppress(RuntimeError):  # that loop has closed (its server stopped)
+                loop.call_soon_threadsafe(_resolve, future)
+
+    async def _wait(self, ticket: int) -> None:
+        future = asyncio.get_running_loop().create_future()
+        entry = (ticket, asyncio.get_running_loop(), future)
+        with self._guard:
+            self._waiting.append(entry)
+        self._committed()  # the commit may have come before the entry
+        await future
+        self.store.sync(ticket)  # at once now; StoreUnavailableError after a failed commit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -101,7 +126,7 @@ class _CommittedResponses:
                 ticket = store.pending
                 if not store.is_committed(ticket):
                     try:
-                        await run_in_threadpool(store.sync, ticket)
+                        await self._wait(ticket)
                     except StoreUnavailableError as exc:
                         refused = True
                         body = json.dumps({"error": str(exc), "details": []}).encode()
@@ -113,6 +138,11 @@ class _CommittedResponses:
             await send(message)
 
         await self.app(scope, receive, send_committed)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def check_receiver(role: str, *, contracts: ContractBook | None) -> None:

@@ -304,9 +304,20 @@ class OfferStore:
         on return: a store without group commit)."""
         return self._committer.latest if self._committer is not None else 0
 
+    @property
+    def commit_failed(self) -> bool:
+        """True once a group commit has failed (every later operation answers 503)."""
+        return self._committer is not None and self._committer.failure is not None
+
     def is_committed(self, ticket: int) -> bool:
         """True once the operations up to `ticket` (from `pending`) are committed."""
         return self._committer is None or self._committer.committed(ticket)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the writer thread) after each group commit and after a failed
+        one; a store without group commit never calls it (its operations commit on return)."""
+        if self._committer is not None:
+            self._committer.listeners.append(callback)
 
     def sync(self, ticket: int | None = None) -> None:
         """Wait until the operations up to `ticket` (default: all so far) are committed;
