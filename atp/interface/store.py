@@ -503,8 +503,14 @@ class OfferStore:
         """Views of the kept records in submission order, from the one after offer id `after`."""
         records: Iterable[OfferRecord] = self._records.values()
         if after is not None:
-            rest = itertools.dropwhile(lambda r: r.offer.id != after, records)
-            records = itertools.islice(rest, 1, None)
+            n = self._order.get(after, 0)  # its submission number: its place in `_records`, skipped in C
+            rest = itertools.islice(self._records.values(), max(n - 1, 0), None)
+            first = next(rest, None)
+            if first is not None and first.offer.id == after:
+                records = rest
+            else:  # not where its number says (or unknown): look for it
+                rest = itertools.dropwhile(lambda r: r.offer.id != after, self._records.values())
+                records = itertools.islice(rest, 1, None)
         kept = (r.view() for r in records if keep(r))
         return list(kept if limit is None else itertools.islice(kept, limit))
 
