@@ -96,14 +96,15 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _field_specs(cls: type) -> list[tuple[str, Any, bool]]:
-    """(name, type, required) for each field of a dataclass."""
+@cache
+def _field_specs(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, type, required) for each field of a dataclass (looked up once per class)."""
     hints = _hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         out.append((f.name, hints[f.name], required))
-    return out
+    return tuple(out)
 
 
 def _type_name(tp: Any) -> str:
@@ -154,6 +155,7 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
+@cache
 def _optional_inner(tp: Any) -> Any | None:
     """For `X | None` return X; otherwise None."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
@@ -167,10 +169,13 @@ def _decode(tp: Any, value: Any, path: str, problems: list[Problem]) -> Any:
     inner = _optional_inner(tp)
     if inner is not None:
         return None if value is None else _decode(inner, value, path, problems)
-    bad = Problem(path, f"must be {_type_name(tp)}, not {_describe(value)}", "type")
+
+    def bad() -> Problem:  # built only for a value that is wrong
+        return Problem(path, f"must be {_type_name(tp)}, not {_describe(value)}", "type")
+
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(bad)
+            problems.append(bad())
             return None
         if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
             problems.append(Problem(path, f"must lie within +-{MAX_ABS_NUMBER:g}, not {_describe(value)}", "range"))
@@ -184,7 +189,7 @@ def _decode(tp: Any, value: Any, path: str, problems: list[Problem]) -> Any:
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(bad)
+            problems.append(bad())
             return None
         if abs(value) > MAX_SAFE_INTEGER:
             problems.append(Problem(path, f"must lie within +-2^53, not {_describe(value)}", "range"))
@@ -192,7 +197,7 @@ def _decode(tp: Any, value: Any, path: str, problems: list[Problem]) -> Any:
         return value
     if tp is str:
         if not isinstance(value, str):
-            problems.append(bad)
+            problems.append(bad())
             return None
         if not _is_unicode(value):
             problems.append(Problem(path, f"must be valid Unicode, not {_describe(value)}", "unicode"))
@@ -200,7 +205,7 @@ def _decode(tp: Any, value: Any, path: str, problems: list[Problem]) -> Any:
         return value
     if tp is datetime:
         if not isinstance(value, str):
-            problems.append(bad)
+            problems.append(bad())
             return None
         try:
             return parse_wire_time(value)
@@ -213,7 +218,7 @@ def _decode(tp: Any, value: Any, path: str, problems: list[Problem]) -> Any:
         try:
             return tp(value)
         except (ValueError, TypeError):
-            problems.append(bad)
+            problems.append(bad())
             return None
     if dataclasses.is_dataclass(tp):
         return _decode_dataclass(tp, value, path, problems)
