@@ -31,6 +31,7 @@ import pandas as pd
 
 from atp.flexoffer.files import write_atomic
 from reports.report import kpi_rows
+from sim.config import DSO_STRATEGIES
 
 __all__ = ["build_comparison", "comparison_frame", "strategy_frame"]
 
@@ -130,8 +131,11 @@ def strategy_frame(frame: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in _STRATEGY_COLUMNS if c in runs]
     numeric = runs[cols].apply(pd.to_numeric, errors="coerce")
     numeric[["run.scenario", "run.dso_strategy"]] = runs[["run.scenario", "run.dso_strategy"]]
-    grouped = numeric.groupby(["run.scenario", "run.dso_strategy"], sort=False)[cols].mean()
-    return grouped.rename(columns=_STRATEGY_COLUMNS).reset_index()
+    grouped = numeric.groupby(["run.scenario", "run.dso_strategy"], sort=False)[cols].mean().reset_index()
+    order = {name: i for i, name in enumerate([*DSO_STRATEGIES, _ORACLE])}
+    rank = grouped["run.dso_strategy"].map(order).fillna(len(order))
+    grouped = grouped.assign(_rank=rank).sort_values(["run.scenario", "_rank"], kind="stable").drop(columns="_rank")
+    return grouped.rename(columns=_STRATEGY_COLUMNS).reset_index(drop=True)
 
 
 def _overloaded_steps(run_dir: Path) -> pd.Series | None:
