@@ -238,9 +238,9 @@ def _basis(start: datetime, days: float) -> str:
 def _add(series: np.ndarray, start: datetime, slice_s: int, at: datetime, energy: Sequence[float]) -> None:
     """Add energy per step starting at `at` into `series` (steps outside it are dropped)."""
     k0 = int((at - start).total_seconds() // slice_s)
-    for i, e in enumerate(energy):
-        if 0 <= k0 + i < len(series):
-            series[k0 + i] += e
+    lo, hi = max(k0, 0), min(k0 + len(energy), len(series))
+    if lo < hi:
+        series[lo:hi] += np.asarray(energy[lo - k0 : hi - k0], dtype=float)
 
 
 def kpi_inputs_from_store(

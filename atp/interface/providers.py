@@ -74,14 +74,14 @@ def _offered(record: OfferRecord) -> tuple[float, float, float]:
     offer = record.offer
     default = offer.default_schedule
     profile = offer.profiles[default.profile if default is not None and default.profile < len(offer.profiles) else 0]
-    lower, upper = profile.lower_kwh(), profile.upper_kwh()
-    energy_flex = float((upper - lower).sum())
+    # per slice, not per step: a few slices stand for many steps (no arrays of the profile's length)
+    energy_flex = float(sum((s.energy[1] - s.energy[0]) * s.duration for s in profile.slices))
     if profile.total_energy is not None:
         energy_flex = min(energy_flex, profile.total_energy[1] - profile.total_energy[0])
     if default is not None:
-        flexible = float(np.abs(np.asarray(default.energy, dtype=float)).sum())
+        flexible = float(sum(abs(e) for e in default.energy))
     else:
-        flexible = float(np.maximum(np.abs(lower), np.abs(upper)).sum())
+        flexible = float(sum(max(abs(s.energy[0]), abs(s.energy[1])) * s.duration for s in profile.slices))
     return flexible, max(energy_flex, 0.0), (offer.time_flexibility_s or 0) / 3600
 
 
