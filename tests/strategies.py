@@ -200,7 +200,6 @@ def rebase(offer: FlexOffer, to: datetime) -> FlexOffer:
     )
 
 
-
 def aggregate_energy(aggregate, rng: np.random.Generator) -> np.ndarray:
     """A random energy vector feasible for an `atp.fman.Aggregate`: inside its per-step bounds and,
     when it carries joint rows, a convex combination of two LP vertices that meet them (HiGHS via
@@ -224,3 +223,40 @@ def aggregate_energy(aggregate, rng: np.random.Generator) -> np.ndarray:
         vertices.append(np.clip(res.x, lower, upper))
     w = rng.random()
     return w * vertices[0] + (1.0 - w) * vertices[1]
+
+
+def random_planning_problem(
+    seed: int,
+    n_aggregates: int,
+    n_steps: int,
+    *,
+    max_length: int = 8,
+    shift_share: float = 0.8,
+    lowest_kwh: float = -2.0,
+    start: datetime = datetime(2026, 3, 2, tzinfo=UTC),
+):
+    """A random FMAN `PlanningProblem` on a horizon of `n_steps` steps from `start`: box
+    aggregates of 1 to `max_length` steps, a share `shift_share` of them with several starts,
+    per-step ranges from `lowest_kwh` (negative: injection) up, some of them empty."""
+    from atp.fman import PlanningProblem
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, max_length + 1, n_aggregates)
+    shifts = np.array([rng.integers(1, n_steps - n + 2) if rng.random() < shift_share else 1 for n in lengths])
+    first = np.array([rng.integers(0, n_steps - n - s + 2) for n, s in zip(lengths, shifts, strict=True)])
+    total = int(lengths.sum())
+    lower = np.round(rng.uniform(lowest_kwh, 2.0, total), 2)
+    upper = lower + np.where(rng.random(total) < 0.3, 0.0, np.round(rng.uniform(0.0, 3.0, total), 2))
+    return PlanningProblem(
+        horizon_start=start,
+        slice_s=900,
+        n_steps=n_steps,
+        prices_eur_per_kwh=np.round(rng.normal(0.2, 0.1, n_steps), 3),
+        objective="least_cost",
+        aggregate_ids=tuple(f"agg-{g}" for g in range(n_aggregates)),
+        first_start_step=first.astype(np.int64),
+        n_shifts=shifts.astype(np.int64),
+        profile_offsets=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+        lower_kwh=lower,
+        upper_kwh=upper,
+    )

@@ -32,30 +32,15 @@ from atp.fman.planning import (
     residual_capacity,
 )
 from atp.interface import InProcessClient, OfferStore
+from tests.strategies import random_planning_problem
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def _problem(seed: int, n_aggregates: int = 6, n_steps: int = 16) -> PlanningProblem:
     """Random box aggregates (some with one start, some with negative ranges) on a horizon."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 6, n_aggregates)
-    shifts = np.array([rng.integers(1, n_steps - n + 2) if rng.random() < 0.7 else 1 for n in lengths])
-    first = np.array([rng.integers(0, n_steps - n - s + 2) for n, s in zip(lengths, shifts, strict=True)])
-    lower = np.round(rng.uniform(-1.0, 2.0, int(lengths.sum())), 2)
-    upper = lower + np.where(rng.random(len(lower)) < 0.3, 0.0, np.round(rng.uniform(0.0, 3.0, len(lower)), 2))
-    return PlanningProblem(
-        horizon_start=T0,
-        slice_s=900,
-        n_steps=n_steps,
-        prices_eur_per_kwh=np.round(rng.normal(0.2, 0.1, n_steps), 3),
-        objective="least_cost",
-        aggregate_ids=tuple(f"agg-{g}" for g in range(n_aggregates)),
-        first_start_step=first.astype(np.int64),
-        n_shifts=shifts.astype(np.int64),
-        profile_offsets=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
-        lower_kwh=lower,
-        upper_kwh=upper,
+    return random_planning_problem(
+        seed, n_aggregates, n_steps, max_length=5, shift_share=0.7, lowest_kwh=-1.0, start=T0
     )
 
 

@@ -12,33 +12,14 @@ from hypothesis import strategies as st
 
 from atp.fman import PlanningProblem, build_model, build_step_model, solve_highs
 from atp.fman.planning import _new_highs
+from tests.strategies import random_planning_problem
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def _problem(seed: int, n_aggregates: int, n_steps: int = 24) -> PlanningProblem:
     """Random aggregates (some with one start, some with empty or negative ranges) on a horizon."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 9, n_aggregates)
-    shifts = np.array([rng.integers(1, n_steps - n + 2) if rng.random() < 0.8 else 1 for n in lengths])
-    first = np.array([rng.integers(0, n_steps - n - s + 2) for n, s in zip(lengths, shifts, strict=True)])
-    total = int(lengths.sum())
-    lower = np.round(rng.uniform(-2.0, 2.0, total), 2)
-    upper = lower + np.where(rng.random(total) < 0.3, 0.0, np.round(rng.uniform(0.0, 3.0, total), 2))
-    offsets = np.concatenate(([0], np.cumsum(lengths)))
-    return PlanningProblem(
-        horizon_start=T0,
-        slice_s=900,
-        n_steps=n_steps,
-        prices_eur_per_kwh=np.round(rng.normal(0.2, 0.1, n_steps), 3),
-        objective="least_cost",
-        aggregate_ids=tuple(f"agg-{g}" for g in range(n_aggregates)),
-        first_start_step=first.astype(np.int64),
-        n_shifts=shifts.astype(np.int64),
-        profile_offsets=offsets.astype(np.int64),
-        lower_kwh=lower,
-        upper_kwh=upper,
-    )
+    return random_planning_problem(seed, n_aggregates, n_steps, start=T0)
 
 
 def _brute_force_eur(problem: PlanningProblem) -> float:

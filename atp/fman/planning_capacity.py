@@ -43,14 +43,23 @@ def plan_cost_eur(problem: PlanningProblem, step_cost: np.ndarray, starts: np.nd
 def capacity_penalty_eur(problem: PlanningProblem, starts: np.ndarray, energy: np.ndarray) -> float:
     """What a plan pays for exceeding the problem's capacity rows (their tiers and weights,
     `CapacityRows.excess_cost`), over the steps some aggregate under a capacity may draw in."""
-    if not problem.capacity:
-        return 0.0
-    by_g = _energy_by_aggregate(problem, starts, energy)
     total = 0.0
-    for cap, rows in zip(problem.capacity, _capacity_reach(problem), strict=True):
-        lhs = cap.weight @ by_g
-        total += sum(cap.excess_cost(t, lhs[t] - cap.kwh[t]) for t in np.flatnonzero(rows))
+    for cap, steps, over in _overshoot(problem, starts, energy):
+        total += sum(cap.excess_cost(t, over[i]) for i, t in enumerate(steps))
     return total * float(problem.capacity_penalty_eur_per_kwh)
+
+
+def _overshoot(problem: PlanningProblem, starts: np.ndarray, energy: np.ndarray) -> list:
+    """Per capacity row set: (the rows, the steps some aggregate under it may draw in, the
+    plan's weighted energy minus the capacity there; negative where it keeps within)."""
+    if not problem.capacity:
+        return []
+    by_g = _energy_by_aggregate(problem, starts, energy)
+    out = []
+    for cap, reach in zip(problem.capacity, _capacity_reach(problem), strict=True):
+        steps = np.flatnonzero(reach)
+        out.append((cap, steps, (cap.weight @ by_g)[steps] - cap.kwh[steps]))
+    return out
 
 
 def _capacity_reach(problem: PlanningProblem) -> list[np.ndarray]:
@@ -71,14 +80,7 @@ def capacity_excess_kwh(problem: PlanningProblem, starts: np.ndarray, energy: np
     """kWh by which a plan exceeds the problem's capacity rows, summed over rows and steps:
     the steps that some aggregate under the capacity may draw in (a capacity no aggregate can
     reach is not the plan's to keep)."""
-    if not problem.capacity:
-        return 0.0
-    by_g = _energy_by_aggregate(problem, starts, energy)
-    total = 0.0
-    for cap, rows in zip(problem.capacity, _capacity_reach(problem), strict=True):
-        lhs = cap.weight @ by_g
-        total += float(np.maximum(lhs[rows] - cap.kwh[rows], 0.0).sum())
-    return total
+    return float(sum(np.maximum(over, 0.0).sum() for _, _, over in _overshoot(problem, starts, energy)))
 
 
 def _fix_starts(model: StepMilpModel, shifts: dict[int, int]) -> None:
