@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -96,6 +97,7 @@ def _serve_main(url: str, port: int, fill: int, connections: int) -> None:
                 party = f"fill-{n % FILL_PARTIES}"
                 store.submit(party, _offer(party, f"ev-{n}", start))
     store.sync()
+    gc.freeze()  # as open_receiver_store does with what a store loads at start
     filled_s = time.perf_counter() - t0
     parties = [f"bench-{i}" for i in range(connections)]
     tokens = TokenTable.of({_token(p): p for p in parties}, ())
@@ -278,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fill", type=int, default=100_000, help="offers held in the second row of each backend")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the POST phase and of the GET phase")
     parser.add_argument("--connections", type=int, default=16, help="concurrent POST connections (one party each)")
-    parser.add_argument("--get-connections", type=int, default=4)
+    parser.add_argument("--get-connections", type=int, default=1, help="concurrent GET connections (default 1)")
     parser.add_argument("--postgres", default=POSTGRES, help=f"PostgreSQL database for the runs (default {POSTGRES})")
     parser.add_argument("--serve", nargs=4, metavar=("URL", "PORT", "FILL", "PARTIES"), help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=4, metavar=("PORT", "S", "C", "G"), help=argparse.SUPPRESS)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import socket
 import ssl
@@ -72,9 +73,13 @@ def open_receiver_store(url: str, role: str) -> OfferStore:
     """The store of a receiver of `role` on the backend `url` names (ServeConfigError naming
     the database and why, when it cannot be opened)."""
     try:
-        return open_store(url, role, group_commit=True)
+        store = open_store(url, role, group_commit=True)
     except JournalError as exc:
         raise ServeConfigError(f"--store: {exc}") from None
+    # What the store loaded lives as long as the server: out of the collector's sight, a full
+    # collection does not walk 100 000 offers (a pause of a few hundred ms per collection).
+    gc.freeze()
+    return store
 
 
 class _CommittedResponses:
