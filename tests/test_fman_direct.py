@@ -432,8 +432,13 @@ def test_route_for_sends_small_direct_offers_to_the_fman_and_large_ones_to_the_f
         if r.owner == world.aggregator.name and r.schedule is not None and set(r.offer.members or ()) <= set(members)
     ]
     assert awarded
-    for bid in awarded:
-        total = np.sum([members[m].schedule.energy for m in bid.offer.members], axis=0)
+    for bid in awarded:  # members may start and end at other steps than the bid (staggered blocks)
+        total = np.zeros(len(bid.schedule.energy))
+        for m in bid.offer.members:
+            member = members[m].schedule
+            first = int((member.start - bid.schedule.start).total_seconds() // bid.offer.slice_s)
+            assert first >= 0 and first + len(member.energy) <= len(total)
+            total[first : first + len(member.energy)] += member.energy
         np.testing.assert_allclose(total, bid.schedule.energy, atol=1e-9)
 
 

@@ -74,7 +74,11 @@ def test_help_says_what_the_tool_does_before_hydras_help(tmp_path):
     for word in (*groups_named, "-m scenario=", "outputs/", "goflex-report"):
         assert word in head, word
     groups = out[out.index("== Configuration groups ==") : out.index("== Config ==")]
-    for line in ("scenario: esr, esr_congested, foss, sww", "fman: balance_imbalance, least_cost", "dso: default"):
+    for line in (
+        "scenario: esr, esr_congested, esr_moderate, foss, sww",
+        "fman: balance_imbalance, least_cost",
+        "dso: default",
+    ):
         assert line in groups, line
     assert list(tmp_path.iterdir()) == []
 
