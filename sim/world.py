@@ -26,6 +26,7 @@ import simpy
 
 from atp.flexoffer import Location, Mode, OfferState
 from atp.fman import AggregationParams, BiddingParams, PriceSeries
+from atp.fman.planning import GridCapacity
 from atp.fmar import CongestionPoint, DomsInterface, FlexOfferMarket, MarketCalendar, TransportLink, check_links
 from atp.foa import FlexOfferAgent
 from atp.foa.doms import DomsFoa
@@ -376,6 +377,8 @@ class World(mesa.Model):
         )
         self.timings.add("dso", wallclock.perf_counter() - t)
         dso_name = f"{site.name}-dso"
+        fman_store.capacity_book.allow([dso_name])  # the DSO publishes grid capacities to the FMAN
+        self._dso_at_fman = InProcessClient(fman_store, dso_name)
         self.dso = Dso(
             self,
             name=dso_name,
@@ -505,11 +508,22 @@ class World(mesa.Model):
         if self.strategy.publishes_capacity and self._dso_plans_at(k):  # so is the grid's capacity
             t = wallclock.perf_counter()
             horizon = self.config.dso.capacity_horizon_steps
-            self.aggregator.grid_capacity = self.dso.capacity(k, self.clock.now(), horizon_steps=horizon)
+            self._publish_capacity(self.dso.capacity(k, self.clock.now(), horizon_steps=horizon))
             dt = wallclock.perf_counter() - t
             self.timings.add("fman", -dt)  # inside the FMAN's phase, counted as the DSO's time only
             self.timings.add("dso", dt)
         self.aggregator.plan(self.clock.now())
+
+    def _publish_capacity(self, capacities: tuple[GridCapacity, ...]) -> None:
+        """The DSO publishes its grid capacities to the aggregator's FMAN through the exchange
+        interface (`PUT /capacity/{name}`, what a served FMAN takes over HTTP) and withdraws those
+        it no longer publishes; the FMAN's next plan reads them from its store."""
+        client = self._dso_at_fman
+        before = {c.name for c in client.capacities()}
+        for capacity in capacities:
+            client.publish_capacity(capacity.as_published())
+        for name in sorted(before - {c.name for c in capacities}):
+            client.withdraw_capacity(name)
 
     def _steps_to_next_local_midnight(self, k: int) -> int:
         local = self._local(k)

@@ -470,7 +470,7 @@ def test_serve_runs_an_fman_over_tls(tmp_path):
     ("text", "message"),
     [
         ("parties:\n  tok: p1\n", "tokens.yaml: parties: the token of party 'p1' has 3 characters; use at least 16"),
-        ("partys:\n  x: y\n", "tokens.yaml: partys: is not a known key (known: parties, operators)"),
+        ("partys:\n  x: y\n", "tokens.yaml: partys: is not a known key (known: parties, operators, grid_operators)"),
         (f"parties:\n  {TOKEN_OF[P17]}: operator\n", "tokens.yaml: parties: the party name 'operator' is reserved"),
         ("operators: 3\n", "tokens.yaml: operators: must be a list of tokens"),
         ("parties: [\n", "tokens.yaml: is not valid YAML at line 2"),

@@ -232,6 +232,7 @@ def _decode_tuple(tp: Any, value: Any, path: str, problems: list[Problem]) -> An
     if not isinstance(value, list):
         problems.append(Problem(path, f"must be a list, not {_describe(value)}", "type"))
         return None
+    before = len(problems)
     if len(args) == 2 and args[1] is Ellipsis:
         items = [_decode(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
     else:
@@ -239,7 +240,7 @@ def _decode_tuple(tp: Any, value: Any, path: str, problems: list[Problem]) -> An
             problems.append(Problem(path, f"must be a list of {len(args)} items, not {len(value)}", "type"))
             return None
         items = [_decode(a, v, f"{path}[{i}]", problems) for i, (a, v) in enumerate(zip(args, value, strict=True))]
-    if any(item is None for item in items):
+    if len(problems) > before:  # an item may be None without a problem: `tuple[float | None, ...]`
         return None
     return tuple(items)
 

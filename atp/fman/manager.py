@@ -75,6 +75,7 @@ from atp.fman.planning import (
     extract_schedules,
     get_objective,
     objective_names,
+    published_capacity,
     residual_capacity,
     schedule_cost_eur,
     solve_highs,
@@ -219,6 +220,7 @@ class FlexOfferManager:
         # before (a trader may be attached next) are rejected by the first round that still
         # cannot trade them.
         store.add_offer_check(self.offer_problems)
+        store.capacity_book.planner = name  # DSOs publish their grid capacities to this store (PUT /capacity)
         # The offers, aggregated incrementally as the store's events arrive.
         self.portfolio = Portfolio(params=params, issuer=name)
         for offer in store.open_offers():
@@ -330,7 +332,9 @@ class FlexOfferManager:
         postponed) are left alone this round.
 
         Grid-aware planning: `capacity` is what the DSO lets the portfolio draw at its
-        congestion points (`GridCapacity`); the round plans its aggregates within what the
+        congestion points (`GridCapacity`; None: every capacity the DSOs published to the
+        store through the exchange interface, `PUT /capacity/{name}`, that still covers a
+        step after `now`); the round plans its aggregates within what the
         store's other offers leave of it (assigned and executing schedules, defaults of the
         offers not planned now: `residual_capacity`), as soft rows (atp/fman/planning_problem.py).
         `tariff`: per congestion point a grid tariff (EUR/kWh) added to the prices of the
@@ -367,6 +371,8 @@ class FlexOfferManager:
         by_slice: dict[int, list[Aggregate]] = {}
         for a in aggregation:
             by_slice.setdefault(a.slice_s, []).append(a)
+        if capacity is None:
+            capacity = [published_capacity(c) for c in self.store.capacity_book.in_force(after=now)]
         if capacity:  # what the offers not planned in this round already draw at the points
             planning = {m.offer_id for a in aggregation for m in a.members}
             records = self.store.records((OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING))

@@ -29,6 +29,7 @@ import numpy as np
 from atp.errors import ValidationError
 from atp.fman.aggregation import Aggregate, JointRows, ceil_to_grid
 from atp.fman.errors import PriceError, UnknownObjectiveError
+from atp.interface.capacity import CapacityPoint, PublishedCapacity, capacity_limits
 
 __all__ = [
     "DEFAULT_CAPACITY_PENALTY_EUR_PER_KWH",
@@ -42,6 +43,7 @@ __all__ = [
     "build_problem",
     "get_objective",
     "objective_names",
+    "published_capacity",
     "register_objective",
     "residual_capacity",
     "schedule_cost_eur",
@@ -210,6 +212,19 @@ class GridCapacity:
         if self.tier_kwh is not None and not (np.isfinite(self.tier_kwh) and self.tier_kwh > 0):
             raise ValidationError(f"capacity {self.name!r}: tier_kwh(={self.tier_kwh}) must be a positive number")
 
+    def as_published(self) -> PublishedCapacity:
+        """This capacity as a DSO publishes it through the exchange interface (`PUT
+        /capacity/{name}`; +inf, no limit, is null on the wire); `published_capacity` reads it back."""
+        return PublishedCapacity(
+            name=self.name,
+            start=self.start,
+            slice_s=self.slice_s,
+            kwh=tuple(None if v == np.inf else float(v) for v in self.kwh),
+            points=tuple(CapacityPoint(p, w) for p, w in self.weights.items()),
+            penalty_weight=None if self.penalty_weight is None else tuple(map(float, self.penalty_weight)),
+            tier_kwh=self.tier_kwh,
+        )
+
     def on_horizon(self, horizon_start: datetime, slice_s: int, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
         """The capacity per horizon step (+inf where the series does not reach) and its penalty
         weight per step (1 there)."""
@@ -226,6 +241,20 @@ class GridCapacity:
             if self.penalty_weight is not None:
                 weight[lo - offset : hi - offset] = self.penalty_weight[lo:hi]
         return out, weight
+
+
+def published_capacity(published: PublishedCapacity) -> GridCapacity:
+    """The planner's `GridCapacity` of a capacity a DSO published through the exchange interface
+    (`PUT /capacity/{name}`; a step without a limit, null on the wire, is +inf)."""
+    return GridCapacity(
+        name=f"{published.publisher}/{published.name}" if published.publisher else published.name,
+        start=published.start,
+        slice_s=published.slice_s,
+        kwh=np.array(capacity_limits(published)),
+        weights=published.weights,
+        penalty_weight=None if published.penalty_weight is None else np.array(published.penalty_weight),
+        tier_kwh=published.tier_kwh,
+    )
 
 
 def residual_capacity(

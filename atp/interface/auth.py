@@ -12,6 +12,8 @@ The tokens file of `goflex-atp serve` (YAML or JSON):
       9a8b7c6d5e4f3a2b1c0d: foss-p018
     operators:            # tokens that see everything
       - 0d1c2b3a4f5e6d7c8b9a
+    grid_operators:       # parties (DSOs) that may publish grid capacities (PUT /capacity/{name})
+      - dso-foss
 
 Every problem of the file is one sentence naming the file and the key; a token itself is never
 printed (it is a secret).
@@ -45,13 +47,18 @@ def _digest(token: str) -> bytes:
 
 @dataclass(frozen=True, eq=False)
 class TokenTable:
-    """Token digests -> party (`OPERATOR` for operator tokens)."""
+    """Token digests -> party (`OPERATOR` for operator tokens), and the parties that are grid
+    operators (DSOs: they may publish grid capacities)."""
 
     _by_digest: Mapping[bytes, str]
+    grid_operators: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, tokens: Mapping[str, str], operator_tokens: Collection[str] = ()) -> TokenTable:
-        """From `tokens` (token -> party) and `operator_tokens`; a token may name one party only."""
+    def of(
+        cls, tokens: Mapping[str, str], operator_tokens: Collection[str] = (), grid_operators: Collection[str] = ()
+    ) -> TokenTable:
+        """From `tokens` (token -> party), `operator_tokens` and `grid_operators` (parties of
+        `tokens`); a token may name one party only."""
         table: dict[bytes, str] = {}
         for token, party in tokens.items():
             if party == OPERATOR:
@@ -61,7 +68,10 @@ class TokenTable:
             if table.get(_digest(token), OPERATOR) != OPERATOR:
                 raise ValueError("an operator token is also a party's token")
             table[_digest(token)] = OPERATOR
-        return cls(table)
+        unknown = sorted(set(grid_operators) - set(tokens.values()))
+        if unknown:
+            raise ValueError(f"grid operators {unknown} are not parties of the tokens")
+        return cls(table, frozenset(grid_operators))
 
     def __len__(self) -> int:
         return len(self._by_digest)
@@ -99,10 +109,11 @@ def tokens_from_dict(data: Any, *, source: str = "tokens") -> TokenTable:
     if not isinstance(data, Mapping):
         raise TokenFileError(f"{source}: must be a mapping with the keys 'parties' and 'operators'")
     for key in data:
-        if key not in ("parties", "operators"):
-            raise fail(str(key), "is not a known key (known: parties, operators)")
+        if key not in ("parties", "operators", "grid_operators"):
+            raise fail(str(key), "is not a known key (known: parties, operators, grid_operators)")
     parties = data.get("parties") or {}
     operators = data.get("operators") or []
+    grid_operators = data.get("grid_operators") or []
     if not isinstance(parties, Mapping):
         raise fail("parties", "must map each token to a party name")
     if not isinstance(operators, list):
@@ -125,7 +136,12 @@ def tokens_from_dict(data: Any, *, source: str = "tokens") -> TokenTable:
             raise fail("operators", f"operator token {i + 1} is also a party's token")
     if not parties and not operators:
         raise TokenFileError(f"{source}: lists no tokens (give 'parties' and/or 'operators')")
-    return TokenTable.of(dict(parties), operators)
+    if not isinstance(grid_operators, list) or not all(isinstance(p, str) for p in grid_operators):
+        raise fail("grid_operators", "must be a list of party names")
+    unknown = sorted(set(grid_operators) - set(parties.values()))
+    if unknown:
+        raise fail("grid_operators", f"{unknown} are not parties of 'parties'")
+    return TokenTable.of(dict(parties), operators, grid_operators)
 
 
 def load_tokens(path: str | Path) -> TokenTable:

@@ -42,6 +42,7 @@ import httpx
 
 from atp.errors import InvalidOfferError, Problem
 from atp.flexoffer import FlexOffer, Measurement, decode, encode, format_time, parse_time
+from atp.interface.capacity import PublishedCapacity
 from atp.interface.errors import ConflictError, ForbiddenError, InterfaceError, NotFoundError, UnauthorizedError
 from atp.interface.requests import FlexRequest
 from atp.interface.sse import event_from_message, parse_messages
@@ -113,6 +114,13 @@ def _request(data: Any) -> FlexRequest:
     if problems or request is None:
         raise _malformed("request", problems)
     return request
+
+
+def _capacity(data: Any) -> PublishedCapacity:
+    capacity, problems = decode(PublishedCapacity, data)
+    if problems or capacity is None:
+        raise _malformed("capacity", problems)
+    return capacity
 
 
 def _shutdown(response: httpx.Response | None) -> None:
@@ -326,6 +334,23 @@ class HttpClient:
     def withdraw_request(self, request_id: str) -> FlexRequest:
         """DELETE /request/{id}."""
         return _request(self._json(self._send("DELETE", f"/request/{quote(request_id, safe='')}", safe=False)))
+
+    def publish_capacity(self, capacity: PublishedCapacity) -> PublishedCapacity:
+        """PUT /capacity/{name} (a PUT is idempotent: retried safely)."""
+        path = f"/capacity/{quote(capacity.name, safe='')}"
+        return _capacity(self._json(self._send("PUT", path, safe=True, json=encode(capacity))))
+
+    def get_capacity(self, name: str) -> PublishedCapacity:
+        """GET /capacity/{name}."""
+        return _capacity(self._json(self._send("GET", f"/capacity/{quote(name, safe='')}", safe=True)))
+
+    def capacities(self) -> list[PublishedCapacity]:
+        """GET /capacity, every page."""
+        return [_capacity(item) for item in self._pages("/capacity", "capacity list")]
+
+    def withdraw_capacity(self, name: str) -> PublishedCapacity:
+        """DELETE /capacity/{name}."""
+        return _capacity(self._json(self._send("DELETE", f"/capacity/{quote(name, safe='')}", safe=False)))
 
     # -- beyond the protocol: contract, bill, KPIs ---------------------------------------
     def contract(self) -> dict[str, Any]:

@@ -23,6 +23,10 @@ the codec's bounds before any work they would cause. Every list answers one page
 request (`atp.interface.requests.FlexRequest`) to the store's `RequestBook`; a body posted to
 `/flexoffer` with `"side": "buy"` is refused (422) and pointed there.
 
+`PUT /capacity/{name}`, `GET /capacity`, `GET` and `DELETE /capacity/{name}` are a DSO's grid
+capacities (`atp.interface.capacity.PublishedCapacity`) for the receiver's plan, in the store's
+`CapacityBook`; the tokens' `grid_operators` may publish them.
+
 `GET /contract`, `/bill` and `/kpi` call the provider callables given to `create_app` with the
 caller's party (the operator may name one with `?party=`; `/kpi` without it is the whole
 receiver, provider argument None); a receiver without a provider answers 404 saying so.
@@ -66,6 +70,7 @@ from atp.flexoffer import (
     printable,
 )
 from atp.interface.auth import TokenTable
+from atp.interface.capacity import PublishedCapacity
 from atp.interface.errors import InterfaceError, NotFoundError, UnauthorizedError
 from atp.interface.limits import (
     PayloadTooLargeError,
@@ -192,6 +197,14 @@ def _decode_request(raw: bytes) -> FlexRequest:
     if problems or request is None:
         raise InvalidOfferError(problems, what="request")
     return request
+
+
+def _decode_capacity(raw: bytes) -> PublishedCapacity:
+    """A grid capacity from PUT /capacity/{name}, every structural problem listed."""
+    capacity, problems = decode(PublishedCapacity, parse_json(raw))
+    if problems or capacity is None:
+        raise InvalidOfferError(problems, what="capacity")
+    return capacity
 
 
 def _decode_measurements(raw: bytes, limits: ServiceLimits) -> tuple[list[Measurement], str]:
@@ -333,6 +346,7 @@ def create_app(
         raise ValueError(f"sse_keepalive_s(={sse_keepalive_s}) must be > 0 (e.g. 15)")
     guard = lock if lock is not None else threading.Lock()
     hub = _EventHub(store)
+    store.capacity_book.allow(table.grid_operators)
     app = FastAPI(
         title=f"GOFLEX ATP receiver {store.name!r}: Flex-Offer Exchange Interface v1",
         description="spec: docs/spec/interface.md (HTTP binding, Limits, Pages)",
@@ -566,6 +580,43 @@ def create_app(
     @app.delete("/request/{request_id}", summary="Withdraw a request before its session clears")
     async def withdraw_request(request_id: str, party: str = authenticated) -> JSONResponse:
         return await off_loop(locked(lambda: request_response(store.withdraw_request(party, request_id))))
+
+    # -- grid capacities --------------------------------------------------------------
+    def capacity_response(answer: PublishedCapacity, status: int = 200) -> JSONResponse:
+        return JSONResponse(encode(answer), status_code=status)
+
+    @app.put("/capacity/{name}", summary="Publish or replace a DSO's grid capacity for the receiver's plan")
+    async def put_capacity(name: str, request: Request, party: str = authenticated) -> JSONResponse:
+        raw = await read_json_body(request, limits)
+
+        def work() -> JSONResponse:
+            capacity = _decode_capacity(raw)
+            with guard:
+                answer, new = store.publish_capacity(party, capacity, name=name)
+            return capacity_response(answer, 201 if new else 200)
+
+        return await off_loop(work)
+
+    @app.get("/capacity", summary="The caller's grid capacities, a page at a time")
+    async def list_capacities(
+        request: Request, party: str = authenticated, limit: int | None = page_limit, cursor: str | None = page_cursor
+    ) -> JSONResponse:
+        size, after = limits.page_size(limit), decode_cursor(cursor)
+
+        def work() -> JSONResponse:
+            with guard:
+                answers = store.capacities(party, after=after, limit=size + 1)
+            return _page_response(request, answers, size, lambda c: c.name)
+
+        return await off_loop(work)
+
+    @app.get("/capacity/{name}", summary="One of the caller's grid capacities")
+    async def get_capacity(name: str, party: str = authenticated) -> JSONResponse:
+        return await off_loop(locked(lambda: capacity_response(store.get_capacity(party, name))))
+
+    @app.delete("/capacity/{name}", summary="Withdraw a grid capacity")
+    async def withdraw_capacity(name: str, party: str = authenticated) -> JSONResponse:
+        return await off_loop(locked(lambda: capacity_response(store.withdraw_capacity(party, name))))
 
     # -- time series -------------------------------------------------------------------
     @app.get("/timeseries/{kind}/{start}/{end}", summary="Measured, baseline or scheduled kWh per step")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from atp.flexoffer import FlexOffer, Measurement
+from atp.interface.capacity import PublishedCapacity
 from atp.interface.requests import FlexRequest
 from atp.interface.store import Event, OfferStore, TimeSeries
 
@@ -64,3 +65,15 @@ class InProcessClient:
 
     def withdraw_request(self, request_id: str) -> FlexRequest:
         return self.store.withdraw_request(self.party, request_id)
+
+    def publish_capacity(self, capacity: PublishedCapacity) -> PublishedCapacity:
+        return self.store.publish_capacity(self.party, capacity)[0]
+
+    def get_capacity(self, name: str) -> PublishedCapacity:
+        return self.store.get_capacity(self.party, name)
+
+    def capacities(self) -> list[PublishedCapacity]:
+        return self.store.capacities(self.party)
+
+    def withdraw_capacity(self, name: str) -> PublishedCapacity:
+        return self.store.withdraw_capacity(self.party, name)

@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 
 from atp.flexoffer import FlexOffer, Measurement, flexoffer_schema
 from atp.flexoffer.schema import _type_schema
+from atp.interface.capacity import PublishedCapacity
 from atp.interface.requests import FlexRequest
 
 __all__ = ["OPERATIONS", "STATUS_TEXT", "component_schemas", "install_openapi"]
@@ -31,7 +32,7 @@ STATUS_TEXT = {
     200: "OK",
     201: "Created",
     401: "No token, an unknown token, or another scheme than Bearer",
-    403: "The body names another party as issuer or buyer",
+    403: "The body names another party as issuer or buyer, or the party may not publish grid capacities",
     404: "Unknown, or another party's (or a route this receiver does not serve)",
     408: "The body did not arrive in time",
     409: "The state of the offer or request (or the party's quota) forbids the operation, or the stream's "
@@ -76,13 +77,19 @@ def _op(
     request: dict[str, Any] | None = None,
     headers: dict[str, Any] | None = None,
     media: str = "application/json",
+    created: bool = False,
 ) -> dict[str, Any]:
+    """One operation's answers: `ok` with `body`, each error code with the error body, and
+    (`created`) also 201 with the same body (a PUT that made a new item)."""
     answer: dict[str, Any] = {"description": STATUS_TEXT[ok]}
     if body is not None:
         answer["content"] = {media: {"schema": body}}
     if headers:
         answer["headers"] = headers
-    op: dict[str, Any] = {"responses": {str(ok): answer, **{str(code): _error_response(code) for code in errors}}}
+    answers = {str(ok): answer}
+    if created:
+        answers["201"] = {**answer, "description": STATUS_TEXT[201]}
+    op: dict[str, Any] = {"responses": {**answers, **{str(code): _error_response(code) for code in errors}}}
     if request is not None:
         op["requestBody"] = {"required": True, "content": _json(request)}
     return op
@@ -129,6 +136,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/request"): _op(200, _list_of("FlexRequest"), (*_AUTH, 422, 500), headers=_LINK),
     ("get", "/request/{request_id}"): _op(200, _ref("FlexRequest"), _READ),
     ("delete", "/request/{request_id}"): _op(200, _ref("FlexRequest"), _WRITE),
+    ("put", "/capacity/{name}"): _op(
+        200, _ref("PublishedCapacity"), (*_BODY, 409), request=_ref("PublishedCapacity"), created=True
+    ),
+    ("get", "/capacity"): _op(200, _list_of("PublishedCapacity"), (*_AUTH, 422, 500), headers=_LINK),
+    ("get", "/capacity/{name}"): _op(200, _ref("PublishedCapacity"), _READ),
+    ("delete", "/capacity/{name}"): _op(200, _ref("PublishedCapacity"), _WRITE),
     ("get", "/timeseries/{kind}/{start}/{end}"): _op(200, _ref("TimeSeries"), _READ),
     ("get", "/contract"): _op(200, _ref("Document"), _READ),
     ("get", "/bill"): _op(200, _ref("Document"), _READ),
@@ -150,6 +163,7 @@ def component_schemas() -> dict[str, Any]:
         offer.pop(key, None)
     defs[FlexOffer.__name__] = offer
     _type_schema(FlexRequest, defs)
+    _type_schema(PublishedCapacity, defs)
     _type_schema(Measurement, defs)
     problem = {
         "type": "object",

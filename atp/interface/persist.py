@@ -33,6 +33,7 @@ and a single writer needs no pool or ORM.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import enum
@@ -55,6 +56,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from atp.errors import AtpError, ValidationError
 from atp.flexoffer import FlexOffer, encode
+from atp.interface.capacity import PublishedCapacity
 from atp.interface.requests import FlexRequest
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "SqliteJournal",
     "StoredRows",
     "open_journal",
+    "read_capacity",
     "read_offer",
     "read_request",
     "redacted_url",
@@ -96,8 +99,9 @@ class Batch:
     offers: (n, id, owner, state, submitted_at, updated_at, reason, offer JSON), `n` the
     submission order; events: (seq, kind, party, time, offer JSON); keys: (kind, party, key,
     answer JSON), kind "offer" or "request"; measurements: (offer_id, time, kWh);
-    requests: (n, id, owner, state, posted_at, updated_at, session, request JSON).
-    Times are ISO 8601 text in UTC.
+    requests: (n, id, owner, state, posted_at, updated_at, session, request JSON);
+    capacities: (publisher, name, n, capacity JSON or None once withdrawn), `n` the
+    publication order. Times are ISO 8601 text in UTC.
     """
 
     offers: list[tuple[Any, ...]] = field(default_factory=list)
@@ -105,9 +109,10 @@ class Batch:
     keys: list[tuple[Any, ...]] = field(default_factory=list)
     measurements: list[tuple[Any, ...]] = field(default_factory=list)
     requests: list[tuple[Any, ...]] = field(default_factory=list)
+    capacities: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.offers or self.events or self.keys or self.measurements or self.requests)
+        return bool(self.offers or self.events or self.keys or self.measurements or self.requests or self.capacities)
 
 
 @dataclass
@@ -120,6 +125,7 @@ class StoredRows:
     keys: list[tuple[Any, ...]]
     measurements: list[tuple[Any, ...]]
     requests: list[tuple[Any, ...]]
+    capacities: list[tuple[Any, ...]]
 
 
 # -- JSON of the wire format, and a fast reader for rows the store wrote itself -------------------
@@ -182,6 +188,11 @@ def read_request(text: str) -> FlexRequest:
     return _reader(FlexRequest)(json.loads(text))
 
 
+def read_capacity(text: str) -> PublishedCapacity:
+    """The grid capacity of a row's JSON (with its publisher and publication time)."""
+    return _reader(PublishedCapacity)(json.loads(text))
+
+
 # -- journals -------------------------------------------------------------------------------
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS atp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -196,6 +207,8 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS atp_request (n BIGINT PRIMARY KEY, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,"
     " state TEXT NOT NULL, posted_at TEXT NOT NULL, updated_at TEXT NOT NULL, session TEXT NOT NULL,"
     " request TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS atp_capacity (publisher TEXT NOT NULL, name TEXT NOT NULL, n BIGINT NOT NULL,"
+    " capacity TEXT, PRIMARY KEY (publisher, name))",
 )
 _UPSERT_OFFER = (
     "INSERT INTO atp_offer (n, id, owner, state, submitted_at, updated_at, reason, offer)"
@@ -216,19 +229,24 @@ _UPSERT_REQUEST = (
     " ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at,"
     " session = excluded.session, request = excluded.request"
 )
+_UPSERT_CAPACITY = (
+    "INSERT INTO atp_capacity (publisher, name, n, capacity) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (publisher, name) DO UPDATE SET n = excluded.n, capacity = excluded.capacity"
+)
 _SELECTS = (
     "SELECT n, id, owner, state, submitted_at, updated_at, reason, offer FROM atp_offer ORDER BY n",
     "SELECT seq, kind, party, time, offer FROM atp_event ORDER BY seq",
     "SELECT kind, party, key, answer FROM atp_key",
     "SELECT offer_id, time, energy_kwh FROM atp_measurement",
     "SELECT n, id, owner, state, posted_at, updated_at, session, request FROM atp_request ORDER BY n",
+    "SELECT publisher, name, n, capacity FROM atp_capacity ORDER BY n",
 )
 
 
-class Journal:
+class Journal(abc.ABC):
     """A database the store writes its rows to (`commit`) and reads them back from (`load`).
 
-    Subclasses give the connection and the parameter marker; the SQL is shared.
+    Subclasses give the connection (`_transaction`) and the parameter marker; the SQL is shared.
     """
 
     url: str
@@ -237,14 +255,16 @@ class Journal:
     def __init__(self) -> None:
         self._conn: Any = None
         self._sql = {q: q.replace("?", self._marker) for q in (_UPSERT_OFFER, _INSERT_EVENT, _INSERT_KEY)}
-        self._sql.update({q: q.replace("?", self._marker) for q in (_UPSERT_MEASUREMENT, _UPSERT_REQUEST)})
+        self._sql.update(
+            {q: q.replace("?", self._marker) for q in (_UPSERT_MEASUREMENT, _UPSERT_REQUEST, _UPSERT_CAPACITY)}
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _transaction(self) -> contextlib.AbstractContextManager[Any]:
+        """A cursor inside one transaction: committed when the block ends, rolled back when it raises."""
 
     def _setup(self, store: str) -> None:
         """Create the tables if missing; refuse a database of another store or schema version."""
@@ -287,6 +307,7 @@ class Journal:
                     (_INSERT_KEY, batch.keys),
                     (_UPSERT_MEASUREMENT, batch.measurements),
                     (_UPSERT_REQUEST, batch.requests),
+                    (_UPSERT_CAPACITY, batch.capacities),
                 ):
                     if len(rows) == 1:
                         cur.execute(sql[query], rows[0])

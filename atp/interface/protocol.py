@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from atp.flexoffer import FlexOffer, Measurement
+from atp.interface.capacity import PublishedCapacity
 from atp.interface.requests import FlexRequest
 from atp.interface.store import Event, TimeSeries
 
@@ -81,4 +82,22 @@ class ExchangeInterface(Protocol):
 
     def withdraw_request(self, request_id: str) -> FlexRequest:
         """DELETE /request/{id}: withdraw before its session clears; ConflictError (409) after."""
+        ...
+
+    def publish_capacity(self, capacity: PublishedCapacity) -> PublishedCapacity:
+        """PUT /capacity/{name}: a DSO publishes (or replaces) a grid capacity for the receiver's
+        plan; answered with its publisher and time; 422 naming every bad field; 403 for a party
+        that is not one of the receiver's grid operators."""
+        ...
+
+    def get_capacity(self, name: str) -> PublishedCapacity:
+        """GET /capacity/{name}: the caller's capacity of that name."""
+        ...
+
+    def capacities(self) -> list[PublishedCapacity]:
+        """GET /capacity: the caller's capacities in force, in publication order."""
+        ...
+
+    def withdraw_capacity(self, name: str) -> PublishedCapacity:
+        """DELETE /capacity/{name}: withdraw it; the receiver plans without it from then on."""
         ...

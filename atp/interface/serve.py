@@ -173,6 +173,7 @@ def build_receiver(
     store = store if store is not None else OfferStore(role, opaque_ids=True)
     kpi = store_kpi_provider(store)
     if role == "fman":
+        store.capacity_book.planner = store.name  # DSOs publish grid capacities for its plan (PUT /capacity)
         book = contracts if contracts is not None else ContractBook()
         app = create_app(
             store,

@@ -22,6 +22,9 @@ protocol of spec/interface.md:
   (`atp.interface.requests`): `post_request`, `get_request`, `requests`, `withdraw_request`
   for the buyer; `take_requests(handler)` lets the receiver's market place them in sessions,
   `record_result` writes back what cleared. A store without a handler takes no requests.
+- A DSO's grid capacities (`PUT /capacity/{name}`) live in a `CapacityBook`
+  (`atp.interface.capacity`): `publish_capacity`, `get_capacity`, `capacities`,
+  `withdraw_capacity`; the receiver's FMAN plans within `capacity_book.in_force()`.
 - `add_offer_check(check)` lets the receiver refuse offers it must not trade (a market refuses
   a buyer's demand dressed as an offer), with the problems named like any invalid offer.
 
@@ -53,7 +56,6 @@ import itertools
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -68,17 +70,20 @@ from atp.flexoffer import (
     check_schedule,
     validate_offer,
 )
-from atp.interface.errors import ConflictError, ForbiddenError, InterfaceError, NotFoundError
+from atp.interface.capacity import CapacityBook, PublishedCapacity
+from atp.interface.errors import ConflictError, ForbiddenError, NotFoundError
 from atp.interface.persist import (
     Batch,
     GroupCommitter,
     Journal,
     JournalError,
     open_journal,
+    read_capacity,
     read_offer,
     read_request,
     write_json,
 )
+from atp.interface.records import Event, OfferRecord, StoreUnavailableError, TimeSeries, UnknownEventError
 from atp.interface.requests import (
     FlexRequest,
     RequestBook,
@@ -103,53 +108,6 @@ __all__ = [
 OPERATOR = "operator"
 
 
-@dataclass(frozen=True)
-class Event:
-    """One change of one offer: `kind` is accepted, rejected, assigned, updated, executing,
-    settled or withdrawn; `offer` carries its state (and schedule, once assigned)."""
-
-    seq: int
-    kind: str
-    party: str
-    offer: FlexOffer
-    time: datetime
-
-
-@dataclass(frozen=True)
-class TimeSeries:
-    """Energy per step: `values[i]` kWh over [start + i*slice_s, start + (i+1)*slice_s)."""
-
-    start: datetime
-    slice_s: int
-    values: tuple[float, ...]
-
-
-@dataclass
-class OfferRecord:
-    """What the store keeps of one offer."""
-
-    offer: FlexOffer
-    owner: str
-    state: OfferState
-    submitted_at: datetime
-    updated_at: datetime
-    schedule: Schedule | None = None
-    reason: str | None = None
-    measurements: dict[datetime, float] = field(default_factory=dict)
-
-    def view(self) -> FlexOffer:
-        """The offer as the wire shows it: with its state and, once assigned, its schedule."""
-        return dataclasses.replace(self.offer, state=self.state, schedule=self.schedule)
-
-    def operation_start(self) -> datetime | None:
-        """When the offer's operation starts: its schedule's start, else the default's."""
-        if self.schedule is not None:
-            return self.schedule.start
-        if self.offer.default_schedule is not None:
-            return self.offer.default_schedule.start
-        return self.offer.start_after
-
-
 _OPEN = frozenset({OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING})
 _CLOSING = frozenset({"rejected", "withdrawn", "settled"})  # the events that end an open offer
 
@@ -159,18 +117,6 @@ OfferCheck = Callable[[FlexOffer], list[Problem]]
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class StoreUnavailableError(InterfaceError):
-    """The store's database did not take a change; nothing of it was kept (retry later)."""
-
-    status = 503
-
-
-class UnknownEventError(InterfaceError):
-    """A resume position (`after`, `Last-Event-ID`) beyond the last event this store issued."""
-
-    status = 409
 
 
 class OfferStore:
@@ -213,8 +159,11 @@ class OfferStore:
         self.request_book = RequestBook(
             name, clock=clock, id_prefix=f"rq-{name}", max_duration_s=limits.max_profile_s, new_id=new_request_id
         )
+        self.capacity_book = CapacityBook(name, clock=clock, max_steps=limits.max_window_steps)
+        self._capacity_n = 0  # the journal's publication order of capacities
         if journal is not None:
             self.request_book.on_change = self._request_changed
+            self.capacity_book.on_change = self._capacity_changed
             self._reload()
             if group_commit:
                 self._committer = GroupCommitter(journal, on_committed=self._committed)
@@ -243,6 +192,11 @@ class OfferStore:
         )  # fmt: skip
         if key is not None:
             self._batch.keys.append(("request", key[0], key[1], text))
+
+    def _capacity_changed(self, publisher: str, name: str, capacity: PublishedCapacity | None) -> None:
+        self._capacity_n += 1
+        text = None if capacity is None else write_json(capacity)
+        self._batch.capacities.append((publisher, name, self._capacity_n, text))
 
     def _finish(self) -> None:
         """Commit the operation's rows (when durable), then tell the subscribers its events."""
@@ -393,6 +347,8 @@ class OfferStore:
             else:
                 request_keys[(party, key)] = read_request(text)
         self.request_book.restore(requests, request_keys)
+        self.capacity_book.restore(read_capacity(text) for *_, text in rows.capacities if text is not None)
+        self._capacity_n = max((n for _, _, n, _ in rows.capacities), default=0)
 
     # -- helpers -------------------------------------------------------------------------
     def _record(self, party: str, offer_id: str) -> OfferRecord:
@@ -656,6 +612,35 @@ class OfferStore:
         """Record what an open request's session cleared for it; refused (InvalidOfferError)
         when it goes against the request's direction or beyond its size."""
         answer = self.request_book.record_result(request_id, result)
+        self._finish()
+        return answer
+
+    # -- grid capacities (spec/interface.md, PUT /capacity/{name}) ----------------------------
+    def publish_capacity(
+        self, party: str, capacity: PublishedCapacity, *, name: str | None = None
+    ) -> tuple[PublishedCapacity, bool]:
+        """Publish or replace the party's capacity `name` (default: the capacity's): (the stored
+        capacity, True if it is new). 422 lists every problem, 403 for a party not allowed to."""
+        answer = self.capacity_book.publish(party, name or capacity.name, capacity, operator=OPERATOR)
+        self._finish()
+        return answer
+
+    def get_capacity(self, party: str, name: str) -> PublishedCapacity:
+        """The party's capacity `name` (404 for another party's)."""
+        return self.capacity_book.get(party, name, operator=OPERATOR)
+
+    def capacities(self, party: str, *, after: str | None = None, limit: int | None = None) -> list[PublishedCapacity]:
+        """The party's capacities in publication order (all for the operator); a page: at most
+        `limit`, from the capacity after the one named `after`."""
+        found = self.capacity_book.of(party, operator=OPERATOR)
+        names = [c.name for c in found]
+        if after is not None:
+            found = found[names.index(after) + 1 :] if after in names else []
+        return found if limit is None else found[:limit]
+
+    def withdraw_capacity(self, party: str, name: str) -> PublishedCapacity:
+        """Withdraw the party's capacity `name`: the FMAN plans without it from then on."""
+        answer = self.capacity_book.withdraw(party, name, operator=OPERATOR)
         self._finish()
         return answer
 

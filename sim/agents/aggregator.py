@@ -35,8 +35,8 @@ from atp.fman import (
     PlanResult,
     PriceSeries,
 )
-from atp.fman.planning import GridCapacity
 from atp.interface import InProcessClient, OfferStore
+from atp.interface.capacity import PublishedCapacity
 
 __all__ = ["AggregateUse", "Aggregator"]
 
@@ -83,8 +83,8 @@ class Aggregator(mesa.Agent):
         self.plans: list[PlanResult] = []
         self.aggregates_used: list[AggregateUse] = []  # one per aggregate id, in order of first use
         self.trader: MarketTrader | None = None  # the FMAN's market side (None: the FMAN does not bid)
-        # what the DSO published for grid-aware planning (sim/agents/dso.py): capacities, tariffs per point
-        self.grid_capacity: tuple[GridCapacity, ...] = ()
+        # the DSO's tariff per point for grid-aware planning (sim/agents/dso.py); its grid capacities
+        # reach the FMAN through the exchange interface (PUT /capacity, World._publish_capacity)
         self.grid_tariff: dict[str, PriceSeries] = {}
 
     @property
@@ -106,6 +106,11 @@ class Aggregator(mesa.Agent):
     def postponed(self) -> int:
         """Aggregates the bidding rule postponed, summed over rounds."""
         return self.trader.postponed if self.trader is not None else 0
+
+    @property
+    def grid_capacity(self) -> list[PublishedCapacity]:
+        """The grid capacities the DSO has published to this FMAN through the exchange interface."""
+        return self.store.capacity_book.in_force()
 
     def client(self, party: str) -> InProcessClient:
         """An exchange client for a prosumer's FOA (in-process binding)."""
@@ -137,8 +142,7 @@ class Aggregator(mesa.Agent):
             for _, bid in bids.submitted:
                 self._use(bid.aggregate).bid = True
             skip = bids.skip
-        signals = {"capacity": self.grid_capacity, "tariff": self.grid_tariff}
-        result = self.fman.plan(now, self.prices, series_kwh=self.series_kwh, skip=skip, **signals)
+        result = self.fman.plan(now, self.prices, series_kwh=self.series_kwh, skip=skip, tariff=self.grid_tariff)
         self.plans.append(result)
         for aggregate, schedule in result.aggregate_schedules:
             self._use(aggregate).schedule = schedule
