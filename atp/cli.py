@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,101 @@ from atp.flexoffer.schema import schema_json
 from atp.flexoffer.validation import SECONDS_PER_DAY, Limits, validate_offer, validate_offer_data
 
 __all__ = ["main"]
+
+# The serve command's limit options: flag, its `ServiceLimits` field, number type, help. The
+# defaults the help states are ServiceLimits' own (tests/test_services_cli.py checks them); an
+# option not given keeps its field's default.
+_LIMIT_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
+    ("--max-body-bytes", "max_body_bytes", int, "largest request body in bytes, 413 beyond (default 8388608)"),
+    (
+        "--body-timeout-s",
+        "body_timeout_s",
+        float,
+        "seconds to receive a body once its headers are in, 408 after (default 30)",
+    ),
+    ("--default-page-size", "default_page_size", int, "items per page of a list without ?limit= (default 100)"),
+    ("--max-page-size", "max_page_size", int, "largest ?limit= of a list, 422 beyond (default 1000)"),
+    (
+        "--max-active-offers",
+        "max_active_offers_per_party",
+        int,
+        "a party's offers not yet settled, rejected or withdrawn, 409 beyond (default 10000)",
+    ),
+    (
+        "--max-measurements",
+        "max_measurements_per_request",
+        int,
+        "items of one POST /flexoffer/measurement, 422 beyond (default 10000)",
+    ),
+    (
+        "--measurement-margin-s",
+        "measurement_margin_s",
+        int,
+        "seconds a measurement may lie outside its offer's operation (default 86400)",
+    ),
+    (
+        "--max-timeseries-steps",
+        "max_timeseries_steps",
+        int,
+        "steps of one GET /timeseries answer, 422 beyond (default 100000)",
+    ),
+)
+# The connection timeouts (`atp.interface.limits.connection_options`): flag, keyword, type, help.
+_CONNECTION_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
+    (
+        "--header-timeout-s",
+        "header_timeout_s",
+        float,
+        "seconds a client has to send a request line and headers (default 10)",
+    ),
+    ("--idle-timeout-s", "idle_timeout_s", int, "seconds an idle keep-alive connection stays open (default 5)"),
+)
+
+
+class _OptionError(ValidationError):
+    """An option's value is not a number or out of its range: a wrong command line (exit code 2)."""
+
+
+def _number(flag: str, kind: type, text: str) -> int | float:
+    """The value of a numeric option; _OptionError naming the option otherwise."""
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise _OptionError(f"{flag} {text}: not {what}") from None
+    if not math.isfinite(value):
+        raise _OptionError(f"{flag} {text}: not a finite number")
+    return value
+
+
+def _named(exc: ValueError, options: tuple[tuple[str, str, type, str], ...]) -> _OptionError:
+    """A range error of `ServiceLimits` or `connection_options` (`field(=value) ...`) naming the options."""
+    text = str(exc)
+    for flag, field, _, _ in options:
+        text = re.sub(rf"\b{field}\(=([^)]*)\)", rf"{flag} \1", text)
+    return _OptionError(re.sub(r"^(--[\w-]+ \S+) ", r"\1: ", text, count=1))
+
+
+def _serve_limits(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The `ServiceLimits` and the connection timeouts the serve command's options ask for."""
+    from atp.interface.limits import ServiceLimits, connection_options
+
+    def given(options: tuple[tuple[str, str, type, str], ...]) -> dict[str, Any]:
+        values = {field: getattr(args, field) for _, field, _, _ in options}
+        return {
+            field: _number(flag, kind, values[field]) for flag, field, kind, _ in options if values[field] is not None
+        }
+
+    try:
+        limits = ServiceLimits(**given(_LIMIT_OPTIONS))
+    except ValueError as exc:
+        raise _named(exc, _LIMIT_OPTIONS) from None
+    timeouts = given(_CONNECTION_OPTIONS)
+    try:
+        connection_options(**timeouts)
+    except ValueError as exc:
+        raise _named(exc, _CONNECTION_OPTIONS) from None
+    return limits, timeouts
 
 
 def _load_offers(
@@ -175,6 +272,7 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ServeConfigError(f"--port {args.port}: must lie in 0..65535 (e.g. 8080)")
+    limits, timeouts = _serve_limits(args)
     tokens = load_tokens(args.tokens)
     contracts = load_contracts(args.contracts) if args.contracts is not None else None
     tls = check_tls(args.certfile, args.keyfile)
@@ -184,13 +282,22 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     store_url = args.store if args.store is not None else default_store_url(args.role)
     store = open_receiver_store(store_url, args.role)
     try:
-        app = build_receiver(args.role, tokens=tokens, contracts=contracts, store=store)
-        return _run_server(args, app, tls=tls, store_url=store_url, n_tokens=len(tokens), out=out)
+        app = build_receiver(args.role, tokens=tokens, contracts=contracts, store=store, limits=limits)
+        return _run_server(args, app, tls=tls, store_url=store_url, n_tokens=len(tokens), timeouts=timeouts, out=out)
     finally:
         store.close()
 
 
-def _run_server(args: argparse.Namespace, app: Any, *, tls: bool, store_url: str, n_tokens: int, out: TextIO) -> int:
+def _run_server(
+    args: argparse.Namespace,
+    app: Any,
+    *,
+    tls: bool,
+    store_url: str,
+    n_tokens: int,
+    timeouts: dict[str, Any],
+    out: TextIO,
+) -> int:
     from atp.interface.serve import serve
 
     loop = None
@@ -217,7 +324,14 @@ def _run_server(args: argparse.Namespace, app: Any, *, tls: bool, store_url: str
         loop.start()
     try:
         serve(
-            app, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level
+            app,
+            host=args.host,
+            port=args.port,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            log_level=args.log_level,
+            access_log=args.access_log,
+            **timeouts,
         )
     except SystemExit as exc:  # uvicorn exits when it cannot start (e.g. the port is in use); it logged why
         return 1 if exc.code else 0
@@ -274,9 +388,14 @@ def _parser() -> argparse.ArgumentParser:
         "postgresql://USER@HOST:PORT/DATABASE, or memory (lost at exit)",
     )
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info")
+    p.add_argument(
+        "--access-log", action="store_true", help="log one line per request (off by default: it costs throughput)"
+    )
     p.add_argument("--prices", type=Path, help="CSV time,eur_per_kwh: the fman plans its offers against these")
     p.add_argument("--plan-every", type=float, default=900.0, help="seconds between planning rounds (default 900)")
     p.add_argument("--horizon-steps", type=int, default=96, help="planning horizon in steps (default 96)")
+    for flag, field, _, text in _LIMIT_OPTIONS + _CONNECTION_OPTIONS:
+        p.add_argument(flag, dest=field, metavar="S" if flag.endswith("-s") else "N", help=text)
     p.set_defaults(run=_cmd_serve)
     return parser
 
@@ -287,6 +406,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     stream = out if out is not None else sys.stdout
     try:
         return int(args.run(args, stream))
+    except _OptionError as exc:
+        print(f"goflex-atp: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValidationError) as exc:
         print(f"goflex-atp: {exc}", file=sys.stderr)
         return 1

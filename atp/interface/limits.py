@@ -106,9 +106,13 @@ class ServiceLimits:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}(={getattr(self, name)}) must be >= 1")
         if self.default_page_size > self.max_page_size:
-            raise ValueError(f"default_page_size(={self.default_page_size}) must be <= max_page_size")
-        if self.body_timeout_s <= 0 or self.measurement_margin_s < 0:
-            raise ValueError("body_timeout_s must be > 0 and measurement_margin_s >= 0")
+            raise ValueError(
+                f"default_page_size(={self.default_page_size}) must be <= max_page_size(={self.max_page_size})"
+            )
+        if not self.body_timeout_s > 0:
+            raise ValueError(f"body_timeout_s(={self.body_timeout_s:g}) must be > 0")
+        if self.measurement_margin_s < 0:
+            raise ValueError(f"measurement_margin_s(={self.measurement_margin_s}) must be >= 0")
 
     def page_size(self, limit: int | None) -> int:
         """The size of a page asked with `?limit=` (the default when absent); 422 outside 1..max."""
@@ -227,8 +231,8 @@ def check_measurements(
 def header_timeout_protocol(header_timeout_s: float) -> type[H11Protocol]:
     """uvicorn's h11 protocol that closes a connection whose request head is not complete within
     `header_timeout_s` of its first byte (or of the connection, when nothing arrives)."""
-    if header_timeout_s <= 0:
-        raise ValueError(f"header_timeout_s(={header_timeout_s}) must be > 0")
+    if not header_timeout_s > 0:
+        raise ValueError(f"header_timeout_s(={header_timeout_s:g}) must be > 0")
 
     class HeaderTimeoutProtocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None

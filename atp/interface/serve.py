@@ -40,7 +40,7 @@ from fastapi import FastAPI
 from atp.errors import ValidationError
 from atp.interface.auth import TokenTable
 from atp.interface.http_server import create_app
-from atp.interface.limits import ServiceLimits, connection_options
+from atp.interface.limits import HEADER_TIMEOUT_S, IDLE_TIMEOUT_S, ServiceLimits, connection_options
 from atp.interface.persist import JournalError
 from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
 from atp.interface.store import OfferStore, StoreUnavailableError, open_store
@@ -210,17 +210,29 @@ def check_tls(certfile: str | Path | None, keyfile: str | Path | None) -> bool:
 
 
 def _config(
-    app: Any, *, host: str, port: int, certfile: Any, keyfile: Any, log_level: str, graceful_s: float = 2.0
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    certfile: Any,
+    keyfile: Any,
+    log_level: str,
+    access_log: bool,
+    header_timeout_s: float,
+    idle_timeout_s: int,
+    graceful_s: float = 2.0,
 ) -> uvicorn.Config:
     tls = check_tls(certfile, keyfile)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        **connection_options(),  # header-read and idle timeouts (atp.interface.limits)
+        # header-read and idle timeouts (atp.interface.limits)
+        **connection_options(header_timeout_s=header_timeout_s, idle_timeout_s=idle_timeout_s),
         ws="none",
         lifespan="off",
         log_level=log_level,
+        access_log=access_log,
         ssl_certfile=str(certfile) if tls else None,
         ssl_keyfile=str(keyfile) if tls else None,
         timeout_graceful_shutdown=graceful_s,
@@ -235,9 +247,24 @@ def serve(
     certfile: str | Path | None = None,
     keyfile: str | Path | None = None,
     log_level: str = "info",
+    access_log: bool = False,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    idle_timeout_s: int = IDLE_TIMEOUT_S,
 ) -> None:
-    """Serve `app` until interrupted (Ctrl-C or SIGTERM)."""
-    uvicorn.Server(_config(app, host=host, port=port, certfile=certfile, keyfile=keyfile, log_level=log_level)).run()
+    """Serve `app` until interrupted (Ctrl-C or SIGTERM). `access_log`: one log line per request
+    (off by default: it costs throughput); the timeouts: `atp.interface.limits.connection_options`."""
+    config = _config(
+        app,
+        host=host,
+        port=port,
+        certfile=certfile,
+        keyfile=keyfile,
+        log_level=log_level,
+        access_log=access_log,
+        header_timeout_s=header_timeout_s,
+        idle_timeout_s=idle_timeout_s,
+    )
+    uvicorn.Server(config).run()
 
 
 class ServerThread:
@@ -258,9 +285,21 @@ class ServerThread:
         log_level: str = "warning",
         start_timeout_s: float = 10.0,
         graceful_s: float = 2.0,
+        access_log: bool = False,
+        header_timeout_s: float = HEADER_TIMEOUT_S,
+        idle_timeout_s: int = IDLE_TIMEOUT_S,
     ) -> None:
         self._config = _config(
-            app, host=host, port=port, certfile=certfile, keyfile=keyfile, log_level=log_level, graceful_s=graceful_s
+            app,
+            host=host,
+            port=port,
+            certfile=certfile,
+            keyfile=keyfile,
+            log_level=log_level,
+            access_log=access_log,
+            header_timeout_s=header_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            graceful_s=graceful_s,
         )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # proto=IPPROTO_TCP (not 0): asyncio switches Nagle off only on sockets that say they are TCP;
