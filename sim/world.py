@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from atp.flexoffer import Location, Mode, OfferState
+from atp.flexoffer import Location, Mode
 from atp.fman import AggregationParams, BiddingParams, PriceSeries
 from atp.fman.planning import GridCapacity
 from atp.fmar import CongestionPoint, DomsInterface, FlexOfferMarket, MarketCalendar, TransportLink, check_links
@@ -32,6 +32,7 @@ from atp.foa import FlexOfferAgent
 from atp.foa.doms import DomsFoa
 from atp.foa.pricing import RoutedClient, priority_to_price
 from atp.interface import OPERATOR, ExchangeInterface, InProcessClient, OfferStore
+from atp.interface.lifecycle import advance as advance_lifecycle
 from sim.agents.aggregator import Aggregator
 from sim.agents.brp import Brp
 from sim.agents.dso import Dso, DsoStrategy
@@ -662,25 +663,11 @@ class World(mesa.Model):
         self.timings.add("power_flow", dt)
 
     def _settle(self, k: int) -> None:
-        """Offers whose operation began start executing; those whose operation ended settle."""
-        now = self.clock.now()
-        step_end = self.clock.step_start(k + 1)
+        """Offers whose operation began start executing; those whose operation ends with this
+        step settle (the receivers' own life cycle, atp.interface.lifecycle)."""
+        now, step_end = self.clock.now(), self.clock.step_start(k + 1)
         for store in (self.aggregator.store, self.market_operator.market.store):
-            for record in store.records((OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING)):
-                offer_id = record.offer.id
-                assert offer_id is not None
-                if record.state is not OfferState.EXECUTING:
-                    start = record.operation_start()
-                    if start is None or start > now:
-                        continue
-                    store.start(offer_id)
-                schedule = record.schedule or record.offer.default_schedule
-                if schedule is None:
-                    store.settle(offer_id)
-                    continue
-                end = schedule.start + timedelta(seconds=record.offer.slice_s * len(schedule.energy))
-                if end <= step_end:
-                    store.settle(offer_id)
+            advance_lifecycle(store, now, until=step_end)
 
     # -- running --------------------------------------------------------------------------------
     def run(self, *, progress: Callable[[int], None] | None = None) -> None:
