@@ -2,7 +2,6 @@
 
     AtpError (atp.errors)
     +-- FoaError                    anything the FOA raises on purpose
-        +-- CommunicationError      a request or its reply was lost; retried with backoff
         +-- GenerationError         a generator cannot build an offer from its context
         |   +-- PricingError        a priority or base price is invalid (atp/foa/pricing.py)
         +-- ConfigError             a stand-alone FOA's configuration file is wrong (atp/foa/config.py)
@@ -12,9 +11,8 @@
         +-- EmsError                the energy management system refuses to act
             +-- ScheduleRefusedError    a schedule is not feasible for its offer
 
-`CommunicationError` is the one error an exchange binding raises for a lost request or reply
-(an HTTP timeout, a broken MQTT session); the in-process binding never raises it. Every other
-error of a binding (409, 404, 422) is a refusal by the receiver and is not retried.
+`CommunicationError` (a lost request or reply, which the FOA retries with backoff) belongs to
+the exchange interface (`atp.interface.errors`); it is re-exported here for the FOA's callers.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from atp.errors import AtpError, Problem
+from atp.interface.errors import CommunicationError
 
 __all__ = [
     "CommunicationError",
@@ -37,14 +36,6 @@ __all__ = [
 
 class FoaError(AtpError):
     """Root of the errors the Flex-Offer Agent raises on purpose."""
-
-
-class CommunicationError(FoaError):
-    """A request to the receiver, or its reply, was lost; the caller may retry it.
-
-    Bindings raise it for timeouts and broken connections. A retried submission must carry the
-    same idempotency key so that the receiver stores the offer once.
-    """
 
 
 class GenerationError(FoaError):

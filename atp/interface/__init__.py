@@ -11,7 +11,14 @@ and `atp.interface.serve` (`goflex-atp serve`) are imported from their modules: 
 """
 
 from atp.interface.auth import TokenFileError, TokenTable, load_tokens
-from atp.interface.errors import ConflictError, ForbiddenError, InterfaceError, NotFoundError, UnauthorizedError
+from atp.interface.errors import (
+    CommunicationError,
+    ConflictError,
+    ForbiddenError,
+    InterfaceError,
+    NotFoundError,
+    UnauthorizedError,
+)
 from atp.interface.http_client import HttpClient
 from atp.interface.http_server import PayloadTooLargeError, create_app
 from atp.interface.inprocess import InProcessClient
@@ -30,6 +37,7 @@ from atp.interface.store import OPERATOR, Event, OfferCheck, OfferRecord, OfferS
 
 __all__ = [
     "OPERATOR",
+    "CommunicationError",
     "ConflictError",
     "Event",
     "ExchangeInterface",

@@ -11,7 +11,7 @@ retried `retries` times with exponential backoff where that is safe: reads (GET)
 a fresh one per call, so the receiver stores it once however often it arrives) and
 measurements (storing the same measurement twice stores it once). PUT and DELETE are retried only when the connection
 could not be opened at all. When the retries are spent, the client raises
-`atp.foa.errors.CommunicationError`, the one error a binding raises for lost communication
+`atp.interface.errors.CommunicationError`, the one error a binding raises for lost communication
 (the FOA retries on it); the original httpx error is its `__cause__`.
 
 Lists (`active`, `between`, `requests`) follow the receiver's pages: each page's
@@ -43,7 +43,14 @@ import httpx
 from atp.errors import InvalidOfferError, Problem
 from atp.flexoffer import FlexOffer, Measurement, decode, encode, format_time, parse_time
 from atp.interface.capacity import PublishedCapacity
-from atp.interface.errors import ConflictError, ForbiddenError, InterfaceError, NotFoundError, UnauthorizedError
+from atp.interface.errors import (
+    CommunicationError,
+    ConflictError,
+    ForbiddenError,
+    InterfaceError,
+    NotFoundError,
+    UnauthorizedError,
+)
 from atp.interface.requests import FlexRequest
 from atp.interface.sse import event_from_message, parse_messages
 from atp.interface.store import Event, TimeSeries
@@ -63,9 +70,6 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _communication_error(message: str) -> Exception:
-    # Imported here: atp.foa imports atp.interface, so a module-level import would be circular.
-    from atp.foa.errors import CommunicationError
-
     return CommunicationError(message)
 
 
