@@ -11,6 +11,7 @@ import dataclasses
 import json
 import socket
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ import uvicorn
 from atp.flexoffer import DefaultSchedule, Measurement, Schedule, encode
 from atp.fman import DelegatedContract
 from atp.interface import HttpClient, OfferStore, create_app
+from atp.interface.http_server import INLINE_BODY_BYTES
 from atp.interface.limits import ServiceLimits, connection_options
 from atp.interface.providers import ContractBook, bill_provider, store_kpi_provider
 from atp.interface.serve import ServerThread
@@ -306,6 +308,41 @@ def test_a_slow_kpi_runs_off_the_event_loop_while_the_server_answers_others(serv
     r.http.close()
 
 
+def test_a_small_offer_waits_for_a_store_held_by_another_request_without_holding_up_the_loop(server):
+    started, release = threading.Event(), threading.Event()
+
+    def slow_kpi(party: str | None) -> dict[str, Any]:
+        started.set()  # called with the store's lock held
+        assert release.wait(10)
+        return {"scope": party or "all"}
+
+    r = Receiver(server, kpi=slow_kpi)
+    body = json.dumps(encode(ev_offer())).encode()
+    assert len(body) <= INLINE_BODY_BYTES  # the offer that is stored on the event loop when it can be
+    answers: dict[str, httpx.Response] = {}
+    kpi = threading.Thread(target=lambda: answers.update(kpi=r.http.get("/kpi", headers=AUTH_OP)))
+    kpi.start()
+    try:
+        assert started.wait(10)
+        headers = {**AUTH17, "Content-Type": "application/json"}
+        post = threading.Thread(
+            target=lambda: answers.update(
+                post=httpx.post(f"{r.url}/flexoffer", content=body, headers=headers, timeout=10)
+            )
+        )
+        post.start()
+        with httpx.Client(base_url=r.url, timeout=5.0) as other:  # the loop answers meanwhile
+            assert other.get("/openapi.json").status_code == 200
+        assert "post" not in answers and r.store.records() == []  # the offer waits for the store
+    finally:
+        release.set()
+        kpi.join(10)
+    post.join(10)
+    assert answers["post"].status_code == 201, answers["post"].text
+    assert [rec.offer.id for rec in r.store.records()] == [answers["post"].json()["id"]]
+    r.http.close()
+
+
 def test_a_slow_body_answers_408(server):
     r = Receiver(server, limits=ServiceLimits(body_timeout_s=0.3))
     with socket.create_connection(("127.0.0.1", server[1].port), timeout=10) as s:
@@ -317,7 +354,8 @@ def test_a_slow_body_answers_408(server):
     r.http.close()
 
 
-def test_half_open_connections_time_out(unused_port):
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_half_open_connections_time_out(unused_port, http):
     store = OfferStore("fman", clock=Clock())
     config = uvicorn.Config(
         create_app(store, tokens=TOKENS),
@@ -325,7 +363,7 @@ def test_half_open_connections_time_out(unused_port):
         port=unused_port,
         lifespan="off",
         log_level="warning",
-        **connection_options(header_timeout_s=0.3, idle_timeout_s=1),
+        **connection_options(header_timeout_s=0.3, idle_timeout_s=1, http=http),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -339,6 +377,15 @@ def test_half_open_connections_time_out(unused_port):
         with socket.create_connection(("127.0.0.1", unused_port), timeout=10) as s:  # a whole request, then idle
             s.sendall(b"GET /flexoffer HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_until_closed(s).startswith(b"HTTP/1.1 401")  # then closed by the idle timeout
+        with socket.create_connection(("127.0.0.1", unused_port), timeout=10) as s:  # then half of a second head
+            s.sendall(b"GET /flexoffer HTTP/1.1\r\nHost: x\r\n\r\nGET /flexoffer HTTP/1.1\r\n")
+            assert read_until_closed(s).count(b"HTTP/1.1 401") == 1
+        with socket.create_connection(("127.0.0.1", unused_port), timeout=10) as s:  # a head trickling in
+            s.sendall(b"GET /flexoffer HTTP/1.1\r\nX-Slow: ")
+            with pytest.raises((BrokenPipeError, ConnectionResetError)):
+                for _ in range(100):  # 10 s of a byte every 0.1 s: closed long before
+                    s.sendall(b"a")
+                    time.sleep(0.1)
     finally:
         server.should_exit = True
         thread.join(10)

@@ -12,7 +12,9 @@ paginated lists are opaque to clients: base64url of the id of the last item a pa
 
 `header_timeout_protocol(s)` is the uvicorn HTTP protocol with a header-read timeout: uvicorn
 closes idle keep-alive connections (`timeout_keep_alive`) but waits forever for the rest of a
-request line or header that a client started and never finished.
+request line or header that a client started and never finished. Served receivers parse HTTP
+with httptools (`http="httptools"`, the default: less of the server's time per request than
+h11, benchmarks/README.md); `http="h11"` is the pure-Python parser.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import h11
 from starlette.requests import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from atp.errors import InvalidOfferError, Problem
 from atp.flexoffer import FlexOffer, Measurement, format_time, on_grid
@@ -228,51 +231,115 @@ def check_measurements(
         raise InvalidOfferError(problems, what="measurement")
 
 
-def header_timeout_protocol(header_timeout_s: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol that closes a connection whose request head is not complete within
-    `header_timeout_s` of its first byte (or of the connection, when nothing arrives)."""
+def header_timeout_protocol(header_timeout_s: float, http: str = "httptools") -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (`http`: "httptools" or "h11") that closes a connection whose
+    request head is not complete within `header_timeout_s` of its first byte (or of the
+    connection, when nothing arrives)."""
     if not header_timeout_s > 0:
         raise ValueError(f"header_timeout_s(={header_timeout_s:g}) must be > 0")
+    if http == "httptools":
+        return _httptools_protocol(header_timeout_s)
+    if http == "h11":
+        return _h11_protocol(header_timeout_s)
+    raise ValueError(f"http(={http!r}) must be 'httptools' or 'h11'")
 
+
+class _HeadTimer:
+    """The timer of a request head: armed when one may begin, cancelled once it is complete."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float, expired: Any) -> None:
+        self._loop, self._timeout_s, self._expired = loop, timeout_s, expired
+        self._handle: asyncio.TimerHandle | None = None
+
+    @property
+    def armed(self) -> bool:
+        return self._handle is not None
+
+    def arm(self) -> None:
+        if self._handle is None:
+            self._handle = self._loop.call_later(self._timeout_s, self._fire)
+
+    def disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._expired()
+
+
+def _h11_protocol(header_timeout_s: float) -> type[H11Protocol]:
     class HeaderTimeoutProtocol(H11Protocol):
-        _head_timer: asyncio.TimerHandle | None = None
+        _head: _HeadTimer
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm()
+            self._head = _HeadTimer(self.loop, header_timeout_s, self._head_timeout)
+            self._head.arm()
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             if self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE and data:
-                if self._head_timer is None:
-                    self._arm()  # a head begun: it must end in time, however slowly it trickles
+                self._head.arm()  # a head begun: it must end in time, however slowly it trickles
             else:
-                self._disarm()
+                self._head.disarm()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
+            self._head.disarm()
             super().connection_lost(exc)
 
-        def _arm(self) -> None:
-            self._head_timer = self.loop.call_later(header_timeout_s, self._head_timeout)
-
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
         def _head_timeout(self) -> None:
-            self._head_timer = None
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
                 self.transport.close()
 
     return HeaderTimeoutProtocol
 
 
+def _httptools_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _head: _HeadTimer
+        _in_head = False  # between the first byte of a request and the end of its headers
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head = _HeadTimer(self.loop, header_timeout_s, self._head_timeout)
+            self._head.arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if data and self._awaiting_head():
+                self._head.arm()  # bytes of a new head (or blank lines before one): it must end in time
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
+            self._head.arm()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._head.disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._head.disarm()
+            super().connection_lost(exc)
+
+        def _awaiting_head(self) -> bool:
+            return self._in_head or self.cycle is None or (self.cycle.response_complete and not self.pipeline)
+
+        def _head_timeout(self) -> None:
+            if self._awaiting_head() and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
 def connection_options(
-    *, header_timeout_s: float = HEADER_TIMEOUT_S, idle_timeout_s: int = IDLE_TIMEOUT_S
+    *, header_timeout_s: float = HEADER_TIMEOUT_S, idle_timeout_s: int = IDLE_TIMEOUT_S, http: str = "httptools"
 ) -> dict[str, Any]:
-    """The `uvicorn.Config` options that time half-open and idle connections out."""
+    """The `uvicorn.Config` options that time half-open and idle connections out (`http`: the
+    parser, "httptools" or "h11")."""
     if idle_timeout_s < 1:
         raise ValueError(f"idle_timeout_s(={idle_timeout_s}) must be >= 1")
-    return {"http": header_timeout_protocol(header_timeout_s), "timeout_keep_alive": idle_timeout_s}
+    return {"http": header_timeout_protocol(header_timeout_s, http), "timeout_keep_alive": idle_timeout_s}

@@ -220,6 +220,7 @@ def _config(
     access_log: bool,
     header_timeout_s: float,
     idle_timeout_s: int,
+    http: str = "httptools",
     graceful_s: float = 2.0,
 ) -> uvicorn.Config:
     tls = check_tls(certfile, keyfile)
@@ -228,7 +229,7 @@ def _config(
         host=host,
         port=port,
         # header-read and idle timeouts (atp.interface.limits)
-        **connection_options(header_timeout_s=header_timeout_s, idle_timeout_s=idle_timeout_s),
+        **connection_options(header_timeout_s=header_timeout_s, idle_timeout_s=idle_timeout_s, http=http),
         ws="none",
         lifespan="off",
         log_level=log_level,
@@ -250,9 +251,11 @@ def serve(
     access_log: bool = False,
     header_timeout_s: float = HEADER_TIMEOUT_S,
     idle_timeout_s: int = IDLE_TIMEOUT_S,
+    http: str = "httptools",
 ) -> None:
     """Serve `app` until interrupted (Ctrl-C or SIGTERM). `access_log`: one log line per request
-    (off by default: it costs throughput); the timeouts: `atp.interface.limits.connection_options`."""
+    (off by default: it costs throughput); the timeouts and `http` (the parser, "httptools" or
+    "h11"): `atp.interface.limits.connection_options`."""
     config = _config(
         app,
         host=host,
@@ -263,6 +266,7 @@ def serve(
         access_log=access_log,
         header_timeout_s=header_timeout_s,
         idle_timeout_s=idle_timeout_s,
+        http=http,
     )
     uvicorn.Server(config).run()
 
