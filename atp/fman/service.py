@@ -27,17 +27,25 @@ from pathlib import Path
 
 import numpy as np
 
+from atp.data import DataSource
 from atp.errors import ValidationError
 from atp.fman.manager import FlexOfferManager, PlanResult
 from atp.fman.planning import PriceSeries
 
-__all__ = ["PlanningLoop", "PriceFileError", "load_prices"]
+__all__ = ["PlanningLoop", "PriceFileError", "data_prices", "load_prices"]
 
 _log = logging.getLogger(__name__)
 
 
 class PriceFileError(ValidationError):
     """A price file cannot be read; the message names the file, the row and what is wrong."""
+
+
+def data_prices(source: DataSource, start: datetime, end: datetime, *, slice_s: int) -> PriceSeries:
+    """The day-ahead prices over `[start, end)` from the external-data interface (`atp.data`:
+    files, HTTP or in-process), for `FlexOfferManager.plan`."""
+    series = source.series("price_eur_per_kwh", start, end, slice_s=slice_s)
+    return PriceSeries(series.start, series.slice_s, series.values)
 
 
 def load_prices(path: str | Path) -> PriceSeries:

@@ -6,8 +6,8 @@ and reads nothing from the network. Problems raise `SourceError` (a ValueError) 
 field or file.
 """
 
+from atp.data.files import read_series_file, simulation_index, to_utc
 from sim.sources.errors import SourceError
-from sim.sources.files import read_series_file, simulation_index, to_utc
 from sim.sources.prices import PRICE_MODELS, PriceModel, generate_day_ahead_prices
 from sim.sources.profiles import (
     DEFAULT_SIMBENCH_CODE,

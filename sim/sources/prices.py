@@ -27,8 +27,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from atp.data.files import simulation_index
 from sim.sources.errors import SourceError
-from sim.sources.files import simulation_index
 
 __all__ = ["PRICE_MODELS", "PriceModel", "generate_day_ahead_prices"]
 

@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from atp.data.files import to_utc
 from sim.sources.errors import SourceError
-from sim.sources.files import to_utc
 
 __all__ = [
     "DEFAULT_SIMBENCH_CODE",

@@ -31,8 +31,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from atp.data.files import simulation_index
 from sim.sources.errors import SourceError
-from sim.sources.files import simulation_index
 
 __all__ = ["CLIMATES", "Climate", "generate_weather", "plane_of_array_w_per_m2"]
 
