@@ -19,9 +19,8 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from atp.data import DataSource
 from atp.errors import ValidationError
 from atp.fman.manager import FlexOfferManager, PlanResult
 from atp.fman.planning import PriceSeries
+from atp.interface.periodic import PeriodicTask
 
 __all__ = ["PlanningLoop", "PriceFileError", "data_prices", "load_prices"]
 
@@ -83,12 +83,14 @@ def load_prices(path: str | Path) -> PriceSeries:
     return PriceSeries(times[0], steps.pop(), np.asarray(values))
 
 
-class PlanningLoop:
+class PlanningLoop(PeriodicTask[PlanResult]):
     """Runs `fman.plan` every `every_s` seconds on a background thread (see the module docstring).
 
     `lock` is the lock that guards the store (the HTTP app's `app.state.lock`); `clock` gives
     the planning time (wall-clock UTC by default).
     """
+
+    name = "planning"
 
     def __init__(
         self,
@@ -96,36 +98,19 @@ class PlanningLoop:
         prices: PriceSeries,
         *,
         every_s: float,
-        lock: AbstractContextManager | None = None,
+        lock: AbstractContextManager[object] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if not every_s > 0:
-            raise ValidationError(f"every_s(={every_s}) must be a positive number of seconds (e.g. 900)")
+        super().__init__(every_s=every_s, lock=lock, clock=clock)
         self.fman = fman
         self.prices = prices
-        self.every_s = every_s
-        self.lock = lock if lock is not None else nullcontext()
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.results: list[PlanResult] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fman-planning", daemon=True)
 
-    def plan_now(self) -> PlanResult | None:
-        """One planning round now (also what the loop calls); None when it failed (see `errors`)."""
-        now = self.clock()
-        try:
-            with self.lock:
-                skip: frozenset[str] = frozenset()
-                if self.fman.trader is not None:
-                    skip = self.fman.trader.bid(now, next_gate=now + timedelta(seconds=self.every_s)).skip
-                result = self.fman.plan(now, self.prices, skip=skip)
-        except Exception as exc:  # a service logs a failed round and goes on
-            message = f"{now.isoformat()}: {exc.__class__.__name__}: {exc}"
-            self.errors.append(message)
-            _log.error("planning round failed: %s", message)
-            return None
-        self.results.append(result)
+    def work(self, now: datetime) -> PlanResult:
+        """Bid first (when the FMAN trades on a market; the next gate is the next round), then plan."""
+        skip: frozenset[str] = frozenset()
+        if self.fman.trader is not None:
+            skip = self.fman.trader.bid(now, next_gate=now + timedelta(seconds=self.every_s)).skip
+        result = self.fman.plan(now, self.prices, skip=skip)
         _log.info(
             "planned %d offers in %d aggregates, %d assigned (%s)",
             result.n_offers,
@@ -135,22 +120,6 @@ class PlanningLoop:
         )
         return result
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.plan_now()
-            self._stop.wait(self.every_s)
-
-    def start(self) -> PlanningLoop:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def __enter__(self) -> PlanningLoop:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def plan_now(self) -> PlanResult | None:
+        """One planning round now (also what the loop calls); None when it failed (see `errors`)."""
+        return self.run_now()

@@ -14,19 +14,15 @@ on wall-clock time.
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from atp.flexoffer import OfferState
+from atp.interface.periodic import PeriodicTask
 from atp.interface.store import OfferStore
 
 __all__ = ["LifecycleLoop", "Moved", "advance"]
-
-_log = logging.getLogger(__name__)
 
 _OPEN = (OfferState.ACCEPTED, OfferState.ASSIGNED, OfferState.EXECUTING)
 
@@ -68,60 +64,21 @@ def advance(store: OfferStore, now: datetime, *, until: datetime | None = None) 
     return Moved(tuple(started), tuple(settled))
 
 
-class LifecycleLoop:
+class LifecycleLoop(PeriodicTask[Moved]):
     """`advance` every `every_s` seconds of wall-clock time on a background thread (a served
-    receiver), holding `lock` (the HTTP app's store lock) while it works. A failed round is
-    logged and kept in `errors`; the loop goes on."""
+    receiver), holding `lock` (the HTTP app's store lock) while it works; a failed round is
+    logged and kept in `errors`, and the loop goes on."""
 
-    def __init__(
-        self,
-        store: OfferStore,
-        *,
-        every_s: float = 60.0,
-        lock: threading.Lock | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        if not every_s > 0:
-            raise ValueError(f"every_s(={every_s}) must be > 0")
+    name = "lifecycle"
+
+    def __init__(self, store: OfferStore, **options: Any) -> None:
+        super().__init__(**options)
         self.store = store
-        self.every_s = every_s
-        self.clock = clock
-        self._lock: AbstractContextManager[object] = lock if lock is not None else nullcontext()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="atp-lifecycle", daemon=True)
-        self.errors: list[str] = []
-        self.rounds = 0
+
+    def work(self, now: datetime) -> Moved:
+        """Start and settle what `now` has reached."""
+        return advance(self.store, now)
 
     def advance_now(self) -> Moved | None:
         """One round at the clock's time (None when it failed; the error is in `errors`)."""
-        try:
-            with self._lock:
-                moved = advance(self.store, self.clock())
-        except Exception as exc:  # a service must not die of one bad round
-            _log.exception("life-cycle round failed")
-            self.errors.append(f"{exc.__class__.__name__}: {exc}")
-            return None
-        self.rounds += 1
-        return moved
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.advance_now()
-            self._stop.wait(self.every_s)
-
-    def start(self) -> LifecycleLoop:
-        """Start the loop's thread (its first round runs at once)."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the loop and wait for its thread."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def __enter__(self) -> LifecycleLoop:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.run_now()
