@@ -118,7 +118,7 @@ def _parse_freezer(s: ConfigSection, name: str) -> DeviceConfig | None:
         return None
     if setpoint is None:
         setpoint = preset.setpoint_c if band == preset.band_c else (low + high) / 2
-    if not low <= setpoint - deadband / 2 <= setpoint + deadband / 2 <= high:
+    if not low <= setpoint - deadband / 2 <= setpoint + deadband / 2 <= high:  # as strict as FreezerState
         s.fail(
             "setpoint_c",
             f"the thermostat {setpoint:g} +/- {deadband / 2:g} C must lie within band_c [{low:g}, {high:g}]",

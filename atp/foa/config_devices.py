@@ -75,6 +75,9 @@ __all__ = [
 ]
 
 
+_TOL = 1e-9  # the rounding of values the file's author computed (e.g. a band's limits)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeviceConfig:
     """One configured device: its name (unique in the file) and load type."""
@@ -265,12 +268,12 @@ def setpoint_in_band(
     low, high = band
     if setpoint is None:
         setpoint = (low + high) / 2
-    elif not low <= setpoint <= high:
+    elif not low - _TOL <= setpoint <= high + _TOL:
         s.fail(
             "setpoint_c", f"{setpoint:g} is out of range: it must lie within {band_key} [{low:g}, {high:g}]", "range"
         )
         return None
-    if deadband > high - low:
+    if deadband > high - low + _TOL:
         s.fail(
             "deadband_c",
             f"{deadband:g} is out of range: it must not exceed the width of {band_key} ({high - low:g})",
@@ -471,10 +474,13 @@ class IndustrialDeviceConfig(DeviceConfig):
         )
 
 
+_MAX_PROCESS_KW = 1e6  # 1 GW: beyond any one meter's process
+
+
 @register_device_config("industrial")
 def _parse_industrial(s: ConfigSection, name: str) -> DeviceConfig | None:
-    up = s.number("up_kw", low=0.0)
-    down = s.number("down_kw", low=0.0)
+    up = s.number("up_kw", low=0.0, high=_MAX_PROCESS_KW)
+    down = s.number("down_kw", low=0.0, high=_MAX_PROCESS_KW)
     max_backlog = s.number("max_backlog_kwh", None, low=0.0)
     tolerance = s.number("tolerance_kwh", None, low=0.0)
     makeup = s.integer("makeup_s", 7200, low=0, high=86_400)

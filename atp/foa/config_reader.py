@@ -49,6 +49,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _as_float(value: int | float) -> float:
+    """`value` as a float; a whole number too large for one becomes infinity (rejected as not finite)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 class ConfigSection:
     """Typed access to one mapping of the file; problems are collected, unknown keys reported."""
 
@@ -115,7 +123,7 @@ class ConfigSection:
         if not _is_number(value):
             self.fail(name, f"must be a number, not {type_name(value)} ({value!r})", "type")
             return MISSING
-        value = float(value)
+        value = _as_float(value)
         return value if self._range(name, value, low, high, low_open) else MISSING
 
     def integer(self, name: str, default: Any = MISSING, *, low: int | None = None, high: int | None = None) -> Any:
@@ -165,7 +173,7 @@ class ConfigSection:
         if not isinstance(value, list) or len(value) != 2 or not all(_is_number(v) for v in value):
             self.fail(name, f"must be a list [low, high] of two numbers, not {value!r}", "type")
             return MISSING
-        low, high = float(value[0]), float(value[1])
+        low, high = _as_float(value[0]), _as_float(value[1])
         if not (math.isfinite(low) and math.isfinite(high)):
             self.fail(name, f"must hold finite numbers, not {value!r}", "range")
             return MISSING
@@ -185,7 +193,7 @@ class ConfigSection:
         if len(value) < min_length:
             self.fail(name, f"needs at least {min_length} value(s), not {len(value)}", "range")
             return MISSING
-        out = tuple(float(v) for v in value)
+        out = tuple(_as_float(v) for v in value)
         for k, v in enumerate(out):
             if not self._range(f"{name}[{k}]", v, low, None, False):
                 return MISSING
