@@ -356,6 +356,12 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "allowed: must be a list of non-empty strings, not a string ('eco')",
     ),
     # out of range
+    ("battery", changed("battery", capacity_kwh=10**400), "capacity_kwh: must be a finite number, not inf"),
+    (
+        "freezer",
+        changed("freezer", deadband_c=7),
+        "deadband_c: the thermostat -19 +/- 3.5 C must lie within band_c [-22, -16]",
+    ),
     ("battery", changed("battery", capacity_kwh=0), "capacity_kwh: 0 is out of range: it must be above 0"),
     (
         "battery",
@@ -472,6 +478,21 @@ def test_an_unknown_field_lists_the_load_types_fields(load_type: str) -> None:
     [problem] = problems(load_type, changed(load_type, colour="red"))
     assert problem.startswith("devices[0].colour: is an unknown field; known fields: ")
     assert all(key in problem for key in MINIMAL[load_type])
+
+
+def test_every_problem_of_a_section_is_listed_at_once() -> None:
+    wet = changed("wet_appliance", kind=KeyError, programmes=[{"name": "p", "energy_kwh": [1], "temp_c": 40}])
+    assert problems("wet_appliance", wet) == [
+        "devices[0].kind: is missing (a required key)",
+        "devices[0].programmes[0].temp_c: is an unknown field; known fields: energy_kwh, name, step_s",
+    ]
+    battery = changed("battery", capacity_kwh="ten", max_charge_kw=-1, form="lp", size="L")
+    assert [p.split(":")[0] for p in problems("battery", battery)] == [
+        "devices[0].capacity_kwh",
+        "devices[0].max_charge_kw",
+        "devices[0].form",
+        "devices[0].size",
+    ]
 
 
 def test_fields_the_slice_makes_impossible_are_named() -> None:

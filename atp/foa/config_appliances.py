@@ -120,7 +120,7 @@ def _parse_freezer(s: ConfigSection, name: str) -> DeviceConfig | None:
         setpoint = preset.setpoint_c if band == preset.band_c else (low + high) / 2
     if not low <= setpoint - deadband / 2 <= setpoint + deadband / 2 <= high:  # as strict as FreezerState
         s.fail(
-            "setpoint_c",
+            "setpoint_c" if s.data.get("setpoint_c") is not None else "deadband_c",
             f"the thermostat {setpoint:g} +/- {deadband / 2:g} C must lie within band_c [{low:g}, {high:g}]",
             "range",
         )
@@ -310,9 +310,11 @@ def _programme(s: ConfigSection) -> Programme | None:
 def _programmes(s: ConfigSection, kind: Any) -> Any:
     """The section's programmes, else the kind's catalogue; MISSING after a problem."""
     sections = s.sections("programmes", None)
-    if sections is MISSING or kind is MISSING:
+    if sections is MISSING:
         return MISSING
     if sections is None:
+        if kind is MISSING:
+            return MISSING
         catalogue = PROGRAMME_CATALOGUE.get(kind)
         if catalogue is None:
             s.fail(
@@ -324,7 +326,7 @@ def _programmes(s: ConfigSection, kind: Any) -> Any:
             return MISSING
         return catalogue
     parsed = [_programme(p) for p in sections]
-    if any(p is None for p in parsed):
+    if kind is MISSING or any(p is None for p in parsed):
         return MISSING
     names = [p.name for p in parsed if p is not None]
     for i, n in enumerate(names):
