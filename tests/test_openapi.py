@@ -195,3 +195,26 @@ def test_schemathesis_finds_no_server_error_and_every_answer_as_documented(serve
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
     assert not failures, "\n\n".join(failures)
     assert calls >= 16 * 2  # every operation, both modes
+
+
+def test_a_market_documents_its_own_routes_too():
+    from zoneinfo import ZoneInfo
+
+    from atp.fmar import FlexOfferMarket, MarketCalendar
+    from atp.fmar.routes import MARKET_OPERATIONS, install_market_routes
+    from atp.fmar.service import MarketService
+    from atp.interface import TokenTable
+
+    table = TokenTable.of(TOKENS, [OPERATOR_TOKEN])
+    service = MarketService(FlexOfferMarket("fmar", clock=Clock()), MarketCalendar(ZoneInfo("UTC")))
+    app = create_app(service.store, tokens=table)
+    install_market_routes(app, service, tokens=table)
+    served = {
+        (method.lower(), route.path) for route in app.routes if isinstance(route, APIRoute) for method in route.methods
+    }
+    assert served == set(OPERATIONS) | set(MARKET_OPERATIONS)
+    doc = app.openapi()
+    assert {(m, p) for p, item in doc["paths"].items() for m in item} == served
+    assert {"CongestionPoint", "CompletedBid"} <= set(doc["components"]["schemas"])
+    body = doc["paths"]["/doms/congestion_point"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/CongestionPoint"}

@@ -270,6 +270,16 @@ class FlexOfferMarket:
         book.requests.append(request)
         return book.session
 
+    def restore_request(self, request: Request, *, session: Session | str) -> None:
+        """Put back a request the store acknowledged into the session it had joined (after a
+        restart: its gate may have closed meanwhile; it clears at the next `run_due`)."""
+        book = self._book(session)
+        if book.results is not None:
+            raise SessionError(f"session {book.session.name!r} is already cleared")
+        book.requests.append(request)
+        if request.id is not None:
+            self.desk.ids.add(request.id)  # its result goes back to the store
+
     def withdraw_request(self, request_id: str, *, now: datetime | None = None) -> Request:
         """Take a request out of the session it joined, before that session's gate closes.
 

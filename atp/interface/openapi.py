@@ -26,7 +26,7 @@ from atp.flexoffer.schema import _type_schema
 from atp.interface.capacity import PublishedCapacity
 from atp.interface.requests import FlexRequest
 
-__all__ = ["OPERATIONS", "STATUS_TEXT", "component_schemas", "install_openapi"]
+__all__ = ["OPERATIONS", "STATUS_TEXT", "component_schemas", "install_openapi", "operation", "schema_ref"]
 
 STATUS_TEXT = {
     200: "OK",
@@ -61,15 +61,19 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _ref(name: str) -> dict[str, Any]:
+def schema_ref(name: str) -> dict[str, Any]:
+    """A reference to the component schema `name`."""
     return {"$ref": _REF + name}
+
+
+_ref = schema_ref
 
 
 def _list_of(name: str) -> dict[str, Any]:
     return {"type": "array", "items": _ref(name)}
 
 
-def _op(
+def operation(
     ok: int,
     body: dict[str, Any] | None,
     errors: tuple[int, ...],
@@ -93,6 +97,9 @@ def _op(
     if request is not None:
         op["requestBody"] = {"required": True, "content": _json(request)}
     return op
+
+
+_op = operation
 
 
 def _error_response(code: int) -> dict[str, Any]:
@@ -155,8 +162,9 @@ def _rebased(schema: Any) -> Any:
     return json.loads(text)
 
 
-def component_schemas() -> dict[str, Any]:
-    """The schemas of every body: FlexOffer and its parts, Measurement, FlexRequest, Error, ..."""
+def component_schemas(extra: tuple[type, ...] = ()) -> dict[str, Any]:
+    """The schemas of every body: FlexOffer and its parts, Measurement, FlexRequest, Error, ...,
+    and of the `extra` dataclasses (the bodies of routes a receiver adds, e.g. a market's)."""
     offer = flexoffer_schema()
     defs: dict[str, Any] = dict(offer.pop("$defs"))
     for key in ("$schema", "$id", "title"):
@@ -165,6 +173,8 @@ def component_schemas() -> dict[str, Any]:
     _type_schema(FlexRequest, defs)
     _type_schema(PublishedCapacity, defs)
     _type_schema(Measurement, defs)
+    for cls in extra:
+        _type_schema(cls, defs)
     problem = {
         "type": "object",
         "properties": {"path": {"type": "string"}, "message": {"type": "string"}, "rule": {"type": "string"}},
@@ -205,13 +215,15 @@ def component_schemas() -> dict[str, Any]:
 def _document(app: FastAPI) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version="1", routes=app.routes, description=app.description)
     components = doc.setdefault("components", {})
-    components["schemas"] = component_schemas()  # FastAPI's validation-error schemas are never answered
+    # A receiver that adds routes (a market's: atp.fmar.routes) documents them in app.state.
+    operations = {**OPERATIONS, **getattr(app.state, "operations", {})}
+    components["schemas"] = component_schemas(tuple(getattr(app.state, "schemas", ())))  # never FastAPI's own
     components["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "One token per party (spec/interface.md)."}
     }
     for path, item in doc.get("paths", {}).items():
         for method, operation in item.items():
-            extra = OPERATIONS.get((method, path))
+            extra = operations.get((method, path))
             if extra is None:
                 raise RuntimeError(f"{method.upper()} {path} is served but not documented in OPERATIONS")
             operation.update(copy.deepcopy(extra))
