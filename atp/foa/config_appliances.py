@@ -255,8 +255,8 @@ PROGRAMME_CATALOGUE: dict[str, tuple[Programme, ...]] = {
         Programme("quick_30", (0.20, 0.10)),  # 30 min, 0.30 kWh
     ),
 }
-"""Programmes of a wet appliance whose section names none, by `kind` (kWh per 15 min step; the
-representative programmes of `sim.agents.wet_appliance`, after the EU energy labels)."""
+"""Programmes of a wet appliance whose section names none, by `kind` (kWh per 15 min step;
+representative programmes after the EU energy labels; the simulation's appliances run these)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from atp.foa.config_appliances import PROGRAMME_CATALOGUE
 from atp.foa.states_appliances import ApplianceStatus, Programme, WetApplianceState
 
 __all__ = [
@@ -54,16 +55,9 @@ __all__ = [
 _DAY = timedelta(days=1)
 _TOL_KWH = 1e-6
 
-DISHWASHER_PROGRAMMES: tuple[Programme, ...] = (
-    Programme("eco", (0.03, 0.28, 0.08, 0.02, 0.02, 0.25, 0.06, 0.01)),  # 2 h, 0.75 kWh
-    Programme("normal", (0.05, 0.45, 0.10, 0.05, 0.40, 0.05)),  # 1.5 h, 1.10 kWh
-    Programme("quick", (0.40, 0.10, 0.30, 0.05)),  # 1 h, 0.85 kWh
-)
-WASHING_MACHINE_PROGRAMMES: tuple[Programme, ...] = (
-    Programme("cotton_60", (0.06, 0.45, 0.35, 0.06, 0.04, 0.04, 0.05, 0.08)),  # 2 h, 1.13 kWh
-    Programme("eco_40", (0.04, 0.20, 0.15) + (0.03,) * 7 + (0.04, 0.07)),  # 3 h, 0.71 kWh
-    Programme("quick_30", (0.20, 0.10)),  # 30 min, 0.30 kWh
-)
+# The representative programmes (one source: the FOA's configuration catalogue, atp.foa).
+DISHWASHER_PROGRAMMES: tuple[Programme, ...] = PROGRAMME_CATALOGUE["dishwasher"]
+WASHING_MACHINE_PROGRAMMES: tuple[Programme, ...] = PROGRAMME_CATALOGUE["washing_machine"]
 _CATALOGUE: dict[str, tuple[Programme, ...]] = {
     "dishwasher": DISHWASHER_PROGRAMMES,
     "washing_machine": WASHING_MACHINE_PROGRAMMES,
