@@ -2,14 +2,18 @@
 
 Run from the repository root: `python -m benchmarks.services [--quick]`.
 
-For every backend and store size (empty, and holding `--fill` offers): a server process
-(`build_receiver` + `serve`, as `goflex-atp serve --log-level warning` runs them, on a fresh
-database) and a separate load-generator process on loopback. The load generator keeps
+For every backend, store size (empty, and holding `--fill` offers) and server variant
+(`--servers`, see `SERVERS`: as `goflex-atp serve` runs now, as it ran before, the framework
+alone): a server process (`build_receiver` + `serve`, as `goflex-atp serve --log-level warning`
+runs them, on a fresh database) and a separate load-generator process on loopback. The load generator keeps
 `--connections` HTTP/1.1 keep-alive connections busy with `POST /flexoffer` (each connection
 for its own party, so no party's quota is reached) for `--seconds`, then sends one-offer
 `GET /flexoffer/{id}` on `--get-connections` connections for the same time. Printed per row:
-sustained 201s per second, p50/p99 latency of the POSTs, p99 of the GETs, and for a durable
-store the seconds a restarted server takes to load what it holds. Every 201 is committed
+sustained 201s per second, p50/p99 latency of the POSTs, the server's CPU milliseconds per POST
+(user + system of the whole server process over the POST phase: the figure the shared machine
+disturbs least), the cores the server and the load generator used in that phase, p99 of the
+GETs, and for a durable store the seconds a restarted server takes to load what it holds. The
+load average is printed at the start and at the end. Every 201 is committed
 (SQLite: WAL with an fsync per commit; PostgreSQL: synchronous_commit as configured).
 
 The stored offers are filled inside the server process through `OfferStore.submit`, 1 000 per
@@ -49,6 +53,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "flexoffers" / "ev_charge.json"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 FILL_PARTIES = 1_000
+SERVERS = {"httptools": "httptools", "h11-pool": "h11", "floor": "httptools"}
+"""The server variants (`--servers`): `httptools`, as `goflex-atp serve` runs; `h11-pool`, as it ran
+before (h11 parser, every POST through the thread pool), the reference of the same run; `floor`,
+the framework alone (`benchmarks/services_floor.py`: FastAPI, the bearer token, JSON in and out, no offer decoded,
+checked or stored; one row, on the first backend's empty store): what no receiver can beat."""
 TARGET_POST_PER_S = 2_000
 TARGET_POST_P99_MS = 50.0
 TARGET_GET_P99_MS = 5.0
@@ -81,9 +90,14 @@ def _token(party: str) -> str:
 
 
 # -- the server process ---------------------------------------------------------------------------
-def _serve_main(url: str, port: int, fill: int, connections: int) -> None:
+def _serve_main(url: str, port: int, fill: int, connections: int, server: str) -> None:
+    from atp.interface import http_server
     from atp.interface.auth import TokenTable
     from atp.interface.serve import build_receiver, open_receiver_store, serve
+
+    http = SERVERS[server]
+    if server == "h11-pool":  # as before: every POST decoded and stored on the thread pool
+        http_server.INLINE_BODY_BYTES = 0
 
     t0 = time.perf_counter()
     store = open_receiver_store(url, "fmar")
@@ -101,10 +115,15 @@ def _serve_main(url: str, port: int, fill: int, connections: int) -> None:
     filled_s = time.perf_counter() - t0
     parties = [f"bench-{i}" for i in range(connections)]
     tokens = TokenTable.of({_token(p): p for p in parties}, ())
-    app = build_receiver("fmar", tokens=tokens, store=store)
+    if server == "floor":
+        from benchmarks.services_floor import floor_app
+
+        app = floor_app(tokens)
+    else:
+        app = build_receiver("fmar", tokens=tokens, store=store)
     print(json.dumps({"loaded_s": loaded_s, "held": held, "filled_s": filled_s}), flush=True)
     try:
-        serve(app, host="127.0.0.1", port=port, log_level="warning")
+        serve(app, host="127.0.0.1", port=port, log_level="warning", http=http)
     finally:
         store.close()
 
@@ -155,12 +174,20 @@ async def _get_worker(port: int, ids: list[tuple[str, str]], stop_at: float, out
     writer.close()
 
 
-async def _load(port: int, seconds: float, connections: int, get_connections: int) -> dict[str, Any]:
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _load(port: int, seconds: float, connections: int, get_connections: int, pid: int) -> dict[str, Any]:
     posts: dict[str, list] = {"latency": [], "ids": [], "refused": []}
+    server_cpu, own_cpu = _cpu_s(pid), time.process_time()
     t0 = time.perf_counter()
     stop_at = t0 + seconds
     await asyncio.gather(*(_post_worker(port, f"bench-{i}", stop_at, posts) for i in range(connections)))
     post_s = time.perf_counter() - t0
+    server_cpu, own_cpu = _cpu_s(pid) - server_cpu, time.process_time() - own_cpu
     gets: list[float] = []
     if posts["ids"]:
         rng = random.Random(1)
@@ -172,11 +199,13 @@ async def _load(port: int, seconds: float, connections: int, get_connections: in
         "post_ms": [1e3 * v for v in posts["latency"]],
         "get_ms": [1e3 * v for v in gets],
         "refused": posts["refused"][:3],
+        "server_cpu_s": server_cpu,
+        "load_cpu_s": own_cpu,
     }
 
 
-def _load_main(port: int, seconds: float, connections: int, get_connections: int) -> None:
-    print(json.dumps(asyncio.run(_load(port, seconds, connections, get_connections))), flush=True)
+def _load_main(port: int, seconds: float, connections: int, get_connections: int, pid: int) -> None:
+    print(json.dumps(asyncio.run(_load(port, seconds, connections, get_connections, pid))), flush=True)
 
 
 # -- the driver -----------------------------------------------------------------------------------
@@ -199,9 +228,10 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float = 600.0)
     raise RuntimeError("the server did not start")
 
 
-def _server(url: str, fill: int, connections: int) -> tuple[subprocess.Popen, int, dict[str, Any]]:
+def _server(url: str, fill: int, connections: int, server: str) -> tuple[subprocess.Popen, int, dict[str, Any]]:
     port = _free_port()
     command = [sys.executable, "-m", "benchmarks.services", "--serve", url, str(port), str(fill), str(connections)]
+    command.append(server)
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     first = proc.stdout.readline()
@@ -244,24 +274,30 @@ def _drop(postgres: str, schemas: list[str]) -> None:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _row(backend: str, fill: int, args: argparse.Namespace, folder: Path, schemas: list[str]) -> dict[str, Any]:
+def _row(
+    server: str, backend: str, fill: int, args: argparse.Namespace, folder: Path, schemas: list[str]
+) -> dict[str, Any]:
     url = _url(backend, folder, args.postgres, schemas)
-    proc, port, started = _server(url, fill, args.connections)
+    proc, port, started = _server(url, fill, args.connections, server)
     try:
         command = [sys.executable, "-m", "benchmarks.services", "--load", str(port), str(args.seconds)]
-        command += [str(args.connections), str(args.get_connections)]
+        command += [str(args.connections), str(args.get_connections), str(proc.pid)]
         load = json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
     finally:
         _stop(proc)
     reload_s = None
-    if backend != "memory":  # a restarted server loads what the store holds
-        proc, _, again = _server(url, 0, args.connections)
+    if backend != "memory" and server != "floor":  # a restarted server loads what the store holds
+        proc, _, again = _server(url, 0, args.connections, server)
         _stop(proc)
         reload_s = again["loaded_s"]
     post_ms, get_ms = np.asarray(load["post_ms"]), np.asarray(load["get_ms"])
     return {
+        "server": server,
         "backend": backend,
         "stored": fill,
+        "server_ms_per_post": 1e3 * load["server_cpu_s"] / max(load["posted"], 1),
+        "server_cores": load["server_cpu_s"] / load["post_s"],
+        "load_cores": load["load_cpu_s"] / load["post_s"],
         "filled_s": started["filled_s"],
         "post_per_s": load["posted"] / load["post_s"],
         "post_p50_ms": float(np.percentile(post_ms, 50)) if post_ms.size else float("nan"),
@@ -282,20 +318,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16, help="concurrent POST connections (one party each)")
     parser.add_argument("--get-connections", type=int, default=1, help="concurrent GET connections (default 1)")
     parser.add_argument("--postgres", default=POSTGRES, help=f"PostgreSQL database for the runs (default {POSTGRES})")
-    parser.add_argument("--serve", nargs=4, metavar=("URL", "PORT", "FILL", "PARTIES"), help=argparse.SUPPRESS)
-    parser.add_argument("--load", nargs=4, metavar=("PORT", "S", "C", "G"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--servers",
+        default="httptools,h11-pool,floor",
+        help="server variants, each on every backend: httptools (as goflex-atp serve runs), "
+        "h11-pool (as it ran before: h11, every POST on the thread pool), floor (FastAPI alone, one row)",
+    )
+    parser.add_argument(
+        "--serve", nargs=5, metavar=("URL", "PORT", "FILL", "PARTIES", "SERVER"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--load", nargs=5, metavar=("PORT", "S", "C", "G", "PID"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        _serve_main(args.serve[0], int(args.serve[1]), int(args.serve[2]), int(args.serve[3]))
+        _serve_main(args.serve[0], int(args.serve[1]), int(args.serve[2]), int(args.serve[3]), args.serve[4])
         return 0
     if args.load:
-        _load_main(int(args.load[0]), float(args.load[1]), int(args.load[2]), int(args.load[3]))
+        _load_main(int(args.load[0]), float(args.load[1]), int(args.load[2]), int(args.load[3]), int(args.load[4]))
         return 0
+    servers = args.servers.split(",")
+    unknown = sorted(set(servers) - set(SERVERS))
+    if unknown:
+        parser.error(f"--servers: {', '.join(unknown)} not among {', '.join(SERVERS)}")
     if args.quick:
         args.fill, args.seconds = min(args.fill, 10_000), min(args.seconds, 2.0)
     print(f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores; ", end="")
     print(f"{args.connections} POST connections, {args.get_connections} GET connections, {args.seconds:g} s phases")
-    header = "backend      stored   POST/s  p50 ms  p99 ms | GET p99 ms   GETs | fill s  reload s"
+    print(f"# load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    header = (
+        "server     backend      stored   POST/s  p50 ms  p99 ms | srv ms/POST srv cores gen cores "
+        "| GET p99 ms   GETs | fill s  reload s"
+    )
     print(header)
     rows = []
     schemas: list[str] = []
@@ -303,31 +355,41 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for backend in args.backends.split(","):
                 for fill in (0, args.fill):
-                    row = _row(backend, fill, args, Path(folder), schemas)
-                    rows.append(row)
-                    reload = f"{row['reload_s']:8.2f}" if row["reload_s"] is not None else "       -"
-                    print(
-                        f"{backend:10} {fill:8d} {row['post_per_s']:8.0f} {row['post_p50_ms']:7.2f} "
-                        f"{row['post_p99_ms']:7.2f} | {row['get_p99_ms']:10.2f} {row['gets']:6d} | "
-                        f"{row['filled_s']:6.1f}  {reload}",
-                        flush=True,
-                    )
-                    for refusal in row["refused"]:
-                        print(f"  refused: {refusal}")
+                    for server in servers:
+                        if server == "floor" and (fill or any(r["server"] == "floor" for r in rows)):
+                            continue  # the framework alone: one row, whatever the store
+                        row = _row(server, backend, fill, args, Path(folder), schemas)
+                        rows.append(row)
+                        print(_line(row), flush=True)
+                        for refusal in row["refused"]:
+                            print(f"  refused: {refusal}")
         finally:
             _drop(args.postgres, schemas)
-    at_fill = [r for r in rows if r["backend"] == "sqlite" and r["stored"] == args.fill]
+    print(f"# load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    at_fill = [r for r in rows if r["backend"] == "sqlite" and r["stored"] == args.fill and r["server"] == "httptools"]
     if at_fill and not args.quick:
         r = at_fill[0]
         ok_post = r["post_per_s"] >= TARGET_POST_PER_S and r["post_p99_ms"] < TARGET_POST_P99_MS
         print(
-            f"target SQLite at {args.fill} offers: >= {TARGET_POST_PER_S}/s with p99 < {TARGET_POST_P99_MS:g} ms: "
-            f"{'met' if ok_post else 'not met'} ({r['post_per_s']:.0f}/s, p99 {r['post_p99_ms']:.1f} ms)"
+            f"target SQLite at {args.fill} offers ({r['server']}): >= {TARGET_POST_PER_S}/s with p99 < "
+            f"{TARGET_POST_P99_MS:g} ms: {'met' if ok_post else 'not met'} "
+            f"({r['post_per_s']:.0f}/s, p99 {r['post_p99_ms']:.1f} ms; {r['server_ms_per_post']:.2f} ms of server "
+            f"CPU per POST: one core serves at most {1e3 / r['server_ms_per_post']:.0f}/s)"
         )
-    gets = [r["get_p99_ms"] for r in rows]
+    gets = [r["get_p99_ms"] for r in rows if r["server"] == "httptools"]
     if gets:
-        print(f"target one-offer GET p99 < {TARGET_GET_P99_MS:g} ms: worst {max(gets):.2f} ms")
+        print(f"target one-offer GET p99 < {TARGET_GET_P99_MS:g} ms (httptools): worst {max(gets):.2f} ms")
     return 0
+
+
+def _line(row: dict[str, Any]) -> str:
+    reload = f"{row['reload_s']:8.2f}" if row["reload_s"] is not None else "       -"
+    return (
+        f"{row['server']:10} {row['backend']:10} {row['stored']:8d} {row['post_per_s']:8.0f} "
+        f"{row['post_p50_ms']:7.2f} {row['post_p99_ms']:7.2f} | {row['server_ms_per_post']:11.2f} "
+        f"{row['server_cores']:9.2f} {row['load_cores']:9.2f} | {row['get_p99_ms']:10.2f} {row['gets']:6d} | "
+        f"{row['filled_s']:6.1f}  {reload}"
+    )
 
 
 if __name__ == "__main__":
