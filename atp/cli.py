@@ -1,4 +1,4 @@
-"""`goflex-atp`: the ATP command line (validate, check-schedule, convert, schema, serve).
+"""`goflex-atp`: the ATP command line (validate, check-schedule, convert, schema, serve, foa).
 
 Exit codes: 0 when everything checked is valid, 1 when any offer, schedule or file has a
 problem, 2 for a wrong command line. Bad input never produces a traceback: each problem is
@@ -260,15 +260,10 @@ def _cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from atp.interface.auth import load_tokens
-    from atp.interface.providers import load_contracts
-    from atp.interface.serve import (
-        ServeConfigError,
-        build_receiver,
-        check_receiver,
-        check_tls,
-        default_store_url,
-        open_receiver_store,
-    )
+    from atp.interface.serve import ServeConfigError, check_tls
+    from atp.services.command import receiver_for
+    from atp.services.providers import load_contracts
+    from atp.services.receivers import check_receiver, default_store_url, open_receiver_store
 
     if not 0 <= args.port <= 65535:
         raise ServeConfigError(f"--port {args.port}: must lie in 0..65535 (e.g. 8080)")
@@ -276,21 +271,23 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     tokens = load_tokens(args.tokens)
     contracts = load_contracts(args.contracts) if args.contracts is not None else None
     tls = check_tls(args.certfile, args.keyfile)
-    if args.prices is not None and args.role != "fman":
-        raise ServeConfigError("--prices: only an fman plans; a market (fmar) clears sessions instead")
     check_receiver(args.role, contracts=contracts)
     store_url = args.store if args.store is not None else default_store_url(args.role)
     store = open_receiver_store(store_url, args.role)
     try:
-        app = build_receiver(args.role, tokens=tokens, contracts=contracts, store=store, limits=limits)
-        return _run_server(args, app, tls=tls, store_url=store_url, n_tokens=len(tokens), timeouts=timeouts, out=out)
+        receiver = receiver_for(args, store, tokens=tokens, contracts=contracts, limits=limits)
+        try:
+            held = {"tls": tls, "store_url": store_url, "n_tokens": len(tokens), "timeouts": timeouts}
+            return _run_server(args, receiver, **held, out=out)
+        finally:
+            receiver.stop()
     finally:
         store.close()
 
 
 def _run_server(
     args: argparse.Namespace,
-    app: Any,
+    receiver: Any,
     *,
     tls: bool,
     store_url: str,
@@ -298,33 +295,33 @@ def _run_server(
     timeouts: dict[str, Any],
     out: TextIO,
 ) -> int:
+    from atp.interface.persist import redacted_url
     from atp.interface.serve import serve
 
-    loop = None
-    if args.prices is not None:
-        from atp.fman import AggregationParams, FlexOfferManager
-        from atp.fman.service import PlanningLoop, load_prices
-
-        fman = FlexOfferManager(
-            app.state.store, name=app.state.store.name, params=AggregationParams(), horizon_steps=args.horizon_steps
-        )
-        loop = PlanningLoop(fman, load_prices(args.prices), every_s=args.plan_every, lock=app.state.lock)
-    from atp.interface.persist import redacted_url
-
     scheme = "https" if tls else "http"
-    store = app.state.store
+    store = receiver.store
     held = f"store {redacted_url(store_url)} ({len(store.records())} offers, {store.last_seq} events)"
     print(
         f"serving {args.role} on {scheme}://{args.host}:{args.port} for {n_tokens} tokens, {held}",
         file=out,
         flush=True,
     )
-    if loop is not None:
-        print(f"planning every {args.plan_every:g} s against {args.prices}", file=out, flush=True)
-        loop.start()
+    if args.role == "fman" and args.prices is not None:
+        market = f", bidding into {args.market}" if args.market is not None else ""
+        print(f"planning every {args.plan_every:g} s against {args.prices}{market}", file=out, flush=True)
+    if receiver.market is not None:
+        m = receiver.market
+        gates = ", ".join(g.isoformat("minutes") for g in m.calendar.intraday_gates) or "none"
+        print(
+            f"market {m.market.mechanism.name}: day-ahead gate {m.calendar.day_ahead_gate.isoformat('minutes')}, "
+            f"intraday gates {gates} ({m.calendar.timezone}), a tick every {args.tick_every:g} s",
+            file=out,
+            flush=True,
+        )
+    receiver.start()
     try:
         serve(
-            app,
+            receiver.app,
             host=args.host,
             port=args.port,
             certfile=args.certfile,
@@ -335,10 +332,13 @@ def _run_server(
         )
     except SystemExit as exc:  # uvicorn exits when it cannot start (e.g. the port is in use); it logged why
         return 1 if exc.code else 0
-    finally:
-        if loop is not None:
-            loop.stop()
     return 0
+
+
+def _cmd_foa(args: argparse.Namespace, out: TextIO) -> int:
+    from atp.services.command import run_foa
+
+    return run_foa(args, out)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -396,7 +396,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon-steps", type=int, default=96, help="planning horizon in steps (default 96)")
     for flag, field, _, text in _LIMIT_OPTIONS + _CONNECTION_OPTIONS:
         p.add_argument(flag, dest=field, metavar="S" if flag.endswith("-s") else "N", help=text)
+    from atp.services.command import add_foa_arguments, add_receiver_arguments
+
+    add_receiver_arguments(p)
     p.set_defaults(run=_cmd_serve)
+
+    p = sub.add_parser("foa", help="run a stand-alone FOA from its configuration file (atp/foa/README.md)")
+    add_foa_arguments(p)
+    p.set_defaults(run=_cmd_foa)
     return parser
 
 

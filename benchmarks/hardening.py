@@ -32,8 +32,8 @@ import httpx
 from atp.flexoffer import Measurement, encode, offer_from_json
 from atp.fman import DelegatedContract
 from atp.interface import HttpClient, OfferStore, create_app
-from atp.interface.providers import ContractBook, bill_provider, store_kpi_provider
 from atp.interface.serve import ServerThread
+from atp.services.providers import ContractBook, bill_provider, store_kpi_provider
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flexoffers" / "ev_charge.json"
 NOW = datetime(2026, 11, 25, 17, 40, tzinfo=UTC)

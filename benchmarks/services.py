@@ -93,7 +93,8 @@ def _token(party: str) -> str:
 def _serve_main(url: str, port: int, fill: int, connections: int, server: str) -> None:
     from atp.interface import http_server
     from atp.interface.auth import TokenTable
-    from atp.interface.serve import build_receiver, open_receiver_store, serve
+    from atp.interface.serve import serve
+    from atp.services.receivers import build_receiver, open_receiver_store
 
     http = SERVERS[server]
     if server == "h11-pool":  # as before: every POST decoded and stored on the thread pool

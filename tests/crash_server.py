@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-import atp.interface.providers
-import atp.interface.serve  # noqa: F401 (loaded before the go-file, like a warm standby)
+import atp.interface.serve
+import atp.services.providers
+import atp.services.receivers  # noqa: F401 (loaded before the go-file, like a warm standby)
 from atp.cli import main
 
 _WAIT_S = 120.0  # a standby never used ends by itself

@@ -24,8 +24,9 @@ from atp.interface.auth import TokenFileError, TokenTable, tokens_from_dict
 from atp.interface.capacity import CapacityPoint, PublishedCapacity, validate_capacity
 from atp.interface.errors import ForbiddenError, NotFoundError
 from atp.interface.persist import read_capacity, write_json
-from atp.interface.serve import ServerThread, build_receiver
+from atp.interface.serve import ServerThread
 from atp.interface.store import open_store
+from atp.services.receivers import build_receiver
 from tests.http_support import TOKENS, Clock, ev_offer
 from tests.store_backends import backend_fixture, store_urls_fixture  # noqa: F401 (fixtures)
 

@@ -279,7 +279,8 @@ def test_a_served_store_answers_only_what_is_committed_and_503_after_a_failed_co
 
     from atp.flexoffer import encode
     from atp.interface import TokenTable
-    from atp.interface.serve import ServerThread, build_receiver
+    from atp.interface.serve import ServerThread
+    from atp.services.receivers import build_receiver
     from tests.http_support import TOKEN_OF, TOKENS
 
     url = store_urls.url()

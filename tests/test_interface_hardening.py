@@ -26,8 +26,8 @@ from atp.fman import DelegatedContract
 from atp.interface import HttpClient, OfferStore, create_app
 from atp.interface.http_server import INLINE_BODY_BYTES
 from atp.interface.limits import ServiceLimits, connection_options
-from atp.interface.providers import ContractBook, bill_provider, store_kpi_provider
 from atp.interface.serve import ServerThread
+from atp.services.providers import ContractBook, bill_provider, store_kpi_provider
 from tests.http_support import OPERATOR_TOKEN, TOKEN_OF, TOKENS, Clock, SwitchApp, ev_offer, wait_until
 from tests.openapi_support import assert_documented
 

@@ -27,8 +27,8 @@ from atp.fman import DelegatedContract
 from atp.foa.errors import CommunicationError
 from atp.interface import HttpClient, InterfaceError, OfferStore, UnauthorizedError, create_app
 from atp.interface.limits import ServiceLimits
-from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
 from atp.interface.serve import ServerThread
+from atp.services.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
 from tests.http_support import OPERATOR_TOKEN, TOKEN_OF, TOKENS, Clock, SwitchApp, ev_offer, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

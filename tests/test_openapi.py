@@ -33,8 +33,8 @@ from atp.flexoffer import Measurement, Schedule, encode
 from atp.fman import DelegatedContract
 from atp.interface import OfferStore, create_app
 from atp.interface.openapi import OPERATIONS
-from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
 from atp.interface.serve import ServerThread
+from atp.services.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
 from tests.http_support import OPERATOR_TOKEN, TOKEN_OF, TOKENS, Clock, ev_offer
 from tests.openapi_support import assert_documented
 

@@ -5,9 +5,9 @@ routes, so a buyer's demand can never be read as an offer.
 
 Bindings: `InProcessClient` (direct calls into an `OfferStore`) and the HTTP binding
 (`create_app` serves a store, `HttpClient` talks to it, `ServerThread` runs a server on a
-background thread). `atp.interface.providers` (KPIs, contracts and bills of a served receiver)
-and `atp.interface.serve` (`goflex-atp serve`) are imported from their modules: they use
-`atp.fman`, which itself imports this package.
+background thread). What a served receiver composes above the ATP parts (its KPIs, contracts
+and bills, its FMAN or market and their loops) is in `atp.services`; this package imports
+nothing from fman, fmar or foa.
 """
 
 from atp.interface.auth import TokenFileError, TokenTable, load_tokens

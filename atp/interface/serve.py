@@ -1,21 +1,11 @@
-"""Running a receiver (FMAN or FMAR) as an HTTP service: the app per role, and uvicorn around it.
+"""Serving the HTTP binding: uvicorn around an app, on the main thread (`serve`) or a background
+thread (`ServerThread`: tests, hardware-in-the-loop labs, one-process demos).
 
-`goflex-atp serve --role fman|fmar --tokens tokens.yaml` calls `serve`; `ServerThread` runs the
-same server on a background thread (tests, hardware-in-the-loop labs, one-process demos).
-
-Per role (`build_receiver`):
-
-- `fman`: the store of an aggregator; `/kpi` from `store_kpis`, `/contract` and `/bill` from
-  the contracts file (`--contracts`, see `atp.interface.providers`) and the FMAN's settlement;
-- `fmar`: the store of a market; `/kpi` from `store_kpis`; a market holds no contracts and
-  makes no bills, so `/contract` and `/bill` answer 404 saying so.
-
-The store (`--store`, `open_receiver_store`) is durable by default: `sqlite:///atp-<role>.db`
-in the working folder, or `postgresql://...`, or `memory` (lost when the process ends). Every
-offer is committed before its 201 goes out; a restarted server goes on where the last one
-stopped (`atp.interface.persist`). Served stores give opaque ids and commit in groups: the
-store's writer thread commits the changes of all concurrent requests at once, and no response
-starts before what it may show is committed (`_CommittedResponses`).
+What a receiver serves per role (an FMAN's or an FMAR's app, its store and its loops) is
+composed above the ATP parts, in `atp.services.receivers` (`goflex-atp serve`). A served store
+commits in groups: its writer thread commits the changes of all concurrent requests at once,
+and `CommittedResponses` starts no response before what it may show is committed, so a 201
+means stored.
 
 TLS is on when a certificate and its key are given; both files are loaded before the server
 starts, so a wrong file is one sentence, not a traceback from inside the server.
@@ -25,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import socket
 import ssl
@@ -38,51 +27,17 @@ import uvicorn
 from fastapi import FastAPI
 
 from atp.errors import ValidationError
-from atp.interface.auth import TokenTable
-from atp.interface.http_server import create_app
-from atp.interface.limits import HEADER_TIMEOUT_S, IDLE_TIMEOUT_S, ServiceLimits, connection_options
-from atp.interface.persist import JournalError
-from atp.interface.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
-from atp.interface.store import OfferStore, StoreUnavailableError, open_store
+from atp.interface.limits import HEADER_TIMEOUT_S, IDLE_TIMEOUT_S, connection_options
+from atp.interface.store import OfferStore, StoreUnavailableError
 
-__all__ = [
-    "ROLES",
-    "ServeConfigError",
-    "ServerThread",
-    "build_receiver",
-    "check_receiver",
-    "check_tls",
-    "default_store_url",
-    "open_receiver_store",
-    "serve",
-]
-
-ROLES = ("fman", "fmar")
+__all__ = ["CommittedResponses", "ServeConfigError", "ServerThread", "check_tls", "serve"]
 
 
 class ServeConfigError(ValidationError):
     """The serve command's options do not fit together (role, TLS files, contracts)."""
 
 
-def default_store_url(role: str) -> str:
-    """Where `goflex-atp serve` keeps a receiver's store unless `--store` says otherwise."""
-    return f"sqlite:///atp-{role}.db"
-
-
-def open_receiver_store(url: str, role: str) -> OfferStore:
-    """The store of a receiver of `role` on the backend `url` names (ServeConfigError naming
-    the database and why, when it cannot be opened)."""
-    try:
-        store = open_store(url, role, group_commit=True)
-    except JournalError as exc:
-        raise ServeConfigError(f"--store: {exc}") from None
-    # What the store loaded lives as long as the server: out of the collector's sight, a full
-    # collection does not walk 100 000 offers (a pause of a few hundred ms per collection).
-    gc.freeze()
-    return store
-
-
-class _CommittedResponses:
+class CommittedResponses:
     """ASGI middleware: no response starts before every change of the store made until then is
     committed (with group commit a handler's change returns before its commit). A 201 thus
     means stored, and no answer shows what a crash could still take back. A failed commit
@@ -148,46 +103,6 @@ class _CommittedResponses:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def check_receiver(role: str, *, contracts: ContractBook | None) -> None:
-    """ServeConfigError unless `role` is a receiver and the options fit it."""
-    if role not in ROLES:
-        raise ServeConfigError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    if role == "fmar" and contracts is not None:
-        raise ServeConfigError("--contracts: a market (fmar) holds no contracts; only an fman does")
-
-
-def build_receiver(
-    role: str,
-    *,
-    tokens: TokenTable,
-    contracts: ContractBook | None = None,
-    store: OfferStore | None = None,
-    sse_keepalive_s: float = 15.0,
-    limits: ServiceLimits | None = None,
-) -> FastAPI:
-    """The app of a receiver of `role` ("fman" or "fmar") over `store` (a new one when None);
-    `limits`: what one request may cost (`ServiceLimits()` when None, spec/interface.md "Limits")."""
-    check_receiver(role, contracts=contracts)
-    store = store if store is not None else OfferStore(role, opaque_ids=True)
-    kpi = store_kpi_provider(store)
-    if role == "fman":
-        store.capacity_book.planner = store.name  # DSOs publish grid capacities for its plan (PUT /capacity)
-        book = contracts if contracts is not None else ContractBook()
-        app = create_app(
-            store,
-            tokens=tokens,
-            kpi=kpi,
-            contract=contract_provider(book, receiver=store.name),
-            bill=bill_provider(store, book),
-            sse_keepalive_s=sse_keepalive_s,
-            limits=limits,
-        )
-    else:
-        app = create_app(store, tokens=tokens, kpi=kpi, sse_keepalive_s=sse_keepalive_s, limits=limits)
-    app.add_middleware(_CommittedResponses, store=store)
-    return app
 
 
 def check_tls(certfile: str | Path | None, keyfile: str | Path | None) -> bool:

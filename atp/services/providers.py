@@ -42,6 +42,7 @@ from atp.errors import ValidationError
 from atp.flexoffer import OfferState, format_time
 from atp.fman.contracts import Contract, ContractError, contract_from_dict
 from atp.fman.kpi import compute_kpis, kpi_inputs_from_store
+from atp.fman.planning import PriceSeries
 from atp.fman.settlement import SETTLEMENT_NAME, SETTLEMENT_VERSION, ProsumerPeriod, SettlementError, settle
 from atp.interface.errors import NotFoundError
 from atp.interface.http_server import KpiProvider, PartyProvider
@@ -100,8 +101,10 @@ def _adaptation_kwh(record: OfferRecord) -> float:
     return float(np.abs(grid).sum())
 
 
-def store_kpis(store: OfferStore, party: str | None) -> dict[str, Any]:
-    """KPIs of the offers in `store` over `party`'s scope (None: every party).
+def store_kpis(store: OfferStore, party: str | None, *, prices: PriceSeries | None = None) -> dict[str, Any]:
+    """KPIs of the offers in `store` over `party`'s scope (None: every party); the D2.1 money
+    KPIs at `prices` (the FMAN's price feed; without, or where it does not reach: 0 EUR/kWh,
+    and `d21.prices` says which).
 
     Offered flexibility counts every offer that was accepted (rejected ones excluded);
     adaptation is what assignments ask for relative to the default schedules (D2.1 7.6,
@@ -125,11 +128,30 @@ def store_kpis(store: OfferStore, party: str | None) -> dict[str, Any]:
         "assigned_kwh": float(sum(sum(r.schedule.energy) for r in assigned if r.schedule is not None)),
         "adaptation_kwh": float(sum(_adaptation_kwh(r) for r in assigned)),
         "metered_kwh": float(sum(sum(r.measurements.values()) for r in records)),
-        "d21": _d21_kpis(store, party, records),
+        "d21": _d21_kpis(store, party, records, prices),
     }
 
 
-def _d21_kpis(store: OfferStore, party: str | None, records: list[OfferRecord]) -> dict[str, Any] | None:
+def _prices_on(prices: PriceSeries | None, start: datetime, n: int, slice_s: int) -> tuple[np.ndarray | None, str]:
+    """The prices per KPI step and where they come from (a step the feed does not cover: 0)."""
+    if prices is None:
+        return None, "none: money at 0 EUR/kWh"
+    grid = prices.on_grid(slice_s)
+    values = np.zeros(n)
+    offset = round((start - grid.start).total_seconds() / slice_s)
+    lo, hi = max(0, offset), min(len(grid.values_eur_per_kwh), offset + n)
+    if lo < hi:
+        values[lo - offset : hi - offset] = grid.values_eur_per_kwh[lo:hi]
+    covered = max(0, hi - lo)
+    source = "the FMAN's price feed"
+    if covered < n:
+        source += f" on {covered} of {n} steps (0 EUR/kWh elsewhere)"
+    return values, source
+
+
+def _d21_kpis(
+    store: OfferStore, party: str | None, records: list[OfferRecord], prices: PriceSeries | None = None
+) -> dict[str, Any] | None:
     """The D2.1 7.6 KPIs over the whole hours the offers' schedules cover (None without any)."""
     spans = []
     for r in records:
@@ -148,15 +170,22 @@ def _d21_kpis(store: OfferStore, party: str | None, records: list[OfferRecord]) 
     most = timedelta(hours=MAX_PERIOD_STEPS // (3600 // slice_s))
     if end - start > most:  # the latest MAX_PERIOD_STEPS: offers spread over years must not build years of steps
         start = end - most
+    n = int((end - start).total_seconds() // slice_s)
+    priced, source = _prices_on(prices, start, n, slice_s)
     inputs = kpi_inputs_from_store(
-        store, party=OPERATOR if party is None else party, start=start, end=end, slice_s=slice_s
+        store,
+        party=OPERATOR if party is None else party,
+        start=start,
+        end=end,
+        slice_s=slice_s,
+        prices_eur_per_kwh=priced,
     )
-    return compute_kpis(inputs)
+    return {**compute_kpis(inputs), "prices": source}
 
 
-def store_kpi_provider(store: OfferStore) -> KpiProvider:
-    """`store_kpis` bound to `store`: the `kpi` callable of `create_app`."""
-    return lambda party: store_kpis(store, party)
+def store_kpi_provider(store: OfferStore, *, prices: PriceSeries | None = None) -> KpiProvider:
+    """`store_kpis` bound to `store` (and the FMAN's price feed): the `kpi` callable of `create_app`."""
+    return lambda party: store_kpis(store, party, prices=prices)
 
 
 # -- contracts and bills -----------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""The options of `goflex-atp serve` that compose a receiver (`atp.services.receivers`), and the
+`goflex-atp foa` command (a stand-alone FOA, `atp.foa.service`).
+
+    goflex-atp serve --role fman --tokens t.yaml --prices prices.csv \\
+        --market http://127.0.0.1:8081 --market-party fman-1 --market-token-file fman-at-fmar.token
+    goflex-atp serve --role fmar --tokens t.yaml --mechanism many_to_many \\
+        --timezone Europe/Zurich --day-ahead-gate 12:00 --intraday-gates 06:00,12:00,18:00
+    goflex-atp foa --config prosumer.yaml --token-file foa.token --devices devices/ --data data/
+
+Every wrong option is one sentence naming it (`ServeConfigError`, exit code 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from datetime import time
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from atp.interface.serve import ServeConfigError
+from atp.services.receivers import FmanOptions, Receiver, build_fman, build_fmar
+
+__all__ = ["add_foa_arguments", "add_receiver_arguments", "receiver_for", "run_foa"]
+
+_FMAN_ONLY = ("market", "market_party", "market_token_file", "prices")
+_FMAR_ONLY = ("mechanism", "timezone", "day_ahead_gate", "intraday_gates", "intraday_lead_s", "local_gate_after_s")
+
+
+def add_receiver_arguments(p: argparse.ArgumentParser) -> None:
+    """The serve command's options for an FMAN's market and an FMAR's calendar."""
+    fman = p.add_argument_group("fman: bidding into a market")
+    fman.add_argument("--market", metavar="URL", help="the FMAR this FMAN bids its direct offers into")
+    fman.add_argument("--market-party", metavar="NAME", help="this FMAN's party name at the market")
+    fman.add_argument("--market-token-file", type=Path, metavar="PATH", help="file holding this FMAN's token there")
+    fmar = p.add_argument_group("fmar: the market's calendar and clearing")
+    fmar.add_argument("--mechanism", help="clearing mechanism (default one_sided_pool; see docs/market.md)")
+    fmar.add_argument("--timezone", help="the market's local time zone (default UTC)")
+    fmar.add_argument("--day-ahead-gate", metavar="HH:MM", help="day-ahead gate, the day before (default 12:00)")
+    fmar.add_argument("--intraday-gates", metavar="HH:MM,...", help="intraday gates of each day (default none)")
+    fmar.add_argument("--intraday-lead-s", type=int, help="delivery starts this long after a gate (default 3600)")
+    fmar.add_argument("--local-gate-after-s", type=int, help="a DSO local session's gate after it registers (0)")
+    p.add_argument("--tick-every", type=float, default=5.0, help="seconds between the market's ticks (default 5)")
+    p.add_argument("--lifecycle-every", type=float, default=60.0, help="seconds between life-cycle rounds (60)")
+
+
+def _clock_time(option: str, text: str) -> time:
+    try:
+        return time.fromisoformat(text.strip())
+    except ValueError:
+        raise ServeConfigError(f"{option} {text}: not a time of day HH:MM") from None
+
+
+def receiver_for(args: argparse.Namespace, store: Any, *, tokens: Any, contracts: Any, limits: Any) -> Receiver:
+    """The receiver `args.role` names, over `store`, with the options that fit it."""
+    from atp.fman.service import load_prices
+
+    wrong = _FMAR_ONLY if args.role == "fman" else _FMAN_ONLY
+    for name in wrong:
+        if getattr(args, name, None) is not None:
+            flag = "--" + name.replace("_", "-")
+            if name == "prices":
+                raise ServeConfigError("--prices: only an fman plans; a market (fmar) clears sessions instead")
+            raise ServeConfigError(f"{flag}: not an option of a {args.role}")
+    if args.role == "fman":
+        prices = load_prices(args.prices) if args.prices is not None else None
+        token = None
+        if args.market is not None:
+            if prices is None or args.market_party is None or args.market_token_file is None:
+                raise ServeConfigError("--market: an fman bids with --prices, --market-party and --market-token-file")
+            try:
+                token = args.market_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ServeConfigError(f"--market-token-file {args.market_token_file}: {exc.strerror}") from None
+        options = FmanOptions(
+            prices=prices,
+            plan_every_s=args.plan_every,
+            horizon_steps=args.horizon_steps,
+            lifecycle_every_s=args.lifecycle_every,
+            market_url=args.market,
+            market_token=token,
+            market_party=args.market_party,
+        )
+        return build_fman(store, tokens=tokens, contracts=contracts, limits=limits, options=options)
+    from atp.fmar import MarketCalendar, mechanism_names
+
+    mechanism = args.mechanism or "one_sided_pool"
+    if mechanism not in mechanism_names():
+        raise ServeConfigError(f"--mechanism {mechanism}: not one of {', '.join(mechanism_names())}")
+    try:
+        zone = ZoneInfo(args.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ServeConfigError(f"--timezone {args.timezone}: not a known time zone (e.g. Europe/Zurich)") from None
+    gates = tuple(_clock_time("--intraday-gates", g) for g in (args.intraday_gates or "").split(",") if g.strip())
+    calendar = MarketCalendar(
+        zone,
+        day_ahead_gate=_clock_time("--day-ahead-gate", args.day_ahead_gate or "12:00"),
+        intraday_gates=gates,
+        intraday_lead_s=args.intraday_lead_s if args.intraday_lead_s is not None else 3600,
+        local_gate_after_s=args.local_gate_after_s or 0,
+    )
+    if not args.tick_every > 0:
+        raise ServeConfigError(f"--tick-every {args.tick_every}: must be a positive number of seconds")
+    return build_fmar(
+        store, tokens=tokens, calendar=calendar, mechanism=mechanism, limits=limits, tick_every_s=args.tick_every
+    )
+
+
+# -- goflex-atp foa ------------------------------------------------------------------------------
+def add_foa_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `goflex-atp foa`."""
+    p.add_argument("--config", type=Path, required=True, help="the FOA's configuration (examples/foa/prosumer.yaml)")
+    p.add_argument("--token-file", type=Path, required=True, help="file holding the FOA's token at its receiver")
+    p.add_argument("--devices", type=Path, required=True, help="folder: readings.json, setpoints.jsonl, metered.csv")
+    p.add_argument("--data", help="external data: a folder of files, or the URL of a data service")
+    p.add_argument("--data-token-file", type=Path, help="file holding the token of the data service")
+    p.add_argument("--every", type=float, help="seconds between ticks (default: the FOA's slice_s)")
+    p.add_argument("--status-port", type=int, default=0, help="port of GET /status (default: a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address of the status endpoint (default 127.0.0.1)")
+
+
+def _secret(option: str, path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ServeConfigError(f"{option} {path}: {exc.strerror}") from None
+
+
+def run_foa(args: argparse.Namespace, out: TextIO) -> int:
+    """Run a stand-alone FOA until interrupted (SIGINT or SIGTERM)."""
+    from atp.data import FileDataSource, HttpDataSource
+    from atp.foa.config import load_config
+    from atp.foa.service import FileDeviceIO, FoaLoop, FoaService, create_status_app
+    from atp.interface import HttpClient
+    from atp.interface.serve import ServerThread
+
+    config = load_config(args.config)
+    if not config.prosumer.receiver_is_url:
+        raise ServeConfigError(f"{args.config}: prosumer.receiver {config.prosumer.receiver!r} is not an http(s) URL")
+    token = _secret("--token-file", args.token_file) or ""
+    data: Any = None
+    if args.data is not None:
+        if args.data.startswith(("http://", "https://")):
+            data = HttpDataSource(args.data, _secret("--data-token-file", args.data_token_file))
+        else:
+            data = FileDataSource(args.data)
+    client = HttpClient(config.prosumer.receiver, token, party=config.prosumer.issuer)
+    service = FoaService(config, client, FileDeviceIO(args.devices), data=data)
+    loop = FoaLoop(service, **({"every_s": args.every} if args.every is not None else {}))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with ServerThread(create_status_app(service), host=args.host, port=args.status_port) as status:
+        print(
+            f"foa {config.prosumer.issuer} -> {config.prosumer.receiver}, {len(config.devices)} devices, "
+            f"status on {status.url}/status",
+            file=out,
+            flush=True,
+        )
+        with loop:
+            stop.wait()
+    service.agent.close()
+    client.close()
+    return 0
