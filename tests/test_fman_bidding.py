@@ -22,7 +22,7 @@ from atp.flexoffer import (
     Slice,
     check_schedule,
 )
-from atp.fman import AggregationParams, Portfolio
+from atp.fman import AggregationParams, Portfolio, PriceSeries
 from atp.fman.bidding import BiddingParams, disaggregate_award, plan_bids
 from atp.fmar import FlexOfferMarket, Request, Session
 from atp.interface import InProcessClient, OfferStore
@@ -184,3 +184,16 @@ def test_fman_bids_clear_in_a_real_market_and_awards_reach_every_member() -> Non
         if r.state is OfferState.ASSIGNED
     )
     assert delivered == pytest.approx(-20.0, abs=1e-6)
+
+
+def test_hourly_reference_prices_price_quarter_hour_aggregates() -> None:
+    """A served FMAN's price file is hourly (day-ahead); its quarter-hour offers are priced at the
+    hour they fall in, as with the same prices repeated per quarter-hour."""
+    aggregates = _aggregates([_offer("a", price=0.1), _offer("b", start=T0 + 2 * HOUR + 2 * STEP, price=0.1)])
+    hourly = PriceSeries(T0, 3600, [0.05, 0.30, 0.40, 0.10] + [0.2] * 20)
+    quarter = PriceSeries(T0, 900, np.repeat(hourly.values_eur_per_kwh, 4))
+    by_hour = plan_bids(aggregates, reference=hourly, next_gate=T0 + STEP, issuer="agg")
+    by_quarter = plan_bids(aggregates, reference=quarter, next_gate=T0 + STEP, issuer="agg")
+    assert [b.reference_eur_per_kwh for b in by_hour.bids] == [b.reference_eur_per_kwh for b in by_quarter.bids]
+    assert sorted(b.reference_eur_per_kwh for b in by_hour.bids) == pytest.approx([0.25, 0.30])
+    assert by_hour.held == ()

@@ -54,6 +54,7 @@ import numpy as np
 from atp.errors import AtpError, ValidationError
 from atp.flexoffer import FlexOffer, Mode, OfferState, Price, Schedule
 from atp.fman.aggregation import Aggregate, disaggregate, disaggregate_around_default
+from atp.fman.errors import PriceError
 from atp.fman.planning import PriceSeries
 from atp.interface import Event, ExchangeInterface
 
@@ -153,8 +154,12 @@ def _reference(reference: PriceSeries | float, agg: Aggregate) -> float | None:
     default = agg.offer.default_schedule
     if default is None:
         return None
+    try:
+        reference = reference.on_grid(agg.slice_s)  # hourly day-ahead prices onto quarter-hour offers
+    except PriceError:
+        return None
     offset = (default.start - reference.start).total_seconds() / reference.slice_s
-    if offset != int(offset) or reference.slice_s != agg.slice_s:
+    if offset != int(offset):
         return None
     k = int(offset)
     values = np.asarray(reference.values_eur_per_kwh, dtype=float)
