@@ -132,6 +132,12 @@ def test_a_served_market_trades_on_its_own_and_the_dso_request_is_bought(served_
         assert body["mechanism"] == "one_sided_pool" and body["calendar"]["intraday_gates"] == ["12:30:00"]
         states = {row["session"]: row["state"] for row in body["sessions"]}
         assert states[INTRADAY] == "cleared" and states[dso_request["session"]] == "cleared"
+        operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        assert http.put("/market/config", json={"mechanism": "many_to_many"}, headers=seller_auth).status_code == 403
+        bad = http.put("/market/config", json={"mechanism": "auction"}, headers=operator)
+        assert bad.status_code == 422 and bad.json()["details"][0]["path"] == "mechanism"
+        switched = http.put("/market/config", json={"mechanism": "many_to_many"}, headers=operator)
+        assert switched.status_code == 200 and switched.json()["mechanism"] == "many_to_many"
         sessions = http.get("/market/sessions", headers=seller_auth).json()
         assert {s["session"] for s in sessions} == set(states)
         assert all(math.isfinite(row["cleared_kwh"]) for row in body["sessions"])

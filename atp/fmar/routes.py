@@ -3,6 +3,7 @@
 (F2.FMAR7).
 
     GET  /market/status               operator: mechanism, pricing, calendar, one row per session
+    PUT  /market/config               operator: {"mechanism": name}, for the sessions cleared from now on
     GET  /market/sessions             any party: the sessions, their gates and delivery periods
     POST /doms/congestion_point       a grid operator registers a congestion point (201 + its request)
     GET  /doms/{point}/prosumers      a grid operator: the issuers of open offers at the point
@@ -21,10 +22,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from atp.errors import InvalidOfferError, ValidationError
+from atp.errors import InvalidOfferError, Problem, ValidationError
 from atp.flexoffer.codec import decode, encode
 from atp.fmar.doms import CompletedBid, CongestionPoint
 from atp.fmar.errors import SessionError
+from atp.fmar.market import mechanism_names
 from atp.fmar.service import MarketService
 from atp.interface.auth import TokenTable
 from atp.interface.errors import ForbiddenError
@@ -52,6 +54,17 @@ _SESSION_ROWS = {
 MARKET_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/market/status"): operation(200, {"type": "object"}, _READ),
     ("get", "/market/sessions"): operation(200, _SESSION_ROWS, _READ),
+    ("put", "/market/config"): operation(
+        200,
+        {"type": "object"},
+        (*_READ, 408, 413),
+        request={
+            "type": "object",
+            "properties": {"mechanism": {"type": "string"}},
+            "required": ["mechanism"],
+            "additionalProperties": False,
+        },
+    ),
     ("post", "/doms/congestion_point"): operation(
         201, schema_ref("FlexRequest"), (*_READ, 408, 409, 413, 503), request=schema_ref("CongestionPoint")
     ),
@@ -110,6 +123,26 @@ def install_market_routes(app: FastAPI, service: MarketService, *, tokens: Token
         if party_of(request) != OPERATOR:
             raise ForbiddenError("the market's status is the operator's (use an operator token)")
         return JSONResponse(_json(await locked(lambda: service.status(now=clock()))))
+
+    @app.put("/market/config", summary="The operator configures the market's clearing")
+    async def market_config(request: Request) -> JSONResponse:
+        if party_of(request) != OPERATOR:
+            raise ForbiddenError("the market's configuration is the operator's (use an operator token)")
+        data = parse_json(await read_json_body(request, limits))
+        if not isinstance(data, dict) or set(data) != {"mechanism"} or not isinstance(data["mechanism"], str):
+            raise InvalidOfferError(
+                [Problem("mechanism", 'give {"mechanism": name} and nothing else', "type")], what="configuration"
+            )
+        names = mechanism_names()
+        if data["mechanism"] not in names:
+            problem = Problem("mechanism", f"{data['mechanism']!r} is not one of {', '.join(names)}", "mechanism")
+            raise InvalidOfferError([problem], what="configuration")
+
+        def configure() -> dict[str, Any]:
+            service.configure(mechanism=data["mechanism"])
+            return service.status(now=clock())
+
+        return JSONResponse(_json(await locked(configure)))
 
     @app.get("/market/sessions", summary="The sessions, their gates and delivery periods")
     async def market_sessions(request: Request) -> JSONResponse:

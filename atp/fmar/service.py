@@ -32,7 +32,7 @@ from atp.fmar.calendar import MarketCalendar
 from atp.fmar.doms import CompletedBid, CongestionPoint, DomsInterface
 from atp.fmar.errors import SessionError
 from atp.fmar.exchange import request_from_wire
-from atp.fmar.market import FlexOfferMarket
+from atp.fmar.market import FlexOfferMarket, create_mechanism
 from atp.fmar.model import Session, SessionResult
 from atp.interface import FlexRequest
 from atp.interface.lifecycle import Moved, advance
@@ -120,6 +120,11 @@ class MarketService:
     def completed_bids(self, point: str) -> list[CompletedBid]:
         """The cleared local requests of `point` (F2.FMAR7)."""
         return self.doms.completed_bids(point)
+
+    def configure(self, *, mechanism: str) -> None:
+        """The operator switches the clearing mechanism (F2.FMAR6): sessions cleared from now on
+        use it; UnknownMechanismError for a name that is not registered."""
+        self.market.mechanism = create_mechanism(mechanism)
 
     def status(self, *, now: datetime) -> dict[str, Any]:
         """The operator's view (F2.FMAR6): mechanism, pricing, calendar, one row per session."""
