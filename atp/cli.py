@@ -261,7 +261,7 @@ def _cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from atp.interface.auth import load_tokens
     from atp.interface.serve import ServeConfigError, check_tls
-    from atp.services.command import receiver_for
+    from atp.services.command import receiver_clock, receiver_for
     from atp.services.providers import load_contracts
     from atp.services.receivers import check_receiver, default_store_url, open_receiver_store
 
@@ -273,9 +273,10 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     tls = check_tls(args.certfile, args.keyfile)
     check_receiver(args.role, contracts=contracts)
     store_url = args.store if args.store is not None else default_store_url(args.role)
-    store = open_receiver_store(store_url, args.role)
+    clock = receiver_clock(args)
+    store = open_receiver_store(store_url, args.role, clock=clock, numbered_ids=args.numbered_ids)
     try:
-        receiver = receiver_for(args, store, tokens=tokens, contracts=contracts, limits=limits)
+        receiver = receiver_for(args, store, tokens=tokens, contracts=contracts, limits=limits, clock=clock)
         try:
             held = {"tls": tls, "store_url": store_url, "n_tokens": len(tokens), "timeouts": timeouts}
             return _run_server(args, receiver, **held, out=out)
@@ -306,7 +307,13 @@ def _run_server(
         file=out,
         flush=True,
     )
-    if args.role == "fman" and args.prices is not None:
+    if args.clock == "operator":
+        print(
+            f"on an operator clock from {store.clock().isoformat()}: rounds run when the operator asks",
+            file=out,
+            flush=True,
+        )
+    elif args.role == "fman" and args.prices is not None:
         market = f", bidding into {args.market}" if args.market is not None else ""
         print(f"planning every {args.plan_every:g} s against {args.prices}{market}", file=out, flush=True)
     if receiver.market is not None:

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from atp.fman import member_losses
 from sim.world import World
 
 __all__ = ["aggregation_section", "comfort_section", "energy_section", "savings_section", "terminal_state_section"]
@@ -153,7 +152,7 @@ def comfort_section(world: World) -> dict[str, Any]:
 
 def aggregation_section(world: World) -> dict[str, Any]:
     """Flexibility lost by aggregation, site-wide and per device type (module docstring)."""
-    losses = member_losses(use.aggregate for use in world.aggregator.aggregates_used)
+    losses = world.aggregator.member_losses()
 
     def figures(rows: list) -> dict[str, Any]:
         offered = sum(r.original.energy_kwh for r in rows)
@@ -171,7 +170,7 @@ def aggregation_section(world: World) -> dict[str, Any]:
 
     devices = sorted({r.device for r in losses})
     return {
-        "aggregates": len(world.aggregator.aggregates_used),
+        "aggregates": len(world.aggregator.aggregate_offers()),
         **figures(losses),
         "by_device": {d: figures([r for r in losses if r.device == d]) for d in devices},
     }

@@ -7,7 +7,6 @@ without `kpi.json` is incomplete.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -349,9 +348,7 @@ def aggregate_offers(world: World) -> list[FlexOffer]:
     """Every aggregate the FMAN planned or bid, once per id in order of first use, as a wire
     offer (issuer = the aggregator, `members` = member offer ids) with `schedule` set to the
     schedule its members were disaggregated from (absent when a bid was never awarded)."""
-    return [
-        dataclasses.replace(use.aggregate.offer, schedule=use.schedule) for use in world.aggregator.aggregates_used
-    ]
+    return world.aggregator.aggregate_offers()
 
 
 def write_outputs(world: World, out_dir: Path, kpis: dict[str, Any]) -> list[Path]:

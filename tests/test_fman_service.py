@@ -12,6 +12,7 @@ import pytest
 
 from atp.flexoffer import OfferState, check_schedule
 from atp.fman import AggregationParams, FlexOfferManager, PriceSeries
+from atp.fman.rounds import PlanningRounds
 from atp.fman.service import PlanningLoop, PriceFileError, load_prices
 from atp.interface import HttpClient, OfferStore, create_app
 from atp.interface.serve import ServerThread
@@ -29,9 +30,8 @@ def test_a_planning_round_assigns_offers_submitted_over_http() -> None:
     prices = np.full(96, 0.30)
     prices[76:84] = 0.05  # cheap from 19:00 to 21:00
     fman = FlexOfferManager(store, name="fman", params=AggregationParams())
-    loop = PlanningLoop(
-        fman, PriceSeries(datetime(2026, 11, 25, tzinfo=UTC), 900, prices), every_s=60, lock=app.state.lock, clock=clock
-    )
+    rounds = PlanningRounds(fman, PriceSeries(datetime(2026, 11, 25, tzinfo=UTC), 900, prices))
+    loop = PlanningLoop(rounds, every_s=60, lock=app.state.lock, clock=clock)
     with ServerThread(app, graceful_s=0.2) as server:
         client = HttpClient(server.url, TOKEN_OF[P17], party=P17, retries=0)
         events = []
@@ -50,7 +50,7 @@ def test_a_planning_round_assigns_offers_submitted_over_http() -> None:
 def test_a_failed_round_is_recorded_and_the_loop_goes_on() -> None:
     store = OfferStore("fman")
     fman = FlexOfferManager(store, name="fman", params=AggregationParams())
-    loop = PlanningLoop(fman, PriceSeries(SIX_PM, 900, np.zeros(4)), every_s=0.01)
+    loop = PlanningLoop(PlanningRounds(fman, PriceSeries(SIX_PM, 900, np.zeros(4))), every_s=0.01)
     fman.plan = lambda *a, **k: 1 / 0  # a round that breaks
     with loop:
         assert wait_until(lambda: len(loop.errors) >= 2)

@@ -728,12 +728,16 @@ def open_store(
     clock: Callable[[], datetime] = _utc_now,
     limits: Limits = Limits(),
     group_commit: bool = False,
+    opaque_ids: bool = True,
 ) -> OfferStore:
     """The store `name` on the backend a URL names: `memory`, `sqlite:///PATH` or
-    `postgresql://...` (see `atp.interface.persist`), with opaque ids; a durable one starts
-    from what its database holds. JournalError when the database cannot be opened.
+    `postgresql://...` (see `atp.interface.persist`), with opaque ids (numbered ones with
+    `opaque_ids=False`: reproducible runs); a durable one starts from what its database holds.
+    JournalError when the database cannot be opened.
 
     `group_commit`: operations return before their commit, which a writer thread shares among
     all that wait; `sync()` waits for it (what a server does before it answers)."""
     journal = open_journal(url, store=name)
-    return OfferStore(name, clock=clock, limits=limits, journal=journal, opaque_ids=True, group_commit=group_commit)
+    return OfferStore(
+        name, clock=clock, limits=limits, journal=journal, opaque_ids=opaque_ids, group_commit=group_commit
+    )

@@ -15,22 +15,61 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from datetime import time
+from collections.abc import Callable
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from atp.errors import ValidationError
+from atp.flexoffer.codec import parse_wire_time
+from atp.interface.clock import OperatorClock
 from atp.interface.serve import ServeConfigError
 from atp.services.receivers import FmanOptions, Receiver, build_fman, build_fmar
 
-__all__ = ["add_foa_arguments", "add_receiver_arguments", "receiver_for", "run_foa"]
+__all__ = ["add_foa_arguments", "add_receiver_arguments", "receiver_clock", "receiver_for", "run_foa"]
 
-_FMAN_ONLY = ("market", "market_party", "market_token_file", "prices")
+_FMAN_ONLY = (
+    "market",
+    "market_party",
+    "market_token_file",
+    "prices",
+    "series",
+    "objective",
+    "time_limit_s",
+    "start_tolerance_s",
+    "max_group_size",
+    "min_box_share",
+)
 _FMAR_ONLY = ("mechanism", "timezone", "day_ahead_gate", "intraday_gates", "intraday_lead_s", "local_gate_after_s")
 
 
 def add_receiver_arguments(p: argparse.ArgumentParser) -> None:
-    """The serve command's options for an FMAN's market and an FMAR's calendar."""
+    """The serve command's options for the receiver's clock, an FMAN's planning and market, and
+    an FMAR's calendar."""
+    clock = p.add_argument_group("clock: whose time the receiver runs on")
+    clock.add_argument(
+        "--clock",
+        choices=["wall", "operator"],
+        default="wall",
+        help="wall (default): its loops run by themselves; operator: its time is what the operator sets "
+        "(PUT /operator/clock) and it runs its rounds only when asked (docs/interface.md, Operator rounds)",
+    )
+    clock.add_argument("--clock-start", metavar="TIME", help="an operator clock's first time (default: now)")
+    clock.add_argument(
+        "--numbered-ids",
+        action="store_true",
+        help="number offers fo-ROLE-000001, ... in order (reproducible runs) instead of opaque ids",
+    )
+    plan = p.add_argument_group("fman: planning")
+    plan.add_argument("--objective", help="planning objective (default least_cost; docs/fman.md)")
+    plan.add_argument("--series", type=Path, help="CSV time,base_kwh,target_kwh,...: what the objective needs")
+    plan.add_argument("--time-limit-s", type=float, help="solver time limit per round (default 30)")
+    plan.add_argument("--start-tolerance-s", type=int, help="members' earliest starts may differ this much (3600)")
+    plan.add_argument("--max-group-size", type=int, help="most members per aggregate (default 50)")
+    plan.add_argument(
+        "--min-box-share", help="a member keeping less flexibility keeps its profile (0.9; none: box every member)"
+    )
     fman = p.add_argument_group("fman: bidding into a market")
     fman.add_argument("--market", metavar="URL", help="the FMAR this FMAN bids its direct offers into")
     fman.add_argument("--market-party", metavar="NAME", help="this FMAN's party name at the market")
@@ -53,8 +92,62 @@ def _clock_time(option: str, text: str) -> time:
         raise ServeConfigError(f"{option} {text}: not a time of day HH:MM") from None
 
 
-def receiver_for(args: argparse.Namespace, store: Any, *, tokens: Any, contracts: Any, limits: Any) -> Receiver:
-    """The receiver `args.role` names, over `store`, with the options that fit it."""
+def receiver_clock(args: argparse.Namespace) -> Callable[[], datetime]:
+    """The receiver's clock `--clock` and `--clock-start` name."""
+    if args.clock == "wall":
+        if args.clock_start is not None:
+            raise ServeConfigError("--clock-start: only an operator clock (--clock operator) has a start")
+        return lambda: datetime.now(UTC)
+    start = datetime.now(UTC)
+    if args.clock_start is not None:
+        try:
+            start = parse_wire_time(args.clock_start)
+        except ValueError:
+            raise ServeConfigError(f"--clock-start {args.clock_start}: not an ISO 8601 time with a timezone") from None
+    return OperatorClock(start)
+
+
+def _fman_planning(args: argparse.Namespace) -> dict[str, Any]:
+    """The FMAN's planning options (FmanOptions fields) from the command line."""
+    from atp.fman import OBJECTIVES, AggregationParams
+    from atp.fman.service import load_series
+
+    out: dict[str, Any] = {}
+    if args.objective is not None:
+        if args.objective not in OBJECTIVES:
+            raise ServeConfigError(f"--objective {args.objective}: not one of {', '.join(sorted(OBJECTIVES))}")
+        out["objective"] = args.objective
+    if args.series is not None:
+        out["series_kwh"] = load_series(args.series)
+    if args.time_limit_s is not None:
+        if not args.time_limit_s > 0:
+            raise ServeConfigError(f"--time-limit-s {args.time_limit_s}: must be a positive number of seconds")
+        out["time_limit_s"] = args.time_limit_s
+    given: dict[str, Any] = {"start_tolerance_s": args.start_tolerance_s, "max_group_size": args.max_group_size}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.min_box_share is not None:
+        text = args.min_box_share.strip().lower()
+        try:
+            given["min_box_share"] = None if text == "none" else float(text)
+        except ValueError:
+            raise ServeConfigError(f"--min-box-share {args.min_box_share}: a share in [0, 1] or none") from None
+    try:
+        out["aggregation"] = AggregationParams(**given)
+    except ValidationError as exc:
+        raise ServeConfigError(f"aggregation options: {exc}") from None
+    return out
+
+
+def receiver_for(
+    args: argparse.Namespace,
+    store: Any,
+    *,
+    tokens: Any,
+    contracts: Any,
+    limits: Any,
+    clock: Callable[[], datetime],
+) -> Receiver:
+    """The receiver `args.role` names, over `store`, on `clock`, with the options that fit it."""
     from atp.fman.service import load_prices
 
     wrong = _FMAR_ONLY if args.role == "fman" else _FMAN_ONLY
@@ -82,8 +175,9 @@ def receiver_for(args: argparse.Namespace, store: Any, *, tokens: Any, contracts
             market_url=args.market,
             market_token=token,
             market_party=args.market_party,
+            **_fman_planning(args),
         )
-        return build_fman(store, tokens=tokens, contracts=contracts, limits=limits, options=options)
+        return build_fman(store, tokens=tokens, contracts=contracts, limits=limits, options=options, clock=clock)
     from atp.fmar import MarketCalendar, mechanism_names
 
     mechanism = args.mechanism or "one_sided_pool"
@@ -104,7 +198,13 @@ def receiver_for(args: argparse.Namespace, store: Any, *, tokens: Any, contracts
     if not args.tick_every > 0:
         raise ServeConfigError(f"--tick-every {args.tick_every}: must be a positive number of seconds")
     return build_fmar(
-        store, tokens=tokens, calendar=calendar, mechanism=mechanism, limits=limits, tick_every_s=args.tick_every
+        store,
+        tokens=tokens,
+        calendar=calendar,
+        mechanism=mechanism,
+        limits=limits,
+        tick_every_s=args.tick_every,
+        clock=clock,
     )
 
 

@@ -6,6 +6,10 @@ grid capacities for its plan, and its loops: a planning round every `plan_every_
 (bidding first into the FMAR at `market_url` when it trades there), and the offer life cycle by
 the clock.
 
+Both take their operator's rounds (`atp.services.operator`: clock, life cycle, planning,
+report). On an operator clock (`OperatorClock`, `serve --clock operator`) they start no loops:
+the operator drives time and every round.
+
 An FMAR (`build_fmar`): the same app over the market's store, with the market's own routes
 (`atp.fmar.routes`: operator status, sessions, DOMS) and its loop (`atp.fmar.service`:
 calendar, gates, clearing, rejections, life cycle); a restarted market places the requests its
@@ -28,11 +32,13 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 
 from atp.fman import AggregationParams, BiddingParams, FlexOfferManager, PriceSeries
+from atp.fman.rounds import PlanningRounds
 from atp.fman.service import PlanningLoop
 from atp.fmar import FlexOfferMarket, MarketCalendar
 from atp.fmar.routes import install_market_routes
 from atp.fmar.service import MarketLoop, MarketService
 from atp.interface import Event, ExchangeInterface, HttpClient, TokenTable
+from atp.interface.clock import OperatorClock
 from atp.interface.http_server import create_app
 from atp.interface.lifecycle import LifecycleLoop
 from atp.interface.limits import ServiceLimits
@@ -40,6 +46,7 @@ from atp.interface.periodic import PeriodicTask
 from atp.interface.persist import JournalError
 from atp.interface.serve import CommittedResponses, ServeConfigError
 from atp.interface.store import OfferStore, open_store
+from atp.services.operator import install_operator_routes
 from atp.services.providers import ContractBook, bill_provider, contract_provider, store_kpi_provider
 
 __all__ = [
@@ -62,11 +69,19 @@ def default_store_url(role: str) -> str:
     return f"sqlite:///atp-{role}.db"
 
 
-def open_receiver_store(url: str, role: str) -> OfferStore:
+def open_receiver_store(
+    url: str,
+    role: str,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    numbered_ids: bool = False,
+) -> OfferStore:
     """The store of a receiver of `role` on the backend `url` names (ServeConfigError naming
-    the database and why, when it cannot be opened)."""
+    the database and why, when it cannot be opened), on `clock` (the wall clock by default),
+    with opaque ids unless `numbered_ids` (reproducible runs: `serve --numbered-ids`)."""
+    options: dict[str, Any] = {"clock": clock} if clock is not None else {}
     try:
-        store = open_store(url, role, group_commit=True)
+        store = open_store(url, role, group_commit=True, opaque_ids=not numbered_ids, **options)
     except JournalError as exc:
         raise ServeConfigError(f"--store: {exc}") from None
     # What the store loaded lives as long as the server: out of the collector's sight, a full
@@ -120,6 +135,7 @@ class Receiver:
     fman: FlexOfferManager | None = None
     market: MarketService | None = None
     market_client: HttpClient | None = None
+    rounds: PlanningRounds | None = None
 
     def start(self) -> Receiver:
         """Start the loops (their first rounds run at once)."""
@@ -137,13 +153,18 @@ class Receiver:
 
 @dataclass(frozen=True)
 class FmanOptions:
-    """What an FMAN service does besides receiving offers: its price feed and planning rounds,
+    """What an FMAN service does besides receiving offers: its price feed and planning rounds
+    (objective, the series it needs besides prices, aggregation, horizon, solver time limit),
     the life cycle by the clock, and the FMAR it bids into (`market_url`, with the FMAN's token
     there and its party name at the market)."""
 
     prices: PriceSeries | None = None
     plan_every_s: float = 900.0
     horizon_steps: int = 96
+    objective: str = "least_cost"
+    series_kwh: dict[str, PriceSeries] = field(default_factory=dict)
+    aggregation: AggregationParams = field(default_factory=AggregationParams)
+    time_limit_s: float = 30.0
     lifecycle_every_s: float = 60.0
     market_url: str | None = None
     market_token: str | None = None
@@ -193,20 +214,34 @@ def build_fman(
     )
     app.add_middleware(CommittedResponses, store=store)
     lock = app.state.lock
-    fman = FlexOfferManager(store, name=store.name, params=AggregationParams(), horizon_steps=options.horizon_steps)
+    fman = FlexOfferManager(
+        store,
+        name=store.name,
+        params=options.aggregation,
+        objective=options.objective,
+        horizon_steps=options.horizon_steps,
+        time_limit_s=options.time_limit_s,
+    )
     receiver = Receiver(app, store, fman=fman)
+    rounds = None
+    if options.prices is not None:
+        rounds = PlanningRounds(fman, options.prices, series_kwh=options.series_kwh, interval_s=options.plan_every_s)
+    receiver.rounds = rounds
+    install_operator_routes(app, store, tokens=tokens, clock=clock, rounds=rounds)
     if options.market_url is not None:
-        if options.prices is None or not options.market_token or not options.market_party:
+        if rounds is None or not options.market_token or not options.market_party:
             raise ValueError("an FMAN bids into a market with its prices, its token there and its party name")
         client = HttpClient(options.market_url, options.market_token, party=options.market_party)
         receiver.market_client = client
-        fman.trade_on(
+        rounds.trade_on(
             _LockedEvents(client, lock),  # type: ignore[arg-type]
-            reference_eur_per_kwh=options.prices,
+            reference_eur_per_kwh=options.prices,  # type: ignore[arg-type]
             params=options.bidding,
         )
-    if options.prices is not None:
-        receiver.loops.append(PlanningLoop(fman, options.prices, every_s=options.plan_every_s, lock=lock, clock=clock))
+    if isinstance(clock, OperatorClock):  # the operator runs the rounds (atp.services.operator)
+        return receiver
+    if rounds is not None:
+        receiver.loops.append(PlanningLoop(rounds, every_s=options.plan_every_s, lock=lock, clock=clock))
     receiver.loops.append(LifecycleLoop(store, every_s=options.lifecycle_every_s, lock=lock, clock=clock))
     return receiver
 
@@ -223,13 +258,16 @@ def build_fmar(
     sse_keepalive_s: float = 15.0,
 ) -> Receiver:
     """An FMAR over `store` (module docstring): its requests placed back after a restart."""
-    service = MarketService(FlexOfferMarket(store.name, mechanism=mechanism, store=store), calendar)
+    market = FlexOfferMarket(store.name, mechanism=mechanism, store=store)
+    service = MarketService(market, calendar)
     service.restore(clock())
     app = create_app(
         store, tokens=tokens, kpi=store_kpi_provider(store), sse_keepalive_s=sse_keepalive_s, limits=limits
     )
     install_market_routes(app, service, tokens=tokens)
+    install_operator_routes(app, store, tokens=tokens, clock=clock)
     app.add_middleware(CommittedResponses, store=store)
     receiver = Receiver(app, store, market=service)
-    receiver.loops.append(MarketLoop(service, every_s=tick_every_s, lock=app.state.lock, clock=clock))
+    if not isinstance(clock, OperatorClock):  # else the operator drives the sessions (atp.fmar.routes)
+        receiver.loops.append(MarketLoop(service, every_s=tick_every_s, lock=app.state.lock, clock=clock))
     return receiver

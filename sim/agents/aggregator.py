@@ -11,47 +11,35 @@ rest itself; aggregates postponed by the bidding rule wait for a later round, di
 that cannot wait are rejected. When the market awards a bid, the FMAR's `assigned` event
 reaches the trader and the FMAN disaggregates the awarded schedule onto the members.
 
-`aggregates_used` remembers every aggregate the FMAN planned or bid, once per aggregate id,
-with the schedule its members were assigned from (a plan's or the market's award; None while
-a bid is not awarded). An aggregate is assigned at most once: its members leave the portfolio
-when assigned, so a later round builds new aggregates with new ids.
+The rounds and their record (`plans`, `aggregates_used`: every aggregate planned or bid, with
+the schedule its members were assigned from) are `atp.fman.rounds.PlanningRounds`, the same
+code a served FMAN runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import dataclasses
+from datetime import datetime
 
 import mesa
 import pandas as pd
 
-from atp.flexoffer import Schedule
+from atp.flexoffer import FlexOffer
 from atp.fman import (
-    Aggregate,
     AggregationParams,
     BiddingParams,
     FlexOfferManager,
     MarketTrader,
+    MemberLoss,
     PlanResult,
     PriceSeries,
+    member_losses,
 )
+from atp.fman.rounds import AggregateUse, PlanningRounds
 from atp.interface import InProcessClient, OfferStore
 from atp.interface.capacity import PublishedCapacity
 
-__all__ = ["AggregateUse", "Aggregator"]
-
-
-@dataclass(eq=False)
-class AggregateUse:
-    """An aggregate the FMAN planned or bid, and the schedule its members were assigned from.
-
-    `schedule` (flex_offer_id = the aggregate's id) is None while the aggregate is only bid and
-    not awarded; `bid` tells whether it was ever bid into the market.
-    """
-
-    aggregate: Aggregate
-    schedule: Schedule | None = None
-    bid: bool = False
+__all__ = ["Aggregator"]
 
 
 class Aggregator(mesa.Agent):
@@ -78,14 +66,53 @@ class Aggregator(mesa.Agent):
             store, name=name, params=params, objective=objective, horizon_steps=horizon_steps, time_limit_s=time_limit_s
         )
         self.prices = prices
-        self.series_kwh = series_kwh or {}  # what the objective needs besides prices (kWh per step)
         self.planning_interval_s = planning_interval_s
-        self.plans: list[PlanResult] = []
-        self.aggregates_used: list[AggregateUse] = []  # one per aggregate id, in order of first use
-        self.trader: MarketTrader | None = None  # the FMAN's market side (None: the FMAN does not bid)
-        # the DSO's tariff per point for grid-aware planning (sim/agents/dso.py); its grid capacities
-        # reach the FMAN through the exchange interface (PUT /capacity, World._publish_capacity)
-        self.grid_tariff: dict[str, PriceSeries] = {}
+        # the rounds and their record (atp.fman.rounds): plans, aggregates used, bids
+        self.rounds = PlanningRounds(self.fman, prices, series_kwh=series_kwh, interval_s=planning_interval_s)
+
+    @property
+    def plans(self) -> list[PlanResult]:
+        """Every planning round's result, in order."""
+        return self.rounds.plans
+
+    @property
+    def aggregates_used(self) -> list[AggregateUse]:
+        """Every aggregate the FMAN planned or bid, once per id in order of first use."""
+        return self.rounds.aggregates_used
+
+    @property
+    def series_kwh(self) -> dict[str, PriceSeries]:
+        """What the objective needs besides prices (kWh per step)."""
+        return self.rounds.series_kwh
+
+    @series_kwh.setter
+    def series_kwh(self, series: dict[str, PriceSeries]) -> None:
+        self.rounds.series_kwh = dict(series)
+
+    @property
+    def grid_tariff(self) -> dict[str, PriceSeries]:
+        """The DSO's tariff per point for grid-aware planning (sim/agents/dso.py); its grid
+        capacities reach the FMAN through the exchange interface (PUT /capacity)."""
+        return self.rounds.tariff
+
+    @grid_tariff.setter
+    def grid_tariff(self, tariff: dict[str, PriceSeries]) -> None:
+        self.rounds.tariff = dict(tariff)
+
+    @property
+    def trader(self) -> MarketTrader | None:
+        """The FMAN's market side (None: the FMAN does not bid)."""
+        return self.fman.trader
+
+    def member_losses(self) -> list[MemberLoss]:
+        """Each member offer once, with its flexibility in its last aggregate."""
+        return member_losses(use.aggregate for use in self.aggregates_used)
+
+    def aggregate_offers(self) -> list[FlexOffer]:
+        """Every aggregate used, once per id in order of first use, as a wire offer (issuer = the
+        aggregator, `members` = member offer ids) with the schedule its members were assigned
+        from (absent while a bid was never awarded)."""
+        return [dataclasses.replace(use.aggregate.offer, schedule=use.schedule) for use in self.aggregates_used]
 
     @property
     def bidding(self) -> BiddingParams | None:
@@ -118,32 +145,8 @@ class Aggregator(mesa.Agent):
 
     def trade_on(self, market: InProcessClient, *, params: BiddingParams, reference_eur_per_kwh: float) -> None:
         """Bid into the market behind `market` (the aggregator's client of the FMAR's store)."""
-        self.trader = self.fman.trade_on(
-            market, params=params, reference_eur_per_kwh=reference_eur_per_kwh, on_award=self._on_award
-        )
-
-    def _on_award(self, aggregate: Aggregate, schedule: Schedule) -> None:
-        self._use(aggregate).schedule = schedule
-
-    def _use(self, aggregate: Aggregate) -> AggregateUse:
-        """The entry of `aggregate` in `aggregates_used`, added if it is not there yet."""
-        for use in reversed(self.aggregates_used):
-            if use.aggregate.id == aggregate.id:
-                return use
-        use = AggregateUse(aggregate)
-        self.aggregates_used.append(use)
-        return use
+        self.rounds.trade_on(market, params=params, reference_eur_per_kwh=reference_eur_per_kwh)
 
     def plan(self, now: datetime) -> PlanResult:
         """One planning round of the FMAN at `now` against the day-ahead prices (bidding first)."""
-        skip: frozenset[str] = frozenset()
-        if self.trader is not None:
-            bids = self.trader.bid(now, next_gate=now + timedelta(seconds=self.planning_interval_s))
-            for _, bid in bids.submitted:
-                self._use(bid.aggregate).bid = True
-            skip = bids.skip
-        result = self.fman.plan(now, self.prices, series_kwh=self.series_kwh, skip=skip, tariff=self.grid_tariff)
-        self.plans.append(result)
-        for aggregate, schedule in result.aggregate_schedules:
-            self._use(aggregate).schedule = schedule
-        return result
+        return self.rounds.round(now)
