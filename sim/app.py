@@ -52,13 +52,14 @@ def run(config: RunConfig, out_dir: Path, *, progress: Any = False) -> dict[str,
     from sim.world import World
 
     began = time.perf_counter()
-    world = World(config)
+    world = World(config, run_dir=out_dir)
     bar = _progress_bar(config, progress)
     try:
         world.run(progress=(lambda k: bar.update(1)) if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
+        world.close()  # served receivers (atp.deployment=services): stopped, their stores read back
     after_s: dict[str, float] = {}
     t = time.perf_counter()
     kpis = compute_kpis(world)

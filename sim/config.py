@@ -202,6 +202,7 @@ class RunConfig:
     dso: DsoStrategyConfig = DsoStrategyConfig()
     warmup_s: int = 0  # simulated before `start`: devices run uncontrolled, the ATP is idle
     tail_s: int = 0  # simulated after the window: offers made in the window run to their end
+    deployment: str = "in_process"  # atp.deployment: the ATP in this process, or as services over HTTP
 
     @property
     def window_steps(self) -> int:
@@ -609,7 +610,34 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         dso=dso,
         warmup_s=warmup_s,
         tail_s=tail_s,
+        deployment=_deployment(cfg, market=market, fman=fman, dso=dso),
     )
+
+
+DEPLOYMENTS = ("in_process", "services")
+
+
+def _deployment(cfg: Mapping[str, Any], *, market: MarketConfig, fman: FmanConfig, dso: DsoStrategyConfig) -> str:
+    """`atp.deployment`: the ATP in this process, or the FMAN and FMAR as services on loopback
+    (sim/deployment.py), which take everything through the exchange interface and their
+    operator's rounds; what does not travel that way yet is refused here, by name."""
+    atp = cfg.get("atp") if isinstance(cfg, Mapping) else None
+    deployment = "in_process" if not isinstance(atp, Mapping) or atp.get("deployment") is None else atp["deployment"]
+    if deployment not in DEPLOYMENTS:
+        raise ConfigError(f"atp.deployment: {deployment!r} is not one of {', '.join(DEPLOYMENTS)}")
+    if deployment == "services":
+        refusals = {
+            "fman.bidding": fman.bidding is not None,
+            "dso.strategy=dynamic_tariff": dso.strategy == "dynamic_tariff",
+            f"market.mechanism={market.mechanism}": bool(market.mechanism_options()),
+        }
+        for key, refused in refusals.items():
+            if refused:
+                raise ConfigError(
+                    f"atp.deployment=services: {key} is not served yet (it needs a message the exchange "
+                    "interface does not carry); run it with atp.deployment=in_process"
+                )
+    return str(deployment)
 
 
 def _grid(cfg: Mapping[str, Any]) -> GridConfig:

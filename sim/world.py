@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import copy
 import math
+import tempfile
 import time as wallclock
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import mesa
@@ -41,6 +43,7 @@ from sim.agents.market_operator import MarketOperator
 from sim.agents.prosumer import Prosumer
 from sim.clock import Phase, SimClock
 from sim.config import RunConfig
+from sim.deployment import RemoteAggregator, RemoteDoms, RemoteMarket, Services, start_services
 from sim.grid import FlowResult, GridLimits, PowerFlow, build_site_grid, load_buses, load_network, place_prosumers
 from sim.oracle import collect_twin_flexibility
 from sim.sources import (
@@ -116,7 +119,7 @@ class Timings:
 class World(mesa.Model):
     """One demo site with the ATP in the loop."""
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, *, run_dir: Path | None = None) -> None:
         super().__init__(seed=config.seed)
         began = wallclock.perf_counter()
         self.config = config
@@ -237,8 +240,14 @@ class World(mesa.Model):
         # -- SimPy time and the ATP receivers ---------------------------------------------------
         self.env = simpy.Environment()
         self.clock = SimClock(self.env, start=self.start, slice_s=self.slice_s, n_steps=self.n_steps)
+        dso_name = f"{site.name}-dso"
+        # atp.deployment=services: the FMAN and FMAR are processes on loopback (sim/deployment.py)
+        self.services: Services | None = None
+        if config.deployment == "services":
+            folder = (run_dir if run_dir is not None else Path(tempfile.mkdtemp(prefix="goflex-twin-"))) / "atp"
+            self.services = Services(folder, fman_name=f"{site.name}-fman", fmar_name=f"{site.name}-fmar")
         fman_store = OfferStore(f"{site.name}-fman", clock=self.clock.now)
-        self.aggregator = Aggregator(
+        self.aggregator: Aggregator | RemoteAggregator = Aggregator(
             self,
             name=f"{site.name}-aggregator",
             store=fman_store,
@@ -253,7 +262,12 @@ class World(mesa.Model):
             prices=self.prices,
             planning_interval_s=config.fman.planning_interval_s,
         )
-        market = FlexOfferMarket(f"{site.name}-fmar", clock=self.clock.now, mechanism=config.market.mechanism)
+        market: FlexOfferMarket | RemoteMarket = FlexOfferMarket(
+            f"{site.name}-fmar", clock=self.clock.now, mechanism=config.market.mechanism
+        )
+        if self.services is not None:
+            self.aggregator = RemoteAggregator(self.services, name=self.aggregator.name, prices=self.prices)
+            market = RemoteMarket(self.services, name=market.name, mechanism=market.mechanism)
         self.market_operator = MarketOperator(
             self,
             market=market,
@@ -272,7 +286,8 @@ class World(mesa.Model):
                 local_gate_after_s=1,  # the DSO's local session closes right after its request
             ),
         )
-        self.doms = DomsInterface(market)  # the market's face to the DSO's DOMS (F2.FMAR7)
+        # the market's face to the DSO's DOMS (F2.FMAR7)
+        self.doms = DomsInterface(market) if self.services is None else RemoteDoms(self.services, dso_name)
         if config.fman.bidding is not None:
             bidding = config.fman.bidding
             self.aggregator.trade_on(
@@ -377,9 +392,13 @@ class World(mesa.Model):
             collect_twin_flexibility(self) if self.strategy is DsoStrategy.NO_FLEX and config.dso.oracle else None
         )
         self.timings.add("dso", wallclock.perf_counter() - t)
-        dso_name = f"{site.name}-dso"
         fman_store.capacity_book.allow([dso_name])  # the DSO publishes grid capacities to the FMAN
-        self._dso_at_fman = InProcessClient(fman_store, dso_name)
+        self._dso_at_fman: Any = InProcessClient(fman_store, dso_name)
+        receivers: list[Any] = [InProcessClient(fman_store, OPERATOR), InProcessClient(market.store, OPERATOR)]
+        if self.services is not None:
+            self.services.grid_operator(dso_name)
+            self._dso_at_fman = self.services.client("fman", dso_name, polled=False)
+            receivers = [self.services.operator_client("fman"), self.services.operator_client("fmar")]
         self.dso = Dso(
             self,
             name=dso_name,
@@ -396,7 +415,7 @@ class World(mesa.Model):
             expected_flex_kwh=expected_flex,
             device_types=self.device_types,
             meter_ids=[p.meter_id for p in self.prosumers],
-            receivers=[InProcessClient(fman_store, OPERATOR), InProcessClient(market.store, OPERATOR)],
+            receivers=receivers,
             doms=DomsFoa(market.client(dso_name), issuer=dso_name, slice_s=self.slice_s, gate_lead_s=self.slice_s),
             mean_price_eur_per_kwh=float(self.prices.iloc[: self.n_steps].mean()),
             capacity_margin_percent=config.dso.capacity_margin_percent,
@@ -426,7 +445,25 @@ class World(mesa.Model):
         )
         self._progress: Callable[[int], None] | None = None
         self._schedule_processes()
+        if self.services is not None:
+            start_services(self, self.services)
         self.timings.close_build(wallclock.perf_counter() - began)
+
+    def close(self) -> None:
+        """End the run's ATP: with served receivers, read what the FMAN's rounds did and the DOMS
+        kept, stop the processes and read their stores back (the outputs come from them)."""
+        if self.services is None or not self.services.started:
+            return
+        services, self.services = self.services, None
+        assert isinstance(self.aggregator, RemoteAggregator) and isinstance(self.doms, RemoteDoms)
+        try:
+            self.aggregator.finish()
+            self.doms.finish()
+        finally:
+            fman_store, fmar_store = services.close()
+        self.aggregator.store = fman_store
+        self.market_operator.market.store = fmar_store
+        self.deployment_dir = services.folder
 
     def _client_of(self, name: str, mode: Mode) -> ExchangeInterface:
         """A prosumer's exchange client: delegated ones submit to the FMAN; direct ones to the FMAR,
@@ -467,15 +504,32 @@ class World(mesa.Model):
 
         return run
 
+    def _served(self, action: Callable[[int], None], *, events: bool) -> Callable[[int], None]:
+        """With served receivers: their clocks set to the phase's time first, and (`events`)
+        every FOA handed its new events after (sim/deployment.py)."""
+
+        def run(k: int) -> None:
+            if self.services is not None:
+                self.services.set_clock(self.clock.now())
+            action(k)
+            if events and self.services is not None:
+                self.services.deliver_events()
+
+        return run
+
     def _schedule_processes(self) -> None:
         every_plan = self.config.fman.planning_interval_s // self.slice_s
-        self.clock.every_step(Phase.TRIGGER, self._timed("atp_s", "foa", self._trigger))
+        served = self._served
+        self.clock.every_step(Phase.TRIGGER, self._timed("atp_s", "foa", served(self._trigger, events=False)))
         self.clock.every_step(
-            Phase.PLAN, self._timed("atp_s", "fman", self._plan), every_steps=every_plan, first=self.window.start
+            Phase.PLAN,
+            self._timed("atp_s", "fman", served(self._plan, events=True)),
+            every_steps=every_plan,
+            first=self.window.start,
         )
-        self.clock.every_step(Phase.MARKET, self._timed("atp_s", "fmar", self._market))
-        self.clock.every_step(Phase.EXECUTE, self._timed("agents_s", "physics", self._execute))
-        self.clock.every_step(Phase.SETTLE, self._timed("atp_s", "settle", self._settle))
+        self.clock.every_step(Phase.MARKET, self._timed("atp_s", "fmar", served(self._market, events=True)))
+        self.clock.every_step(Phase.EXECUTE, self._timed("agents_s", "physics", served(self._execute, events=False)))
+        self.clock.every_step(Phase.SETTLE, self._timed("atp_s", "settle", served(self._settle, events=True)))
 
     def _local(self, k: int) -> datetime:
         return self.clock.step_start(k).astimezone(self.config.site.timezone)
@@ -666,6 +720,9 @@ class World(mesa.Model):
         """Offers whose operation began start executing; those whose operation ends with this
         step settle (the receivers' own life cycle, atp.interface.lifecycle)."""
         now, step_end = self.clock.now(), self.clock.step_start(k + 1)
+        if self.services is not None:
+            self.services.advance(step_end)
+            return
         for store in (self.aggregator.store, self.market_operator.market.store):
             advance_lifecycle(store, now, until=step_end)
 

@@ -98,13 +98,25 @@ def _hints(cls: type) -> dict[str, Any]:
 
 @cache
 def _field_specs(cls: type) -> tuple[tuple[str, Any, bool], ...]:
-    """(name, type, required) for each field of a dataclass (looked up once per class)."""
+    """(name, type, required) for each field of a dataclass (looked up once per class); a field
+    that may be None is not required (`encode` omits None, so absent reads back as None)."""
     hints = _hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        required = required and _optional_inner(hints[f.name]) is None
         out.append((f.name, hints[f.name], required))
     return tuple(out)
+
+
+@cache
+def _no_default(cls: type) -> frozenset[str]:
+    """The fields of a dataclass without a default."""
+    return frozenset(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
 
 
 def _type_name(tp: Any) -> str:
@@ -187,6 +199,11 @@ def _decode(tp: Any, value: Any, path: str, problems: list[Problem]) -> Any:
             problems.append(Problem(path, f"must lie within +-{MAX_ABS_NUMBER:g}, not {value:g}", "range"))
             return None
         return float(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.append(bad())
+            return None
+        return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append(bad())
@@ -264,6 +281,8 @@ def _decode_dataclass(cls: type, value: Any, path: str, problems: list[Problem])
             if required:
                 problems.append(Problem(f"{prefix}{name}", "is required but missing", "missing"))
                 ok = False
+            elif name in _no_default(cls):  # may be None and has no default: absent is None
+                kwargs[name] = None
             continue
         before = len(problems)
         decoded = _decode(tp, raw, f"{prefix}{name}", problems)

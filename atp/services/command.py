@@ -110,12 +110,14 @@ def receiver_clock(args: argparse.Namespace) -> Callable[[], datetime]:
 def _fman_planning(args: argparse.Namespace) -> dict[str, Any]:
     """The FMAN's planning options (FmanOptions fields) from the command line."""
     from atp.fman import OBJECTIVES, AggregationParams
+    from atp.fman.planning_problem import objective_names
     from atp.fman.service import load_series
 
     out: dict[str, Any] = {}
     if args.objective is not None:
-        if args.objective not in OBJECTIVES:
-            raise ServeConfigError(f"--objective {args.objective}: not one of {', '.join(sorted(OBJECTIVES))}")
+        known = sorted({*OBJECTIVES, *objective_names()})
+        if args.objective not in known:
+            raise ServeConfigError(f"--objective {args.objective}: not one of {', '.join(known)}")
         out["objective"] = args.objective
     if args.series is not None:
         out["series_kwh"] = load_series(args.series)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import mesa
@@ -35,7 +36,7 @@ from atp.fmar import (
     SessionResult,
     create_mechanism,
 )
-from atp.interface import FlexRequest, InProcessClient
+from atp.interface import FlexRequest
 
 __all__ = ["MarketOperator", "StandingRequest"]
 
@@ -65,7 +66,7 @@ class MarketOperator(mesa.Agent):
         self,
         model: mesa.Model,
         *,
-        market: FlexOfferMarket,
+        market: FlexOfferMarket | Any,
         start: datetime,
         slice_s: int,
         n_steps: int,
@@ -88,9 +89,9 @@ class MarketOperator(mesa.Agent):
         self.calendar = calendar
         self._planned: list[Session] = _calendar_sessions(calendar, start, n_steps * slice_s) if calendar else []
         self._local_due: list[tuple[str, FlexRequest]] = []  # DSO registrations waiting for their local session
-        self._buyers: dict[str, InProcessClient] = {}  # each buyer's exchange client, posting its requests
+        self._buyers: dict[str, Any] = {}  # each buyer's exchange client, posting its requests
 
-    def client(self, party: str) -> InProcessClient:
+    def client(self, party: str) -> Any:
         """An in-process exchange client of `party` at the market (an FOA's, or a buyer's)."""
         return self.market.client(party)
 
@@ -163,6 +164,7 @@ class MarketOperator(mesa.Agent):
             return []
         delivery_start = self.start + timedelta(seconds=first * self.slice_s)
         self.market.add_session(session)
+        posted = False
         for standing in self.standing.values():
             volume = standing.remaining_kwh[first:last]
             if (buyer is not None and standing.buyer != buyer) or not np.any(np.abs(volume) > 1e-9):
@@ -180,7 +182,8 @@ class MarketOperator(mesa.Agent):
                     session=session.name,
                 )
             )
-        if not self.market.requests_of(session):
+            posted = True
+        if not posted:  # the buyers' requests are the operator's to post: none, nothing to clear
             return []
         results = self.market.run_session(session, now=session.gate_closure)
         for result in results:
