@@ -274,7 +274,8 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     check_receiver(args.role, contracts=contracts)
     store_url = args.store if args.store is not None else default_store_url(args.role)
     clock = receiver_clock(args)
-    store = open_receiver_store(store_url, args.role, clock=clock, numbered_ids=args.numbered_ids)
+    name = args.name or args.role
+    store = open_receiver_store(store_url, name, clock=clock, numbered_ids=args.numbered_ids)
     try:
         receiver = receiver_for(args, store, tokens=tokens, contracts=contracts, limits=limits, clock=clock)
         try:

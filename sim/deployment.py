@@ -108,8 +108,9 @@ class PolledClient:
 class _Service:
     """One `goflex-atp serve` process of the run and its operator's connection."""
 
-    def __init__(self, role: str, folder: Path, operator_token: str) -> None:
+    def __init__(self, role: str, name: str, folder: Path, operator_token: str) -> None:
         self.role = role
+        self.name = name
         self.folder = folder
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -121,7 +122,7 @@ class _Service:
     def start(self, args: Sequence[str], *, tokens: Path) -> None:
         command = [sys.executable, "-m", "atp.cli", "serve", "--role", self.role, "--port", str(self.port)]
         command += ["--tokens", str(tokens), "--store", f"sqlite:///{self.db}", "--log-level", "warning"]
-        command += ["--clock", "operator", "--numbered-ids", *args]
+        command += ["--name", self.name, "--clock", "operator", "--numbered-ids", *args]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         with self.log.open("wb") as log:
             # the command is this interpreter and this package's CLI, with the run's own files
@@ -189,9 +190,8 @@ class Services:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self._operator_token = secrets.token_hex(16)
-        self.fman = _Service("fman", folder, self._operator_token)
-        self.fmar = _Service("fmar", folder, self._operator_token)
-        self.names = {"fman": fman_name, "fmar": fmar_name}
+        self.fman = _Service("fman", fman_name, folder, self._operator_token)
+        self.fmar = _Service("fmar", fmar_name, folder, self._operator_token)
         self._tokens: dict[str, str] = {}  # party -> token (at both receivers)
         self._grid_operators: list[str] = []
         self._polled: dict[tuple[str, str], list[PolledClient]] = {}  # (role, party) -> its clients
@@ -310,11 +310,8 @@ class Services:
             feed.close()
         for service in (self.fman, self.fmar):
             service.stop()
-        stores = []
-        for role in ("fman", "fmar"):
-            service = self.fman if role == "fman" else self.fmar
-            stores.append(open_store(f"sqlite:///{service.db}", role, opaque_ids=False))
-        return stores[0], stores[1]
+        fman, fmar = (open_store(f"sqlite:///{s.db}", s.name, opaque_ids=False) for s in (self.fman, self.fmar))
+        return fman, fmar
 
 
 class RemoteAggregator:
@@ -478,6 +475,7 @@ def start_services(world: Any, services: Services) -> None:
         services.grid_operator(world.dso.buyer(point))  # registers its point with the DOMS, buys there
     fman = world.config.fman
     options = {
+        "--issuer": world.aggregator.name,
         "--objective": fman.objective,
         "--horizon-steps": str(fman.horizon_steps),
         "--time-limit-s": repr(float(fman.time_limit_s)),

@@ -26,9 +26,7 @@ def test_awarded_bids_reach_the_prosumers_exactly(bidding_world):
     market_store = world.market_operator.market.store
     fman = {r.offer.id: r for r in aggregator.store.records()}
     awarded = [
-        r
-        for r in market_store.records()
-        if r.owner == aggregator.name and r.schedule is not None and r.offer.members
+        r for r in market_store.records() if r.owner == aggregator.name and r.schedule is not None and r.offer.members
     ]
     assert len(awarded) == aggregator.bids_awarded
     for bid in awarded:

@@ -209,10 +209,10 @@ def create_status_app(service: FoaService) -> FastAPI:
 class FileDeviceIO:
     """The devices of a folder (a lab's test bench, a gateway that writes files):
 
-        readings.json     {"ev-1": {"plugged_in": true, ...}, "hp-1": {...}}  (re-read every tick;
-                          times as ISO 8601 strings, for the fields that are times)
-        setpoints.jsonl   written: {"time", "device", "setpoint_kwh"} per device and tick
-        metered.csv       read: time,device,kwh (the energy of the step starting `time`)
+    readings.json     {"ev-1": {"plugged_in": true, ...}, "hp-1": {...}}  (re-read every tick;
+                      times as ISO 8601 strings, for the fields that are times)
+    setpoints.jsonl   written: {"time", "device", "setpoint_kwh"} per device and tick
+    metered.csv       read: time,device,kwh (the energy of the step starting `time`)
     """
 
     def __init__(self, folder: str | Path) -> None:

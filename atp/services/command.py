@@ -40,6 +40,7 @@ _FMAN_ONLY = (
     "start_tolerance_s",
     "max_group_size",
     "min_box_share",
+    "issuer",
 )
 _FMAR_ONLY = ("mechanism", "timezone", "day_ahead_gate", "intraday_gates", "intraday_lead_s", "local_gate_after_s")
 
@@ -56,12 +57,14 @@ def add_receiver_arguments(p: argparse.ArgumentParser) -> None:
         "(PUT /operator/clock) and it runs its rounds only when asked (docs/interface.md, Operator rounds)",
     )
     clock.add_argument("--clock-start", metavar="TIME", help="an operator clock's first time (default: now)")
+    clock.add_argument("--name", help="the receiver's name, in its offer ids (default: the role)")
     clock.add_argument(
         "--numbered-ids",
         action="store_true",
         help="number offers fo-ROLE-000001, ... in order (reproducible runs) instead of opaque ids",
     )
     plan = p.add_argument_group("fman: planning")
+    plan.add_argument("--issuer", help="the FMAN's name as the issuer of its aggregates (default: --name)")
     plan.add_argument("--objective", help="planning objective (default least_cost; docs/fman.md)")
     plan.add_argument("--series", type=Path, help="CSV time,base_kwh,target_kwh,...: what the objective needs")
     plan.add_argument("--time-limit-s", type=float, help="solver time limit per round (default 30)")
@@ -113,7 +116,7 @@ def _fman_planning(args: argparse.Namespace) -> dict[str, Any]:
     from atp.fman.planning_problem import objective_names
     from atp.fman.service import load_series
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"issuer": args.issuer} if args.issuer else {}
     if args.objective is not None:
         known = sorted({*OBJECTIVES, *objective_names()})
         if args.objective not in known:

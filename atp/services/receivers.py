@@ -165,6 +165,7 @@ class FmanOptions:
     series_kwh: dict[str, PriceSeries] = field(default_factory=dict)
     aggregation: AggregationParams = field(default_factory=AggregationParams)
     time_limit_s: float = 30.0
+    issuer: str | None = None  # the FMAN's name as the issuer of its aggregates (default: the store's)
     lifecycle_every_s: float = 60.0
     market_url: str | None = None
     market_token: str | None = None
@@ -216,7 +217,7 @@ def build_fman(
     lock = app.state.lock
     fman = FlexOfferManager(
         store,
-        name=store.name,
+        name=options.issuer or store.name,
         params=options.aggregation,
         objective=options.objective,
         horizon_steps=options.horizon_steps,
