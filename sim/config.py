@@ -610,14 +610,14 @@ def load_run_config(cfg: Mapping[str, Any]) -> RunConfig:
         dso=dso,
         warmup_s=warmup_s,
         tail_s=tail_s,
-        deployment=_deployment(cfg, market=market, fman=fman, dso=dso),
+        deployment=_deployment(cfg, market=market, dso=dso),
     )
 
 
 DEPLOYMENTS = ("in_process", "services")
 
 
-def _deployment(cfg: Mapping[str, Any], *, market: MarketConfig, fman: FmanConfig, dso: DsoStrategyConfig) -> str:
+def _deployment(cfg: Mapping[str, Any], *, market: MarketConfig, dso: DsoStrategyConfig) -> str:
     """`atp.deployment`: the ATP in this process, or the FMAN and FMAR as services on loopback
     (sim/deployment.py), which take everything through the exchange interface and their
     operator's rounds; what does not travel that way yet is refused here, by name."""
@@ -627,7 +627,6 @@ def _deployment(cfg: Mapping[str, Any], *, market: MarketConfig, fman: FmanConfi
         raise ConfigError(f"atp.deployment: {deployment!r} is not one of {', '.join(DEPLOYMENTS)}")
     if deployment == "services":
         refusals = {
-            "fman.bidding": fman.bidding is not None,
             "dso.strategy=dynamic_tariff": dso.strategy == "dynamic_tariff",
             f"market.mechanism={market.mechanism}": bool(market.mechanism_options()),
         }

@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,11 +45,12 @@ import yaml
 from atp.errors import AtpError
 from atp.flexoffer import FlexOffer
 from atp.flexoffer.codec import decode, encode
-from atp.fman import MemberLoss, PriceSeries
+from atp.fman import BiddingParams, MemberLoss, PriceSeries
 from atp.fman.rounds import FmanReport, PlanSummary, report_from_wire
 from atp.fmar import CongestionPoint, Session, SessionResult
 from atp.fmar.doms import CompletedBid
-from atp.interface import Event, HttpClient, OfferStore
+from atp.interface import HttpClient, OfferStore
+from atp.interface.polled import PolledClient
 from atp.interface.store import open_store
 
 __all__ = [
@@ -73,36 +74,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class PolledClient:
-    """An FOA's `HttpClient` whose events reach it when the run asks (`poll`), in order, instead
-    of on a reader thread: the simulation decides when an FOA hears of its schedule."""
-
-    def __init__(self, client: HttpClient) -> None:
-        self._client = client
-        self.party = client.party
-        self._callbacks: list[Callable[[Event], None]] = []
-        self._seq = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        """Deliver the party's events from now on to `callback`, at each `poll`."""
-        self._callbacks.append(callback)
-        return lambda: self._callbacks.remove(callback)
-
-    def poll(self) -> int:
-        """Fetch the party's new events and deliver them; returns how many."""
-        if not self._callbacks:
-            return 0
-        events = self._client.events(after=self._seq)
-        for event in events:
-            self._seq = event.seq
-            for callback in list(self._callbacks):
-                callback(event)
-        return len(events)
 
 
 class _Service:
@@ -198,6 +169,7 @@ class Services:
         self._feeds: dict[str, HttpClient] = {}  # role -> the operator's client, whose events say who to poll
         self._cursor = {"fman": 0, "fmar": 0}
         self._clock: datetime | None = None
+        self._bidder: str | None = None  # the FMAN's party at the FMAR, when it bids there
         self.started = False
 
     def token(self, party: str) -> str:
@@ -222,6 +194,11 @@ class Services:
         polled_client = PolledClient(client)
         self._polled.setdefault((role, party), []).append(polled_client)
         return polled_client
+
+    def fman_bids_as(self, party: str) -> None:
+        """The served FMAN bids into the served FMAR as `party` (its token there written for it)."""
+        self.token(party)
+        self._bidder = party
 
     def operator_client(self, role: str) -> HttpClient:
         """An operator's exchange client at the FMAN or the FMAR (sees every party's offers)."""
@@ -260,6 +237,11 @@ class Services:
                 {k: v.values_eur_per_kwh for k, v in series_kwh.items()},
             )
             args += ["--series", str(self.folder / "series.csv")]
+        if self._bidder is not None:
+            token_file = self.folder / "fman-at-fmar.token"
+            token_file.write_text(self.token(self._bidder), encoding="utf-8")
+            token_file.chmod(0o600)
+            args += ["--market", self.fmar.url, "--market-party", self._bidder, "--market-token-file", str(token_file)]
         clock = ["--clock-start", encode(now)]
         self.fman.start([*args, *clock], tokens=tokens)
         self.fmar.start([*fmar_args, *clock], tokens=tokens)
@@ -282,7 +264,10 @@ class Services:
 
     def deliver_events(self) -> None:
         """Hand every FOA its new events, in order: the operator's stream of each receiver says
-        which parties have new events; each of them then reads its own stream."""
+        which parties have new events; each of them then reads its own stream. An FMAN that
+        bids reads its market's events first (its awards assign members, whose FOAs hear it)."""
+        if self._bidder is not None:
+            self.fman.call("POST", "/fman/market/sync")
         for role in ("fman", "fmar"):
             feed = self._feeds.get(role)
             if feed is None:
@@ -305,7 +290,7 @@ class Services:
         """Stop both processes; their stores (FMAN, FMAR) read back from the SQLite files."""
         for clients in self._polled.values():
             for client in clients:
-                client._client.close()
+                client.close()
         for feed in self._feeds.values():
             feed.close()
         for service in (self.fman, self.fmar):
@@ -326,6 +311,7 @@ class RemoteAggregator:
         self.plans: list[PlanSummary] = []
         self.store: OfferStore | None = None  # read back by `finish`
         self.report: FmanReport | None = None
+        self._bidding: tuple[BiddingParams, float] | None = None
 
     def client(self, party: str) -> PolledClient:
         """A prosumer's exchange client at the FMAN (over HTTP)."""
@@ -371,8 +357,25 @@ class RemoteAggregator:
         return self._report().aggregates_postponed if self.report is not None else 0
 
     @property
-    def bidding(self) -> None:
-        return None
+    def bidding(self) -> BiddingParams | None:
+        """How the served FMAN prices its bids (None: it does not bid)."""
+        return self._bidding[0] if self._bidding is not None else None
+
+    def trade_on(self, market: Any, *, params: BiddingParams, reference_eur_per_kwh: float) -> None:
+        """The served FMAN bids into the served FMAR as this aggregator (`market` is the
+        aggregator's client there; the FMAN reads the market's events when the run says)."""
+        self._bidding = (params, reference_eur_per_kwh)
+        self.services.fman_bids_as(market.party)
+
+    def fman_args(self) -> list[str]:
+        """The served FMAN's bidding options (none when it does not bid)."""
+        if self._bidding is None:
+            return []
+        params, reference = self._bidding
+        args = ["--bid-cost", repr(params.cost_eur_per_kwh), "--bid-margin", repr(params.margin_eur_per_kwh)]
+        if params.max_volume_kwh is not None:
+            args += ["--bid-max-volume", repr(params.max_volume_kwh)]
+        return [*args, "--bid-reference", repr(float(reference))]
 
 
 class RemoteMarket:
@@ -488,6 +491,6 @@ def start_services(world: Any, services: Services) -> None:
         now=world.clock.now(),
         prices=world.prices,
         series_kwh=world.aggregator.series_kwh,
-        fman_args=[item for pair in options.items() for item in pair],
+        fman_args=[*(item for pair in options.items() for item in pair), *world.aggregator.fman_args()],
         fmar_args=["--mechanism", world.config.market.mechanism],
     )

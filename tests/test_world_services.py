@@ -69,10 +69,20 @@ def test_the_checker_passes_and_the_services_left_their_files(both_runs) -> None
     [
         (("atp.deployment=cloud",), "atp.deployment: 'cloud' is not one of in_process, services"),
         (("atp.deployment=services", "dso.strategy=dynamic_tariff"), "dso.strategy=dynamic_tariff is not served"),
-        (("atp.deployment=services", "fman=market_bidding"), "fman.bidding is not served"),
         (("atp.deployment=services", "market=two_sided_pool"), "market.mechanism=two_sided_pool is not served"),
     ],
 )
 def test_what_does_not_travel_over_the_interface_yet_is_refused_by_name(overrides, message) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         config_for("scenario=sww", *overrides)
+
+
+def test_an_fman_that_bids_through_the_served_market_equals_the_in_process_run(tmp_path) -> None:
+    """Direct offers through the FMAN, bid into the FMAR: awards reach the served FMAN when the
+    run syncs it (POST /fman/market/sync), its members' FOAs hear their schedules, deliveries settle."""
+    short = ("scenario=sww", "fman=market_bidding", "sim.days=0.5", "sim.warmup_s=10800", "sim.tail_s=10800")
+    a = run(config_for(*short, "output.report=false"), tmp_path / "in-process")
+    b = run(config_for(*short, "output.report=false", "atp.deployment=services"), tmp_path / "services")
+    assert a["fman"]["bids"] > 0 and a["fman"]["bids_awarded"] > 0 and a["market"]["delivered_kwh"] > 0
+    assert a == b
+    assert (tmp_path / "services" / "atp" / "fman-at-fmar.token").stat().st_mode & 0o077 == 0

@@ -31,6 +31,10 @@ __all__ = ["add_foa_arguments", "add_receiver_arguments", "receiver_clock", "rec
 
 _FMAN_ONLY = (
     "market",
+    "bid_cost",
+    "bid_margin",
+    "bid_max_volume",
+    "bid_reference",
     "market_party",
     "market_token_file",
     "prices",
@@ -77,6 +81,10 @@ def add_receiver_arguments(p: argparse.ArgumentParser) -> None:
     fman.add_argument("--market", metavar="URL", help="the FMAR this FMAN bids its direct offers into")
     fman.add_argument("--market-party", metavar="NAME", help="this FMAN's party name at the market")
     fman.add_argument("--market-token-file", type=Path, metavar="PATH", help="file holding this FMAN's token there")
+    fman.add_argument("--bid-cost", type=float, help="EUR/kWh of adaptation for members without a price (0.05)")
+    fman.add_argument("--bid-margin", type=float, help="EUR/kWh added to every bid price (0)")
+    fman.add_argument("--bid-max-volume", type=float, help="most flexible kWh bid per gate (default: no cap)")
+    fman.add_argument("--bid-reference", type=float, help="EUR/kWh a bid must beat (default: the --prices feed)")
     fmar = p.add_argument_group("fmar: the market's calendar and clearing")
     fmar.add_argument("--mechanism", help="clearing mechanism (default one_sided_pool; see docs/market.md)")
     fmar.add_argument("--timezone", help="the market's local time zone (default UTC)")
@@ -108,6 +116,27 @@ def receiver_clock(args: argparse.Namespace) -> Callable[[], datetime]:
         except ValueError:
             raise ServeConfigError(f"--clock-start {args.clock_start}: not an ISO 8601 time with a timezone") from None
     return OperatorClock(start)
+
+
+def _bidding(args: argparse.Namespace) -> dict[str, Any]:
+    """The FMAN's bidding options (FmanOptions fields) from the command line."""
+    from atp.fman import BiddingParams
+
+    given = {"cost_eur_per_kwh": args.bid_cost, "margin_eur_per_kwh": args.bid_margin}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.bid_max_volume is not None:
+        given["max_volume_kwh"] = args.bid_max_volume
+    out: dict[str, Any] = {}
+    if given:
+        try:
+            out["bidding"] = BiddingParams(**given)
+        except ValidationError as exc:
+            raise ServeConfigError(f"--bid-*: {exc}") from None
+    if args.bid_reference is not None:
+        if not args.bid_reference >= 0:
+            raise ServeConfigError(f"--bid-reference {args.bid_reference}: must be a price of at least 0 EUR/kWh")
+        out["reference_eur_per_kwh"] = args.bid_reference
+    return out
 
 
 def _fman_planning(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,7 +201,11 @@ def receiver_for(
                 token = args.market_token_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ServeConfigError(f"--market-token-file {args.market_token_file}: {exc.strerror}") from None
+        bidding = _bidding(args)
+        if bidding and args.market is None:
+            raise ServeConfigError("--bid-*: an fman bids only into a market (--market URL)")
         options = FmanOptions(
+            **bidding,
             prices=prices,
             plan_every_s=args.plan_every,
             horizon_steps=args.horizon_steps,

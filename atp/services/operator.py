@@ -5,6 +5,8 @@ planning round when the operator says, and read what the FMAN's rounds did.
     POST /operator/advance   {"until": T?}: offers start and settle at the receiver's time (life cycle)
     POST /fman/plan          {"next_gate": T?}: one planning round at the receiver's time (an FMAN)
     GET  /fman/report        the FMAN's rounds, the aggregates it used and their members' losses
+    POST /fman/market/sync   an FMAN that bids, on an operator clock: read the market's new events
+                             (awards, rejections) now; awarded members are assigned before it answers
 
 A receiver on the wall clock runs these rounds by itself (its loops); one on an operator clock
 (`serve --clock operator`) runs none of them until its operator asks, so whoever drives time (a
@@ -57,6 +59,9 @@ OPERATOR_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("post", "/fman/plan"): operation(200, {"type": "object"}, _ERRORS, request=_times("next_gate")),
     ("get", "/fman/report"): operation(200, {"type": "object"}, (401, 403, 500)),
+    ("post", "/fman/market/sync"): operation(
+        200, {"type": "object", "properties": {"events": {"type": "integer"}}}, (401, 403, 500, 503)
+    ),
 }
 """What each operator route answers, for the receiver's OpenAPI document (atp.interface.openapi)."""
 
@@ -68,12 +73,19 @@ def install_operator_routes(
     tokens: TokenTable,
     clock: Callable[[], datetime],
     rounds: PlanningRounds | None = None,
+    market_events: Callable[[], int] | None = None,
 ) -> None:
     """Add the operator's routes (module docstring) to `app`, a `create_app` app over `store`;
-    `rounds` are the FMAN's (None for a market: no /fman routes)."""
+    `rounds` are the FMAN's (None for a market: no /fman routes), `market_events` reads the
+    market's new events of an FMAN that bids on an operator clock (None: no sync route)."""
     guard = app.state.lock
     limits = app.state.limits
-    operations = {k: v for k, v in OPERATOR_OPERATIONS.items() if rounds is not None or not k[1].startswith("/fman")}
+    operations = {
+        key: value
+        for key, value in OPERATOR_OPERATIONS.items()
+        if (rounds is not None or not key[1].startswith("/fman"))
+        and (market_events is not None or key[1] != "/fman/market/sync")
+    }
     app.state.operations = {**getattr(app.state, "operations", {}), **operations}
 
     def operator(request: Request) -> None:
@@ -122,3 +134,11 @@ def install_operator_routes(
     async def report(request: Request) -> JSONResponse:
         operator(request)
         return JSONResponse(encode(await locked(rounds.report)))
+
+    if market_events is None:
+        return
+
+    @app.post("/fman/market/sync", summary="The FMAN reads its market's new events now")
+    async def market_sync(request: Request) -> JSONResponse:
+        operator(request)
+        return JSONResponse({"events": await locked(market_events)})

@@ -44,6 +44,7 @@ from atp.interface.lifecycle import LifecycleLoop
 from atp.interface.limits import ServiceLimits
 from atp.interface.periodic import PeriodicTask
 from atp.interface.persist import JournalError
+from atp.interface.polled import PolledClient
 from atp.interface.serve import CommittedResponses, ServeConfigError
 from atp.interface.store import OfferStore, open_store
 from atp.services.operator import install_operator_routes
@@ -171,6 +172,7 @@ class FmanOptions:
     market_token: str | None = None
     market_party: str | None = None
     bidding: BiddingParams = field(default_factory=BiddingParams)
+    reference_eur_per_kwh: float | None = None  # what a bid must beat (None: the price feed)
 
 
 class _LockedEvents:
@@ -228,17 +230,26 @@ def build_fman(
     if options.prices is not None:
         rounds = PlanningRounds(fman, options.prices, series_kwh=options.series_kwh, interval_s=options.plan_every_s)
     receiver.rounds = rounds
-    install_operator_routes(app, store, tokens=tokens, clock=clock, rounds=rounds)
+    polled: PolledClient | None = None
     if options.market_url is not None:
         if rounds is None or not options.market_token or not options.market_party:
             raise ValueError("an FMAN bids into a market with its prices, its token there and its party name")
         client = HttpClient(options.market_url, options.market_token, party=options.market_party)
         receiver.market_client = client
+        # on an operator clock the FMAN reads its market's events when the operator says
+        # (POST /fman/market/sync, under the store lock); else on a stream, taking the lock
+        market: Any = _LockedEvents(client, lock)
+        if isinstance(clock, OperatorClock):
+            market = polled = PolledClient(client)
+        reference = options.reference_eur_per_kwh
         rounds.trade_on(
-            _LockedEvents(client, lock),  # type: ignore[arg-type]
-            reference_eur_per_kwh=options.prices,  # type: ignore[arg-type]
+            market,
+            reference_eur_per_kwh=reference if reference is not None else options.prices,  # type: ignore[arg-type]
             params=options.bidding,
         )
+    install_operator_routes(
+        app, store, tokens=tokens, clock=clock, rounds=rounds, market_events=polled.poll if polled else None
+    )
     if isinstance(clock, OperatorClock):  # the operator runs the rounds (atp.services.operator)
         return receiver
     if rounds is not None:
