@@ -15,7 +15,14 @@ what the in-process run does by calls:
   BRP and the DSO post their requests (`POST /request`), and the session is cleared at its
   gate (`POST /market/sessions/{name}/clear`); the DSO's congestion points are registered with
   the market's DOMS (`POST /doms/congestion_point?request=false`);
+- an FMAN that bids (`fman.bidding`) bids into the served FMAR with its own token there, and
+  reads the market's events (its awards) when the run asks (`POST /fman/market/sync`, after
+  every phase, before the FOAs hear theirs);
 - the offers' life cycle is each receiver's own (`POST /operator/advance`).
+
+Not carried yet (refused by `sim.config`, naming the key): the DSO's dynamic tariff (no
+interface message for a tariff yet) and mechanisms with options (`PUT /market/config` takes a
+mechanism's name only).
 
 After the run (`close`) the world reads what the FMAN's rounds did (`GET /fman/report`), stops
 both processes and reads their stores back from the SQLite files: the run folder's outputs come
