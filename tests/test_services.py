@@ -1,7 +1,9 @@
 """The ATP as separate processes on loopback: `goflex-atp serve --role fmar` trading on its own
 clock, a DSO registering a congestion point and a seller offering over HTTP; an FMAN process
 bidding into that market; an FOA process started from examples/foa/prosumer.yaml submitting
-its offers to the FMAN and showing its status."""
+its offers to the FMAN and showing its status; and the three on operator clocks, driven
+through a morning: the BRP's demand bought from the FMAN's bid of the FOA's offers, the award
+reaching the FOA as its schedule, the FOA's metered energy settling its offers."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pytest
 import yaml
 
 from atp.flexoffer import DefaultSchedule, FlexOffer, Location, Mode, Price, Profile, Slice, encode
-from atp.interface import HttpClient, RequestState
+from atp.interface import FlexRequest, HttpClient, RequestState
 from tests.http_support import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ TOKENS = {
     "token-of-seller-a-0123456789": "seller-a",
     "token-of-fman-1-at-fmar-0123": "fman-1",
     "token-of-foss-p017-012345678": "foss-p017",
+    "token-of-brp-foss-0123456789": "brp-foss",
 }
 TOKEN_OF = {p: t for t, p in TOKENS.items()}
 OPERATOR = "operator-token-0123456789"
@@ -181,3 +184,125 @@ def test_an_fman_process_bids_into_the_market_and_an_foa_process_offers_to_it(tm
         foa.communicate(timeout=20)
         log = _stop(fman)
     assert "Traceback" not in log, log
+
+
+def _at(url: str, method: str, path: str, body: object = None) -> object:
+    response = httpx.request(
+        method, f"{url}{path}", json=body, headers={"Authorization": f"Bearer {OPERATOR}"}, timeout=60
+    )
+    assert response.is_success, f"{method} {path}: {response.status_code} {response.text}"
+    return response.json()
+
+
+def test_market_fman_and_foa_processes_on_operator_clocks_trade_deliver_and_settle(tmp_path) -> None:
+    t0 = datetime(2026, 11, 25, 6, tzinfo=UTC)
+    clock = ("--clock", "operator", "--clock-start", encode(t0))
+    market, market_url = _serve(tmp_path, "fmar", *clock)
+    (tmp_path / "fman-at-fmar.token").write_text(TOKEN_OF["fman-1"])
+    rows = ["time,eur_per_kwh"] + [f"{encode(t0 + timedelta(hours=h))},0.60" for h in range(-6, 48)]
+    (tmp_path / "prices.csv").write_text("\n".join(rows) + "\n")
+    fman, fman_url = _serve(
+        tmp_path,
+        "fman",
+        *clock,
+        "--prices", str(tmp_path / "prices.csv"),
+        "--market", market_url,
+        "--market-party", "fman-1",
+        "--market-token-file", str(tmp_path / "fman-at-fmar.token"),
+    )  # fmt: skip
+    config = yaml.safe_load((ROOT / "examples" / "foa" / "prosumer.yaml").read_text())
+    config["prosumer"]["receiver"] = fman_url
+    config["devices"] = [d for d in config["devices"] if d["load_type"] == "ev"]  # one device: a clear trade
+    (tmp_path / "foa.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "foa.token").write_text(TOKEN_OF["foss-p017"])
+    (tmp_path / "operator.token").write_text(OPERATOR)
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    departure = t0 + timedelta(hours=4)
+    readings = {
+        "ev-1": {"plugged_in": True, "now_energy_kwh": 20.0, "target_energy_kwh": 30.0, "departure": encode(departure)}
+    }
+    (devices / "readings.json").write_text(json.dumps(readings))
+    foa_cmd = [sys.executable, "-m", "atp.cli", "foa", "--config", str(tmp_path / "foa.yaml"), "--clock", "operator"]
+    foa_cmd += ["--token-file", str(tmp_path / "foa.token"), "--devices", str(devices)]
+    foa_cmd += ["--operator-token-file", str(tmp_path / "operator.token")]
+    foa = subprocess.Popen(foa_cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    brp = HttpClient(market_url, TOKEN_OF["brp-foss"], party="brp-foss", retries=0)
+    fman_events = HttpClient(market_url, TOKEN_OF["fman-1"], party="fman-1", retries=0)
+    try:
+        line = foa.stdout.readline()
+        assert "status on " in line, line + (foa.stderr.read() if foa.poll() is not None else "")
+        foa_url = line.strip().rsplit("status on ", 1)[1].removesuffix("/status")
+        tick = lambda now: _at(foa_url, "POST", "/tick", {"now": encode(now)})  # noqa: E731
+        assert httpx.post(f"{foa_url}/tick", json={"now": encode(t0)}, timeout=10).status_code == 403
+
+        # 06:00: the FOA offers its EV (direct, priced); the operator opens a session for the morning
+        tick(t0)
+        [offer] = _at(fman_url, "GET", "/flexoffer")
+        assert offer["issuer"] == "foss-p017" and offer["mode"] == "direct"
+        start, gate = t0 + timedelta(minutes=15), t0 + timedelta(minutes=10)
+        session = {"name": "intraday-0610", "kind": "intraday", "gate_closure": encode(gate),
+                   "delivery_start": encode(start), "delivery_end": encode(departure), "slice_s": 900}  # fmt: skip
+        _at(market_url, "POST", "/market/sessions", session)
+        # the FMAN bids its aggregate of the offer into the market before the gate
+        summary = _at(fman_url, "POST", "/fman/plan", {"next_gate": encode(gate)})
+        bids = [o for o in _at(market_url, "GET", "/flexoffer") if o["issuer"] == "fman-1"]
+        assert len(bids) == 1 and summary["n_assigned"] == 0  # bid, not planned
+        # the BRP wants 1 kWh more consumption in each of the first eight steps
+        request = brp.post_request(
+            FlexRequest(buyer="brp-foss", start=start, slice_s=900, volume_kwh=(1.0,) * 8 + (0.0,) * 7,
+                        cutoff_eur_per_kwh=0.90, session="intraday-0610")
+        )  # fmt: skip
+        for url in (market_url, fman_url):
+            _at(url, "PUT", "/operator/clock", {"now": encode(gate)})
+        [result] = _at(market_url, "POST", "/market/sessions/intraday-0610/clear")
+        assert sum(result["cleared_kwh"]) > 0 and min(result["cleared_kwh"]) >= 0  # bought in the BRP's direction
+        cents = lambda eur: round(eur * 100)  # noqa: E731
+        assert cents(result["buyer_pays_eur"]) == cents(
+            result["sellers_receive_eur"] + result.get("transport_fees_eur", 0.0) + result["surplus_eur"]
+        )
+        assert brp.get_request(request.id).state is RequestState.CLEARED
+        assert [e.kind for e in fman_events.events() if e.offer.id == bids[0]["id"]][-1] == "assigned"
+        # the FMAN reads its award and assigns the member: the FOA hears its schedule at its next tick
+        assert _at(fman_url, "POST", "/fman/market/sync")["events"] >= 1
+        assigned = _at(fman_url, "GET", f"/flexoffer/{offer['id']}")
+        assert assigned["state"] == "assigned"
+        energy = assigned["schedule"]["energy"]
+        first = datetime.fromisoformat(assigned["schedule"]["start"].replace("Z", "+00:00"))
+
+        # 06:15 to the departure: the EV follows its setpoints; each tick posts the step before
+        now, metered = start, []
+        while now <= departure:
+            for url in (market_url, fman_url):
+                _at(url, "PUT", "/operator/clock", {"now": encode(now)})
+            if metered:
+                with (devices / "metered.csv").open("a") as f:
+                    f.write(metered[-1])
+            answer = tick(now)
+            setpoint = answer["setpoints"]["ev-1"]
+            k = round((now - first).total_seconds() / 900)
+            if 0 <= k < len(energy):
+                assert setpoint == pytest.approx(energy[k])  # the schedule the award gave it
+            kwh = setpoint if setpoint is not None else 0.0
+            if not (devices / "metered.csv").exists():
+                (devices / "metered.csv").write_text("time,device,kwh\n")
+            metered.append(f"{encode(now)},ev-1,{kwh}\n")
+            for url in (market_url, fman_url):
+                _at(url, "POST", "/operator/advance", {"until": encode(now)})
+            now += timedelta(minutes=15)
+        final = _at(fman_url, "GET", f"/flexoffer/{offer['id']}")
+        assert final["state"] == "settled"
+        bid = _at(market_url, "GET", f"/flexoffer/{bids[0]['id']}")
+        assert bid["state"] == "settled"
+        status = httpx.get(f"{foa_url}/status", timeout=10).json()
+        assert status["errors"] == [] and status["violations"] == []
+        series = _at(fman_url, "GET", f"/timeseries/measurement/{encode(first)}/{encode(departure)}?slice_s=900")
+        # every step's measurement is the energy the award scheduled: delivered, and settled on it
+        assert series["values"][: len(energy)] == pytest.approx(energy) and sum(energy) > 0
+    finally:
+        brp.close()
+        fman_events.close()
+        foa.terminate()
+        foa.communicate(timeout=20)
+        logs = _stop(fman) + _stop(market)
+    assert "Traceback" not in logs, logs

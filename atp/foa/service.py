@@ -16,28 +16,33 @@ Each `tick(now)`:
 4. hands each device the EMS setpoint of the schedule in force (None: uncontrolled, the device
    follows its own thermostat or user).
 
-`FoaLoop` runs a tick at every step boundary of wall-clock time; `create_status_app(service)`
-serves `GET /status` for monitoring (devices, offers and their states, pending submissions,
-violations, errors). `FileDeviceIO` is the device binding of a folder: `readings.json` (one
-object per device, re-read every tick), `setpoints.jsonl` (one line per setpoint) and
-`metered.csv` (`time,device,kwh`).
+`FoaLoop` runs a tick at every step boundary of wall-clock time (or, on an operator clock,
+whoever drives time posts `POST /tick`); `create_status_app(service)` serves `GET /status`
+for monitoring (devices, offers and their states, pending submissions, violations, errors).
+`FileDeviceIO` is the device binding of a folder: `readings.json` (one object per device,
+re-read every tick), `setpoints.jsonl` (one line per setpoint) and `metered.csv`
+(`time,device,kwh`).
 """
 
 from __future__ import annotations
 
 import csv
+import hmac
 import json
 import logging
 import math
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from atp.data import DataSource
+from atp.errors import InvalidOfferError
 from atp.flexoffer.codec import encode, format_time, parse_wire_time
 from atp.foa.agent import FlexOfferAgent
 from atp.foa.config import DeviceConfig, FoaConfig
@@ -45,6 +50,8 @@ from atp.foa.errors import FoaError
 from atp.foa.forecasts import outdoor_forecast_c, pv_forecast_kwh
 from atp.foa.generator import GenerationContext
 from atp.interface import ExchangeInterface
+from atp.interface.clock import times_of
+from atp.interface.errors import ConflictError
 from atp.interface.periodic import PeriodicTask
 
 __all__ = ["DeviceIO", "FileDeviceIO", "FoaLoop", "FoaService", "create_status_app"]
@@ -195,13 +202,59 @@ class FoaLoop(PeriodicTask[dict[str, float | None]]):
         return self.service.tick(now)
 
 
-def create_status_app(service: FoaService) -> FastAPI:
-    """`GET /status`: the FOA's state for monitoring (no secrets: ids, states, counts)."""
+def create_status_app(
+    service: FoaService,
+    *,
+    operator_token: str | None = None,
+    events: Callable[[], int] | None = None,
+) -> FastAPI:
+    """`GET /status`: the FOA's state for monitoring (no secrets: ids, states, counts).
+
+    With `operator_token` (an FOA on an operator clock, `goflex-atp foa --clock operator`) also
+    `POST /tick {"now": T}`: whoever drives time runs one tick at T (never before the last:
+    409), after `events` has read the receiver's new events (the schedules it assigned), and
+    gets the setpoints handed out; 403 without that token.
+    """
     app = FastAPI(title=f"GOFLEX FOA {service.config.prosumer.issuer!r}", docs_url=None, redoc_url=None)
+    guard = threading.Lock()
 
     @app.get("/status", summary="The FOA's devices, offers and errors")
     async def status() -> JSONResponse:
         return JSONResponse(encode(service.status()))
+
+    if operator_token is None:
+        return app
+    expected = f"Bearer {operator_token}".encode()
+
+    @app.post("/tick", summary="One tick of the FOA at the operator's time")
+    async def tick(request: Request) -> JSONResponse:
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return JSONResponse({"error": "ticks are the operator's (use its token)", "details": []}, status_code=403)
+        raw = await request.body()
+        try:
+            now = times_of(json.loads(raw) if raw.strip() else None, ("now",), required=("now",))["now"]
+        except json.JSONDecodeError:
+            return JSONResponse({"error": "the body is not JSON", "details": []}, status_code=422)
+        except InvalidOfferError as exc:
+            details = [{"path": p.path, "message": p.message} for p in exc.problems]
+            return JSONResponse({"error": str(exc), "details": details}, status_code=422)
+
+        def run() -> dict[str, float | None]:
+            with guard:
+                if service.last_tick is not None and now < service.last_tick:
+                    raise ConflictError(
+                        f"now {format_time(now)} is before the last tick {format_time(service.last_tick)}"
+                    )
+                if events is not None:
+                    events()
+                return service.tick(now)
+
+        try:
+            setpoints = await run_in_threadpool(run)
+        except ConflictError as exc:
+            return JSONResponse({"error": str(exc), "details": []}, status_code=409)
+        return JSONResponse({"now": format_time(now), "setpoints": setpoints})
 
     return app
 

@@ -257,6 +257,14 @@ def add_foa_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--every", type=float, help="seconds between ticks (default: the FOA's slice_s)")
     p.add_argument("--status-port", type=int, default=0, help="port of GET /status (default: a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address of the status endpoint (default 127.0.0.1)")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "operator"],
+        default="wall",
+        help="wall (default): a tick every --every seconds; operator: a tick when the operator posts "
+        "POST /tick {now} to the status endpoint (with --operator-token-file), events read at each tick",
+    )
+    p.add_argument("--operator-token-file", type=Path, help="file holding the token that may post /tick")
 
 
 def _secret(option: str, path: Path | None) -> str | None:
@@ -274,6 +282,7 @@ def run_foa(args: argparse.Namespace, out: TextIO) -> int:
     from atp.foa.config import load_config
     from atp.foa.service import FileDeviceIO, FoaLoop, FoaService, create_status_app
     from atp.interface import HttpClient
+    from atp.interface.polled import PolledClient
     from atp.interface.serve import ServerThread
 
     config = load_config(args.config)
@@ -287,20 +296,28 @@ def run_foa(args: argparse.Namespace, out: TextIO) -> int:
         else:
             data = FileDataSource(args.data)
     client = HttpClient(config.prosumer.receiver, token, party=config.prosumer.issuer)
-    service = FoaService(config, client, FileDeviceIO(args.devices), data=data)
-    loop = FoaLoop(service, **({"every_s": args.every} if args.every is not None else {}))
+    operator_token = _secret("--operator-token-file", args.operator_token_file)
+    if (args.clock == "operator") != (operator_token is not None):
+        raise ServeConfigError("--clock operator and --operator-token-file go together (who may post /tick)")
+    exchange: Any = client if operator_token is None else PolledClient(client)
+    service = FoaService(config, exchange, FileDeviceIO(args.devices), data=data)
+    events = exchange.poll if operator_token is not None else None
+    app = create_status_app(service, operator_token=operator_token, events=events)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with ServerThread(create_status_app(service), host=args.host, port=args.status_port) as status:
+    with ServerThread(app, host=args.host, port=args.status_port) as status:
         print(
             f"foa {config.prosumer.issuer} -> {config.prosumer.receiver}, {len(config.devices)} devices, "
             f"status on {status.url}/status",
             file=out,
             flush=True,
         )
-        with loop:
+        if operator_token is not None:  # the operator ticks it (POST /tick)
             stop.wait()
+        else:
+            with FoaLoop(service, **({"every_s": args.every} if args.every is not None else {})):
+                stop.wait()
     service.agent.close()
     client.close()
     return 0
