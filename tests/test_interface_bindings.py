@@ -1,12 +1,17 @@
-"""One interface, several bindings: the same behaviour tests against InProcessClient and HttpClient.
+"""One interface, several bindings: the same behaviour tests against InProcessClient, HttpClient
+and MqttClient.
 
 The HTTP binding runs a real uvicorn server on a 127.0.0.1 socket (one per module, a fresh
-app and store per test); its client must answer exactly what the in-process client answers.
+app and store per test); the MQTT binding a gateway beside a fresh app and store per test,
+through the Mosquitto broker on 127.0.0.1:1883 (its own receiver name per test, so no retained
+message of another test reaches it). Their clients must answer exactly what the in-process
+client answers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,8 +33,12 @@ from atp.interface import (
     OfferStore,
     create_app,
 )
+from atp.interface.auth import TokenTable
+from atp.interface.mqtt import MqttClient, MqttGateway, MqttSettings
 from atp.interface.serve import ServerThread
 from tests.http_support import OPERATOR_TOKEN, TOKEN_OF, TOKENS, Clock, SwitchApp, ev_offer, wait_until
+
+MQTT = MqttSettings.from_url("mqtt://127.0.0.1:1883")  # the machine's Mosquitto (.ci/run starts it)
 
 
 @dataclass
@@ -47,6 +56,10 @@ class Binding:
         if self.kind == "inprocess":
             return InProcessClient(self.store, party)
         token = OPERATOR_TOKEN if party == OPERATOR else TOKEN_OF[party]
+        if self.kind == "mqtt":
+            client = MqttClient(MQTT, receiver=self.url or "", token=token, party=party, timeout_s=5)
+            self.clients.append(client)
+            return client
         client = HttpClient(self.url, token, party=party, retries=0)
         self.clients.append(client)
         return client
@@ -62,12 +75,22 @@ def server() -> Iterator[tuple[SwitchApp, ServerThread]]:
         yield switch, srv
 
 
-@pytest.fixture(params=["inprocess", "http"])
+@pytest.fixture(params=["inprocess", "http", "mqtt"])
 def binding(request, server) -> Iterator[Binding]:
     clock = Clock()
     store = OfferStore("fman", clock=clock)
     if request.param == "inprocess":
         yield Binding("inprocess", store, clock, threading.Lock())
+        return
+    if request.param == "mqtt":
+        app = create_app(store, tokens=TOKENS, operator_tokens=[OPERATOR_TOKEN], sse_keepalive_s=0.2)
+        receiver = f"fman-{secrets.token_hex(4)}"
+        table = TokenTable.of(TOKENS, [OPERATOR_TOKEN])
+        with MqttGateway(app, store, receiver=receiver, tokens=table, settings=MQTT):
+            b = Binding("mqtt", store, clock, app.state.lock, url=receiver)
+            yield b
+            for client in b.clients:
+                client.close()
         return
     switch, srv = server
     app = create_app(store, tokens=TOKENS, operator_tokens=[OPERATOR_TOKEN], sse_keepalive_s=0.2)

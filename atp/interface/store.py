@@ -146,6 +146,7 @@ class OfferStore:
         self._events: list[Event] = []
         self._subscribers: list[Callable[[Event], None]] = []
         self._party_subscribers: dict[str, list[Callable[[Event], None]]] = {}
+        self._each_party_subscribers: list[Callable[[Event], None]] = []
         self._offer_checks: list[OfferCheck] = []
         self._active_counts: Counter[str] | None = None  # per owner; counted on first use, then kept
         self._party_events: dict[str, list[Event]] = {}  # each party's events, numbered 1, 2, ... for it
@@ -227,6 +228,8 @@ class OfferStore:
             for callback in list(self._subscribers):
                 callback(event)
             for callback in list(self._party_subscribers.get(event.party, ())):
+                callback(own)
+            for callback in list(self._each_party_subscribers):
                 callback(own)
 
     def _committed(self, payloads: list[list[tuple[Event, Event]]]) -> None:
@@ -566,6 +569,13 @@ class OfferStore:
         callbacks = self._subscribers if party is None else self._party_subscribers.setdefault(party, [])
         callbacks.append(callback)
         return lambda: callbacks.remove(callback)
+
+    def subscribe_each_party(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call `callback` on every event as its party sees it (numbered in the party's own
+        sequence, `Event.party` saying whose): what a binding that pushes each party's events
+        to that party uses (the MQTT gateway); returns a function that unsubscribes."""
+        self._each_party_subscribers.append(callback)
+        return lambda: self._each_party_subscribers.remove(callback)
 
     # -- buyers' requests (spec/interface.md, POST /request) ---------------------------------
     def post_request(self, party: str, request: FlexRequest, *, idempotency_key: str | None = None) -> FlexRequest:
