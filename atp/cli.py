@@ -261,7 +261,7 @@ def _cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from atp.interface.auth import load_tokens
     from atp.interface.serve import ServeConfigError, check_tls
-    from atp.services.command import receiver_clock, receiver_for
+    from atp.services.command import mqtt_gateway, receiver_clock, receiver_for
     from atp.services.providers import load_contracts
     from atp.services.receivers import check_receiver, default_store_url, open_receiver_store
 
@@ -278,10 +278,16 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     store = open_receiver_store(store_url, name, clock=clock, numbered_ids=args.numbered_ids)
     try:
         receiver = receiver_for(args, store, tokens=tokens, contracts=contracts, limits=limits, clock=clock)
+        gateway = None
         try:
+            gateway = mqtt_gateway(args, receiver, name=name, tokens=tokens)
+            if gateway is not None:
+                print(f"MQTT binding through {args.mqtt}: topics atp/v1/{name}/PARTY/...", file=out, flush=True)
             held = {"tls": tls, "store_url": store_url, "n_tokens": len(tokens), "timeouts": timeouts}
             return _run_server(args, receiver, **held, out=out)
         finally:
+            if gateway is not None:
+                gateway.stop()
             receiver.stop()
     finally:
         store.close()

@@ -27,7 +27,14 @@ from atp.interface.clock import OperatorClock
 from atp.interface.serve import ServeConfigError
 from atp.services.receivers import FmanOptions, Receiver, build_fman, build_fmar
 
-__all__ = ["add_foa_arguments", "add_receiver_arguments", "receiver_clock", "receiver_for", "run_foa"]
+__all__ = [
+    "add_foa_arguments",
+    "add_receiver_arguments",
+    "mqtt_gateway",
+    "receiver_clock",
+    "receiver_for",
+    "run_foa",
+]
 
 _FMAN_ONLY = (
     "market",
@@ -67,6 +74,13 @@ def add_receiver_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="number offers fo-ROLE-000001, ... in order (reproducible runs) instead of opaque ids",
     )
+    broker = p.add_argument_group("mqtt: the MQTT binding beside HTTP (docs/spec/interface.md, MQTT binding)")
+    broker.add_argument("--mqtt", metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT of the broker")
+    broker.add_argument("--mqtt-username", help="the receiver's user at the broker")
+    broker.add_argument("--mqtt-password-file", type=Path, help="file holding that user's password")
+    broker.add_argument("--mqtt-ca-file", type=Path, help="PEM CA of the broker's certificate (mqtts)")
+    broker.add_argument("--mqtt-cert-file", type=Path, help="PEM client certificate (mqtts)")
+    broker.add_argument("--mqtt-key-file", type=Path, help="PEM key of --mqtt-cert-file")
     plan = p.add_argument_group("fman: planning")
     plan.add_argument("--issuer", help="the FMAN's name as the issuer of its aggregates (default: --name)")
     plan.add_argument("--objective", help="planning objective (default least_cost; docs/fman.md)")
@@ -321,3 +335,33 @@ def run_foa(args: argparse.Namespace, out: TextIO) -> int:
     service.agent.close()
     client.close()
     return 0
+
+
+def mqtt_gateway(args: argparse.Namespace, receiver: Receiver, *, name: str, tokens: Any) -> Any:
+    """The receiver's MQTT gateway `--mqtt` asks for, started (None without `--mqtt`)."""
+    from atp.interface.mqtt import MqttGateway, MqttSettings
+
+    if args.mqtt is None:
+        for flag in ("mqtt_username", "mqtt_password_file", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file"):
+            if getattr(args, flag) is not None:
+                raise ServeConfigError(f"--{flag.replace('_', '-')}: only with --mqtt URL")
+        return None
+    files = {"ca_file": args.mqtt_ca_file, "cert_file": args.mqtt_cert_file, "key_file": args.mqtt_key_file}
+    for key, path in files.items():
+        if path is not None and not path.is_file():
+            raise ServeConfigError(f"--mqtt-{key.replace('_', '-')} {path}: no such file")
+    try:
+        settings = MqttSettings.from_url(
+            args.mqtt,
+            username=args.mqtt_username,
+            password=_secret("--mqtt-password-file", args.mqtt_password_file),
+            **{k: str(v) for k, v in files.items() if v is not None},
+        )
+    except ValueError as exc:
+        raise ServeConfigError(f"--mqtt: {exc}") from None
+    from atp.interface.errors import CommunicationError
+
+    try:
+        return MqttGateway(receiver.app, receiver.store, receiver=name, tokens=tokens, settings=settings).start()
+    except CommunicationError as exc:
+        raise ServeConfigError(f"--mqtt {args.mqtt}: {exc}") from None
