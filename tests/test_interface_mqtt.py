@@ -5,25 +5,30 @@ the field, and a box that dies is seen offline within its keep-alive (its last w
 
 from __future__ import annotations
 
+import getpass
 import json
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 
 from atp.flexoffer import OfferState, encode
 from atp.interface import OfferStore, create_app
 from atp.interface.auth import TokenTable
+from atp.interface.errors import CommunicationError
 from atp.interface.mqtt import MqttClient, MqttGateway, MqttSettings, topic
 from tests.http_support import OPERATOR_TOKEN, TOKEN_OF, TOKENS, Clock, ev_offer, wait_until
-from tests.test_services import ROOT, _serve, _stop
+from tests.test_services import OPERATOR, ROOT, _serve, _stop
 
 MQTT = MqttSettings.from_url("mqtt://127.0.0.1:1883")
 P17, P18 = "foss-p017", "foss-p018"
@@ -171,3 +176,119 @@ def test_a_served_receiver_speaks_mqtt_beside_http(tmp_path) -> None:
     clear = Listener()
     clear.client.publish(topic(name, None, "status"), b"", qos=1, retain=True).wait_for_publish(5)
     clear.close()
+
+
+@pytest.fixture()
+def secured_broker(tmp_path) -> Iterator[tuple[int, str]]:
+    """A second Mosquitto with a user per party and the spec's ACL pattern (no anonymous users)."""
+    receiver = "fman-acl"
+    passwords = tmp_path / "passwd"
+    for i, user in enumerate(("fman-gw", P17, P18)):
+        flags = ["-b", "-c"] if i == 0 else ["-b"]
+        subprocess.run(["mosquitto_passwd", *flags, str(passwords), user, f"pw-{user}"], check=True)
+    (tmp_path / "acl").write_text(
+        f"user fman-gw\ntopic readwrite atp/v1/{receiver}/#\n\npattern readwrite atp/v1/+/%u/#\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nuser {getpass.getuser()}\n"
+        f"password_file {passwords}\nacl_file {tmp_path / 'acl'}\n"
+    )
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def up() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    assert wait_until(up, timeout_s=10), broker.stderr.read() if broker.poll() is not None else "no broker"
+    yield port, receiver
+    broker.terminate()
+    broker.wait(timeout=10)
+    broker.stderr.close()
+
+
+def test_the_brokers_acl_keeps_parties_apart(secured_broker) -> None:
+    port, receiver = secured_broker
+    settings = {p: MqttSettings(port=port, username=p, password=f"pw-{p}") for p in ("fman-gw", P17, P18)}
+    store = OfferStore("fman", clock=Clock())
+    app = create_app(store, tokens=TOKENS, operator_tokens=[OPERATOR_TOKEN])
+    table = TokenTable.of(TOKENS, [OPERATOR_TOKEN])
+    with MqttGateway(app, store, receiver=receiver, tokens=table, settings=settings["fman-gw"]):
+        spy_seen: list[Any] = []
+        spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="spy")
+        spy.username_pw_set(P18, f"pw-{P18}")
+        spy.on_message = lambda _c, _u, m: spy_seen.append(m.topic)
+        spy.connect(MQTT.host, port)
+        spy.loop_start()
+        spy.subscribe(f"atp/v1/{receiver}/{P17}/#", qos=1)  # the broker refuses it (ACL)
+        client = MqttClient(settings[P17], receiver=receiver, token=TOKEN_OF[P17], party=P17, timeout_s=5)
+        offer = client.submit(ev_offer())
+        assert client.get(offer.id).state is OfferState.ACCEPTED  # the party's own topics work
+        # P18 writing on P17's request topic: dropped by the broker, nothing stored
+        spy.publish(
+            f"atp/v1/{receiver}/{P17}/request",
+            json.dumps(_envelope("x", TOKEN_OF[P17], body=json.dumps(encode(ev_offer())))),
+        ).wait_for_publish(5)
+        client.close()
+        spy.disconnect()
+        spy.loop_stop()
+    assert spy_seen == [] and len(store.records()) == 1
+    with pytest.raises(CommunicationError, match=f"MQTT broker 127.0.0.1:{port}"):
+        MqttClient(MqttSettings(port=port, username=P17, password="wrong"), receiver=receiver, token="t", party=P17)
+
+
+def test_an_foa_process_runs_over_mqtt_against_a_served_fman(tmp_path) -> None:
+    name = f"fman-{secrets.token_hex(4)}"
+    t0 = datetime(2026, 11, 25, 16, tzinfo=UTC)
+    rows = ["time,eur_per_kwh"] + [
+        f"{encode(t0 + timedelta(hours=h))},{0.05 if h in (4, 5) else 0.30}" for h in range(-4, 30)
+    ]
+    (tmp_path / "prices.csv").write_text("\n".join(rows) + "\n")
+    clock = ("--clock", "operator", "--clock-start", encode(t0))
+    fman, url = _serve(tmp_path, "fman", "--name", name, "--mqtt", "mqtt://127.0.0.1:1883", "--prices",
+                       str(tmp_path / "prices.csv"), *clock)  # fmt: skip
+    config = yaml.safe_load((ROOT / "examples" / "foa" / "prosumer.yaml").read_text())
+    config["prosumer"].update(receiver=f"mqtt://127.0.0.1:1883/{name}", mode="delegated")
+    for key in ("priority", "base_eur_per_kwh"):
+        config["prosumer"].pop(key, None)
+    config["devices"] = [d for d in config["devices"] if d["load_type"] == "ev"]
+    (tmp_path / "foa.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "foa.token").write_text("token-of-foss-p017-012345678")
+    (tmp_path / "operator.token").write_text(OPERATOR)
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    ev = {
+        "plugged_in": True,
+        "now_energy_kwh": 20.0,
+        "target_energy_kwh": 30.0,
+        "departure": encode(t0 + timedelta(hours=8)),
+    }
+    (devices / "readings.json").write_text(json.dumps({"ev-1": ev}))
+    command = [sys.executable, "-m", "atp.cli", "foa", "--config", str(tmp_path / "foa.yaml"), "--clock", "operator"]
+    command += ["--token-file", str(tmp_path / "foa.token"), "--devices", str(devices)]
+    command += ["--operator-token-file", str(tmp_path / "operator.token")]
+    foa = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    try:
+        line = foa.stdout.readline()
+        assert "status on " in line, line + (foa.stderr.read() if foa.poll() is not None else "")
+        foa_url = line.strip().rsplit("status on ", 1)[1].removesuffix("/status")
+        tick = lambda now: httpx.post(f"{foa_url}/tick", json={"now": encode(now)}, headers=operator, timeout=30)  # noqa: E731
+        assert tick(t0).status_code == 200
+        [offer] = httpx.get(f"{url}/flexoffer", headers=operator, timeout=10).json()  # it came over MQTT
+        assert offer["issuer"] == P17 and offer["mode"] == "delegated"
+        assert httpx.post(f"{url}/fman/plan", headers=operator, timeout=60).json()["n_assigned"] == 1
+        schedule = httpx.get(f"{url}/flexoffer/{offer['id']}", headers=operator, timeout=10).json()["schedule"]
+        start = datetime.fromisoformat(schedule["start"].replace("Z", "+00:00"))
+        assert start >= t0 + timedelta(hours=4)  # into the cheap hours
+        httpx.put(f"{url}/operator/clock", json={"now": encode(start)}, headers=operator, timeout=10)
+        answer = tick(start).json()  # the FOA read its schedule over MQTT and hands out its first step
+        assert answer["setpoints"]["ev-1"] == pytest.approx(schedule["energy"][0])
+    finally:
+        foa.terminate()
+        foa.communicate(timeout=20)
+        log = _stop(fman)
+    assert "Traceback" not in log, log

@@ -9,7 +9,7 @@ prosumer:
   bus: 12                      # optional
   congestion_point: cp-3       # optional
   mode: direct                 # direct or delegated
-  receiver: http://fman.example/api   # a URL or a receiver name (e.g. fman-1)
+  receiver: http://fman.example/api   # an http(s) URL, mqtt://BROKER:PORT/RECEIVER, or a receiver name
   slice_s: 900                 # optional, divides 86400
   priority: normal             # direct mode only: a number in [0, 1] or low / normal / high
   base_eur_per_kwh: 0.12       # direct mode only
@@ -118,8 +118,10 @@ class ProsumerConfig:
 
     @property
     def receiver_is_url(self) -> bool:
-        """True when `receiver` is an http(s) URL, False when it names an in-process receiver."""
-        return self.receiver.startswith(("http://", "https://"))
+        """True when `receiver` is an http(s) URL or an MQTT one (`mqtt://HOST:PORT/RECEIVER`,
+        `mqtts://...`: the receiver's name at that broker), False when it names an in-process
+        receiver."""
+        return self.receiver.startswith(("http://", "https://", "mqtt://", "mqtts://"))
 
     @property
     def price_eur_per_kwh(self) -> float | None:

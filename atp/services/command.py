@@ -279,6 +279,9 @@ def add_foa_arguments(p: argparse.ArgumentParser) -> None:
         "POST /tick {now} to the status endpoint (with --operator-token-file), events read at each tick",
     )
     p.add_argument("--operator-token-file", type=Path, help="file holding the token that may post /tick")
+    p.add_argument("--mqtt-username", help="the box's user at the broker (receiver mqtt://...)")
+    p.add_argument("--mqtt-password-file", type=Path, help="file holding that user's password")
+    p.add_argument("--mqtt-ca-file", type=Path, help="PEM CA of the broker's certificate (mqtts://...)")
 
 
 def _secret(option: str, path: Path | None) -> str | None:
@@ -290,18 +293,47 @@ def _secret(option: str, path: Path | None) -> str | None:
         raise ServeConfigError(f"{option} {path}: {exc.strerror}") from None
 
 
+def _foa_client(receiver: str, token: str, *, party: str, args: argparse.Namespace) -> Any:
+    """The FOA's exchange client: HTTP for an http(s) URL, MQTT for `mqtt(s)://BROKER:PORT/RECEIVER`
+    (a box: its user and password at the broker from --mqtt-username / --mqtt-password-file)."""
+    from atp.interface import HttpClient
+
+    if not receiver.startswith(("mqtt://", "mqtts://")):
+        return HttpClient(receiver, token, party=party)
+    from urllib.parse import urlsplit
+
+    from atp.interface.errors import CommunicationError
+    from atp.interface.mqtt import MqttClient, MqttSettings
+
+    name = urlsplit(receiver).path.strip("/")
+    if not name or "/" in name:
+        raise ServeConfigError(f"prosumer.receiver {receiver!r}: give the receiver's name, mqtt://BROKER:PORT/NAME")
+    broker = receiver[: len(receiver) - len(urlsplit(receiver).path)]
+    try:
+        settings = MqttSettings.from_url(
+            broker,
+            username=args.mqtt_username,
+            password=_secret("--mqtt-password-file", args.mqtt_password_file),
+            **({"ca_file": str(args.mqtt_ca_file)} if args.mqtt_ca_file is not None else {}),
+        )
+        return MqttClient(settings, receiver=name, token=token, party=party)
+    except (ValueError, CommunicationError) as exc:
+        raise ServeConfigError(f"prosumer.receiver {receiver}: {exc}") from None
+
+
 def run_foa(args: argparse.Namespace, out: TextIO) -> int:
     """Run a stand-alone FOA until interrupted (SIGINT or SIGTERM)."""
     from atp.data import FileDataSource, HttpDataSource
     from atp.foa.config import load_config
     from atp.foa.service import FileDeviceIO, FoaLoop, FoaService, create_status_app
-    from atp.interface import HttpClient
     from atp.interface.polled import PolledClient
     from atp.interface.serve import ServerThread
 
     config = load_config(args.config)
     if not config.prosumer.receiver_is_url:
-        raise ServeConfigError(f"{args.config}: prosumer.receiver {config.prosumer.receiver!r} is not an http(s) URL")
+        raise ServeConfigError(
+            f"{args.config}: prosumer.receiver {config.prosumer.receiver!r} is not an http(s) or mqtt(s) URL"
+        )
     token = _secret("--token-file", args.token_file) or ""
     data: Any = None
     if args.data is not None:
@@ -309,7 +341,7 @@ def run_foa(args: argparse.Namespace, out: TextIO) -> int:
             data = HttpDataSource(args.data, _secret("--data-token-file", args.data_token_file))
         else:
             data = FileDataSource(args.data)
-    client = HttpClient(config.prosumer.receiver, token, party=config.prosumer.issuer)
+    client = _foa_client(config.prosumer.receiver, token, party=config.prosumer.issuer, args=args)
     operator_token = _secret("--operator-token-file", args.operator_token_file)
     if (args.clock == "operator") != (operator_token is not None):
         raise ServeConfigError("--clock operator and --operator-token-file go together (who may post /tick)")
