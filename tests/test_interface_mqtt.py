@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from atp.flexoffer import OfferState, encode
+from atp.flexoffer.goflex_export import offer_to_goflex
 from atp.interface import OfferStore, create_app
 from atp.interface.auth import TokenTable
 from atp.interface.errors import CommunicationError
@@ -292,3 +293,27 @@ def test_an_foa_process_runs_over_mqtt_against_a_served_fman(tmp_path) -> None:
         foa.communicate(timeout=20)
         log = _stop(fman)
     assert "Traceback" not in log, log
+
+
+def test_a_box_that_speaks_the_goflex_format_is_read_and_answered_in_it(gateway) -> None:
+    receiver, store = gateway
+    listener = Listener(topic(receiver, P17, "reply"))
+    try:
+        document = offer_to_goflex(ev_offer(), lossy=True)
+        ok = _envelope("g-1", TOKEN_OF[P17], body=json.dumps(document), format="goflex")
+        bad = _envelope(
+            "g-2", TOKEN_OF[P17], body=json.dumps({**document, "numSecondsPerInterval": "x"}), format="goflex"
+        )
+        listener.publish(topic(receiver, P17, "request"), ok)
+        listener.publish(topic(receiver, P17, "request"), bad)
+        assert wait_until(lambda: len(listener.on(topic(receiver, P17, "reply"))) == 2)
+        replies = {r["request_id"]: r for r in listener.on(topic(receiver, P17, "reply"))}
+        assert replies["g-1"]["status"] == 201
+        answer = json.loads(replies["g-1"]["body"])
+        assert answer["offeredById"] == P17 and answer["flexOfferProfileConstraints"]  # GOFLEX fields back
+        [record] = store.records()
+        assert record.offer.issuer == P17 and record.offer.slice_s == 900
+        assert replies["g-2"]["status"] == 422
+        assert [d["path"] for d in json.loads(replies["g-2"]["body"])["details"]] == ["numSecondsPerInterval"]
+    finally:
+        listener.close()

@@ -4,7 +4,7 @@ Every operation of the HTTP binding travels as one MQTT message each way, throug
 (Mosquitto here; MQTT 3.1.1 or 5):
 
     atp/v1/{receiver}/{party}/request   party -> receiver, QoS 1: {"request_id", "method", "path",
-                                        "query", "headers", "token", "body"}
+                                        "query", "headers", "token", "body", "format"}
     atp/v1/{receiver}/{party}/reply     receiver -> party, QoS 1: {"request_id", "status",
                                         "content_type", "body"}: what HTTP would have answered
     atp/v1/{receiver}/{party}/events    receiver -> party, QoS 1: one SSE message per event,
@@ -18,7 +18,9 @@ each request by running it through the receiver's own HTTP app in process (the s
 limits, checks and error bodies; the token is the request's bearer token, and a token whose
 party is not the topic's is refused 403), and pushes every party's events to its events topic.
 A request id answered before is answered again from memory without running it twice (a QoS 1
-redelivery, or a client's retry after a lost reply).
+redelivery, or a client's retry after a lost reply). A box that speaks the GOFLEX field format
+says `"format": "goflex"`: its offers are read from GOFLEX (problems named by GOFLEX field) and
+the offers answered are written back in it.
 
 `MqttClient` is the party's side: an `HttpClient` (the same `ExchangeInterface`, the same
 decoding and errors) whose transport is MQTT (`MqttTransport`): a request is published, its
@@ -49,6 +51,10 @@ import httpx
 import paho.mqtt.client as mqtt
 from fastapi import FastAPI
 
+from atp.flexoffer import FlexOffer
+from atp.flexoffer.codec import decode, encode
+from atp.flexoffer.goflex import offer_from_goflex
+from atp.flexoffer.goflex_export import offer_to_goflex
 from atp.interface.auth import TokenTable
 from atp.interface.errors import CommunicationError, UnauthorizedError
 from atp.interface.http_client import HttpClient
@@ -251,6 +257,11 @@ class MqttGateway:
         headers = {str(k): str(v) for k, v in (envelope.get("headers") or {}).items()}
         headers["authorization"] = f"Bearer {token}"
         body = envelope.get("body")
+        goflex = envelope.get("format") == "goflex" and _carries_offers(envelope["method"], envelope["path"])
+        if goflex and isinstance(body, str):
+            body, problems_422 = _from_goflex(body)
+            if problems_422 is not None:
+                return self._reply(party, request_id, 422, problems_422, "application/json")
         assert self._http is not None
         response = await self._http.request(
             envelope["method"],
@@ -260,7 +271,46 @@ class MqttGateway:
             content=body.encode() if isinstance(body, str) else None,
         )
         content_type = response.headers.get("content-type", "")
-        return self._reply(party, request_id, response.status_code, response.text, content_type)
+        text = _to_goflex(response.text) if goflex and response.is_success else response.text
+        return self._reply(party, request_id, response.status_code, text, content_type)
+
+
+def _carries_offers(method: str, path: str) -> bool:
+    """Whether the request's body or answer is a Flex-Offer (or a list of them)."""
+    parts = path.strip("/").split("/")
+    if parts[0] != "flexoffer" or (len(parts) > 1 and parts[1] in ("measurement", "stream")):
+        return False
+    return method in ("GET", "POST", "PUT", "DELETE") and len(parts) <= 3
+
+
+def _from_goflex(body: str) -> tuple[str, str | None]:
+    """A GOFLEX-format offer as the v1 body; or the 422 body naming each GOFLEX field at fault."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body, None  # the receiver answers malformed JSON itself
+    offer, problems = offer_from_goflex(data)
+    if offer is None:
+        details = [{"path": p.path, "message": p.message, "rule": p.rule} for p in problems]
+        return body, json.dumps({"error": "invalid flex-offer (GOFLEX format)", "details": details})
+    return json.dumps(encode(offer)), None
+
+
+def _to_goflex(text: str) -> str:
+    """An answer's offers (one, or a page of them) in the GOFLEX format (what v1 has that GOFLEX
+    cannot hold is left out: `offer_to_goflex(lossy=True)`)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+
+    def one(item: Any) -> Any:
+        offer, problems = decode(FlexOffer, item)
+        return offer_to_goflex(offer, lossy=True) if offer is not None and not problems else item
+
+    if isinstance(data, list):
+        return json.dumps([one(item) for item in data])
+    return json.dumps(one(data)) if isinstance(data, dict) else text
 
 
 def _envelope_problems(envelope: dict[str, Any]) -> list[str]:
@@ -278,6 +328,8 @@ def _envelope_problems(envelope: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: must be an object")
     if envelope.get("body") is not None and not isinstance(envelope.get("body"), str):
         problems.append("body: must be the request body as a string")
+    if envelope.get("format", "v1") not in ("v1", "goflex"):
+        problems.append("format: must be v1 (default) or goflex (offers in the GOFLEX field format)")
     return problems
 
 
