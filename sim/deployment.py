@@ -32,6 +32,7 @@ files given to the FMAN, the two databases and each process's log.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
 import secrets
@@ -252,6 +253,7 @@ class Services:
         clock = ["--clock-start", encode(now)]
         self.fman.start([*args, *clock], tokens=tokens)
         self.fmar.start([*fmar_args, *clock], tokens=tokens)
+        atexit.register(self._stop_processes)  # a run that never reaches close() leaves no process behind
         self.started = True
         self._clock = now
         try:
@@ -293,6 +295,10 @@ class Services:
         for service in (self.fman, self.fmar):
             service.call("POST", "/operator/advance", {"until": encode(until)})
 
+    def _stop_processes(self) -> None:
+        for service in (self.fman, self.fmar):
+            service.stop()
+
     def close(self) -> tuple[OfferStore, OfferStore]:
         """Stop both processes; their stores (FMAN, FMAR) read back from the SQLite files."""
         for clients in self._polled.values():
@@ -300,8 +306,8 @@ class Services:
                 client.close()
         for feed in self._feeds.values():
             feed.close()
-        for service in (self.fman, self.fmar):
-            service.stop()
+        self._stop_processes()
+        atexit.unregister(self._stop_processes)
         fman, fmar = (open_store(f"sqlite:///{s.db}", s.name, opaque_ids=False) for s in (self.fman, self.fmar))
         return fman, fmar
 

@@ -463,7 +463,6 @@ class World(mesa.Model):
             fman_store, fmar_store = services.close()
         self.aggregator.store = fman_store
         self.market_operator.market.store = fmar_store
-        self.deployment_dir = services.folder
 
     def _client_of(self, name: str, mode: Mode) -> ExchangeInterface:
         """A prosumer's exchange client: delegated ones submit to the FMAN; direct ones to the FMAR,
