@@ -390,7 +390,7 @@ class MqttTransport(httpx.BaseTransport):
             self._waiting[request_id] = (done, replies)
         try:
             for _ in range(self.attempts):
-                self._client.publish(topic(self.receiver, self.party, "request"), payload, qos=_QOS)
+                self.publish_request(payload)
                 if done.wait(self.timeout_s):
                     reply = replies[0]
                     return httpx.Response(
@@ -403,6 +403,11 @@ class MqttTransport(httpx.BaseTransport):
             with self._lock:
                 self._waiting.pop(request_id, None)
         raise httpx.ReadTimeout(f"no MQTT reply to {request.method} {request.url.path} in {self.timeout_s:g} s")
+
+    def publish_request(self, payload: str) -> None:
+        """Publish one request envelope on the party's request topic (QoS 1); the one place a
+        request leaves (a fault-injecting box emulator overrides it: hil/faults.py)."""
+        self._client.publish(topic(self.receiver, self.party, "request"), payload, qos=_QOS)
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Deliver the party's events from its events topic (on the MQTT thread)."""
@@ -429,8 +434,9 @@ class MqttClient(HttpClient):
         party: str,
         timeout_s: float = 10.0,
         retries: int = 2,
+        transport: MqttTransport | None = None,
     ) -> None:
-        self.transport = MqttTransport(
+        self.transport = transport or MqttTransport(
             settings, receiver=receiver, party=party, timeout_s=timeout_s, attempts=retries + 1
         )
         super().__init__(
