@@ -55,3 +55,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     line = _seed_line(config)
     if line is not None and terminalreporter.stats.get("failed"):
         terminalreporter.write_line(line)
+
+
+@pytest.fixture()
+def gateway():
+    """A fresh receiver store behind the MQTT binding's gateway on the machine's Mosquitto
+    (127.0.0.1:1883), under a receiver name of its own: (receiver name, store)."""
+    import secrets
+
+    from atp.interface import OfferStore, create_app
+    from atp.interface.auth import TokenTable
+    from atp.interface.mqtt import MqttGateway, MqttSettings
+    from tests.http_support import OPERATOR_TOKEN, TOKENS, Clock
+
+    store = OfferStore("fman", clock=Clock())
+    app = create_app(store, tokens=TOKENS, operator_tokens=[OPERATOR_TOKEN])
+    receiver = f"fman-{secrets.token_hex(4)}"
+    table = TokenTable.of(TOKENS, [OPERATOR_TOKEN])
+    with MqttGateway(app, store, receiver=receiver, tokens=table, settings=MqttSettings()):
+        yield receiver, store

@@ -6,43 +6,28 @@ the offer; its status shows the faults it suffered."""
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 import yaml
 
 from atp.flexoffer import encode
-from tests.test_services import OPERATOR, ROOT, _serve, _stop
+from tests.test_interface_mqtt import ev_lab
+from tests.test_services import OPERATOR, ROOT, _stop
 
 P17 = "foss-p017"
 
 
 def test_an_emulated_box_offers_charges_its_schedule_and_settles_through_faults(tmp_path) -> None:
-    name = f"fman-{secrets.token_hex(4)}"
-    t0 = datetime(2026, 11, 25, 16, tzinfo=UTC)
-    prices = [f"{encode(t0 + timedelta(hours=h))},{0.05 if h in (3, 4) else 0.30}" for h in range(-4, 30)]
-    (tmp_path / "prices.csv").write_text("time,eur_per_kwh\n" + "\n".join(prices) + "\n")
-    clock = ("--clock", "operator", "--clock-start", encode(t0))
-    fman, url = _serve(tmp_path, "fman", "--name", name, "--mqtt", "mqtt://127.0.0.1:1883",
-                       "--prices", str(tmp_path / "prices.csv"), *clock)  # fmt: skip
-    config = yaml.safe_load((ROOT / "examples" / "foa" / "prosumer.yaml").read_text())
-    config["prosumer"].update(receiver=f"mqtt://127.0.0.1:1883/{name}", mode="delegated")
-    for key in ("priority", "base_eur_per_kwh"):
-        config["prosumer"].pop(key, None)
-    config["devices"] = [d for d in config["devices"] if d["load_type"] == "ev"]
-    (tmp_path / "box.yaml").write_text(yaml.safe_dump(config))
-    departure = t0 + timedelta(hours=8)
-    ev = {"plugged_in": True, "now_energy_kwh": 20.0, "target_energy_kwh": 30.0, "departure": encode(departure)}
-    (tmp_path / "initial.json").write_text(json.dumps({"ev-1": ev}))
-    (tmp_path / "box.token").write_text("token-of-foss-p017-012345678")
-    (tmp_path / "operator.token").write_text(OPERATOR)
-    command = [sys.executable, "-m", "hil.box", "--config", str(tmp_path / "box.yaml"),
-               "--initial", str(tmp_path / "initial.json"), "--token-file", str(tmp_path / "box.token"),
-               "--clock", "operator", "--operator-token-file", str(tmp_path / "operator.token"),
+    lab = ev_lab(tmp_path)  # the EV's cheap hours are 4 h after t0
+    fman, url, t0 = lab.fman, lab.url, lab.t0
+    (tmp_path / "initial.json").write_text(json.dumps({"ev-1": lab.ev}))
+    command = [sys.executable, "-m", "hil.box", "--config", str(lab.config),
+               "--initial", str(tmp_path / "initial.json"), "--token-file", str(lab.token),
+               "--clock", "operator", "--operator-token-file", str(lab.operator_token),
                "--drop-every", "5", "--duplicate-every", "3"]  # fmt: skip
     box = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     operator = {"Authorization": f"Bearer {OPERATOR}"}

@@ -5,31 +5,18 @@ their own replies, and a box that goes offline says so and its requests go out o
 
 from __future__ import annotations
 
-import secrets
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from atp.interface import OfferStore, create_app
-from atp.interface.auth import TokenTable
-from atp.interface.mqtt import MqttClient, MqttGateway, MqttSettings, topic
+from atp.interface.mqtt import MqttClient, MqttSettings, topic
 from hil.faults import Faults, FaultyTransport
-from tests.http_support import OPERATOR_TOKEN, TOKEN_OF, TOKENS, Clock, ev_offer, wait_until
+from tests.http_support import TOKEN_OF, ev_offer, wait_until
 from tests.test_interface_mqtt import Listener
 
 MQTT = MqttSettings.from_url("mqtt://127.0.0.1:1883")
 P17 = "foss-p017"
-
-
-@pytest.fixture()
-def receiver() -> Iterator[tuple[str, OfferStore]]:
-    store = OfferStore("fman", clock=Clock())
-    app = create_app(store, tokens=TOKENS, operator_tokens=[OPERATOR_TOKEN])
-    name = f"fman-{secrets.token_hex(4)}"
-    with MqttGateway(app, store, receiver=name, tokens=TokenTable.of(TOKENS, [OPERATOR_TOKEN]), settings=MQTT):
-        yield name, store
 
 
 def _box(name: str, faults: Faults, *, timeout_s: float = 1.0, attempts: int = 4) -> tuple[MqttClient, FaultyTransport]:
@@ -47,8 +34,8 @@ def _box(name: str, faults: Faults, *, timeout_s: float = 1.0, attempts: int = 4
         (Faults(delay_s=0.3), "delay"),
     ],
 )
-def test_each_fault_leads_to_its_defined_behaviour(receiver, faults: Faults, kind: str | None) -> None:
-    name, store = receiver
+def test_each_fault_leads_to_its_defined_behaviour(gateway, faults: Faults, kind: str | None) -> None:
+    name, store = gateway
     client, transport = _box(name, faults)
     try:
         if kind is None:  # nothing the receiver can read ever arrives: the box hears a communication error
@@ -68,8 +55,8 @@ def test_each_fault_leads_to_its_defined_behaviour(receiver, faults: Faults, kin
         client.close()
 
 
-def test_a_garbled_request_is_sent_again_and_takes_effect_once(receiver) -> None:
-    name, store = receiver
+def test_a_garbled_request_is_sent_again_and_takes_effect_once(gateway) -> None:
+    name, store = gateway
     client, transport = _box(name, Faults(garble_every=2))
     try:
         client.submit(ev_offer(), idempotency_key="a")  # request 1 intact
@@ -80,8 +67,8 @@ def test_a_garbled_request_is_sent_again_and_takes_effect_once(receiver) -> None
         client.close()
 
 
-def test_reordered_requests_each_get_their_own_reply(receiver) -> None:
-    name, store = receiver
+def test_reordered_requests_each_get_their_own_reply(gateway) -> None:
+    name, store = gateway
     client, transport = _box(name, Faults(reorder_hold_s=0.2), timeout_s=2.0)
     answers: dict[str, Any] = {}
 
@@ -100,8 +87,8 @@ def test_reordered_requests_each_get_their_own_reply(receiver) -> None:
         client.close()
 
 
-def test_a_box_that_goes_offline_says_so_and_its_requests_go_out_on_return(receiver) -> None:
-    name, store = receiver
+def test_a_box_that_goes_offline_says_so_and_its_requests_go_out_on_return(gateway) -> None:
+    name, store = gateway
     status = topic(name, P17, "status")
     listener = Listener(status)
     client, transport = _box(name, Faults(), timeout_s=0.5, attempts=10)

@@ -14,7 +14,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -67,15 +69,6 @@ class Listener:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-@pytest.fixture()
-def gateway() -> Iterator[tuple[str, OfferStore]]:
-    store = OfferStore("fman", clock=Clock())
-    app = create_app(store, tokens=TOKENS, operator_tokens=[OPERATOR_TOKEN])
-    receiver = f"fman-{secrets.token_hex(4)}"
-    with MqttGateway(app, store, receiver=receiver, tokens=TokenTable.of(TOKENS, [OPERATOR_TOKEN]), settings=MQTT):
-        yield receiver, store
 
 
 def _envelope(request_id: str, token: str, **fields: Any) -> dict[str, Any]:
@@ -241,13 +234,25 @@ def test_the_brokers_acl_keeps_parties_apart(secured_broker) -> None:
         MqttClient(MqttSettings(port=port, username=P17, password="wrong"), receiver=receiver, token="t", party=P17)
 
 
-def test_an_foa_process_runs_over_mqtt_against_a_served_fman(tmp_path) -> None:
+@dataclass(frozen=True)
+class EvLab:
+    """A served FMAN on an operator clock, speaking MQTT, with cheap hours 4 h after `t0`; and
+    the files of a delegated EV box for it (config, tokens, first readings)."""
+
+    fman: subprocess.Popen
+    url: str
+    t0: datetime
+    config: Path
+    token: Path
+    operator_token: Path
+    ev: dict[str, Any]
+
+
+def ev_lab(tmp_path: Path) -> EvLab:
     name = f"fman-{secrets.token_hex(4)}"
     t0 = datetime(2026, 11, 25, 16, tzinfo=UTC)
-    rows = ["time,eur_per_kwh"] + [
-        f"{encode(t0 + timedelta(hours=h))},{0.05 if h in (4, 5) else 0.30}" for h in range(-4, 30)
-    ]
-    (tmp_path / "prices.csv").write_text("\n".join(rows) + "\n")
+    rows = [f"{encode(t0 + timedelta(hours=h))},{0.05 if h in (4, 5) else 0.30}" for h in range(-4, 30)]
+    (tmp_path / "prices.csv").write_text("time,eur_per_kwh\n" + "\n".join(rows) + "\n")
     clock = ("--clock", "operator", "--clock-start", encode(t0))
     fman, url = _serve(tmp_path, "fman", "--name", name, "--mqtt", "mqtt://127.0.0.1:1883", "--prices",
                        str(tmp_path / "prices.csv"), *clock)  # fmt: skip
@@ -256,21 +261,23 @@ def test_an_foa_process_runs_over_mqtt_against_a_served_fman(tmp_path) -> None:
     for key in ("priority", "base_eur_per_kwh"):
         config["prosumer"].pop(key, None)
     config["devices"] = [d for d in config["devices"] if d["load_type"] == "ev"]
-    (tmp_path / "foa.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "foa.token").write_text("token-of-foss-p017-012345678")
+    (tmp_path / "box.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "box.token").write_text("token-of-foss-p017-012345678")
     (tmp_path / "operator.token").write_text(OPERATOR)
+    departure = encode(t0 + timedelta(hours=8))
+    ev = {"plugged_in": True, "now_energy_kwh": 20.0, "target_energy_kwh": 30.0, "departure": departure}
+    return EvLab(fman, url, t0, tmp_path / "box.yaml", tmp_path / "box.token", tmp_path / "operator.token", ev)
+
+
+def test_an_foa_process_runs_over_mqtt_against_a_served_fman(tmp_path) -> None:
+    lab = ev_lab(tmp_path)
+    fman, url, t0 = lab.fman, lab.url, lab.t0
     devices = tmp_path / "devices"
     devices.mkdir()
-    ev = {
-        "plugged_in": True,
-        "now_energy_kwh": 20.0,
-        "target_energy_kwh": 30.0,
-        "departure": encode(t0 + timedelta(hours=8)),
-    }
-    (devices / "readings.json").write_text(json.dumps({"ev-1": ev}))
-    command = [sys.executable, "-m", "atp.cli", "foa", "--config", str(tmp_path / "foa.yaml"), "--clock", "operator"]
-    command += ["--token-file", str(tmp_path / "foa.token"), "--devices", str(devices)]
-    command += ["--operator-token-file", str(tmp_path / "operator.token")]
+    (devices / "readings.json").write_text(json.dumps({"ev-1": lab.ev}))
+    command = [sys.executable, "-m", "atp.cli", "foa", "--config", str(lab.config), "--clock", "operator"]
+    command += ["--token-file", str(lab.token), "--devices", str(devices)]
+    command += ["--operator-token-file", str(lab.operator_token)]
     foa = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     operator = {"Authorization": f"Bearer {OPERATOR}"}
     try:
