@@ -1,4 +1,5 @@
-"""Test settings: Hypothesis without deadlines (shared CI machines); a CI profile that reproduces.
+"""Test settings: Hypothesis without deadlines (shared CI machines); a CI profile that reproduces;
+the longest test files first; the MQTT gateway fixture.
 
 Profiles (`--hypothesis-profile NAME` picks one locally; `CI` set in the environment loads "ci"):
 - "default": 100 examples; the local example database in `.hypothesis/` replays past failures.
@@ -26,6 +27,36 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+# The files whose module fixtures run whole worlds, longest first (`pytest --durations=45` on a
+# quiet machine): each worker (pytest-xdist, one file per worker) takes the next file when it is
+# free, so starting with the longest leaves no long file running alone at the end.
+_LONGEST_FIRST = (
+    "test_energy_targets",
+    "test_dso_strategies",
+    "test_world",
+    "test_grid",
+    "test_dso_oracle",
+    "test_run_folder_checker",
+    "test_world_services_bidding",
+    "test_aggregates_output",
+    "test_world_services",
+    "test_foa_baselines",
+    "test_ledger",
+    "test_delivery_settlement",
+    "test_openapi",
+    "test_interface_crash",
+    "test_box_emulator",
+    "test_fmar_world",
+    "test_fmar_bid_selection",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the longest files first (`_LONGEST_FIRST`); the order within a file is kept."""
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
 
 
 def _ci_profile(config: pytest.Config) -> bool:
