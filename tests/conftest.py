@@ -33,12 +33,13 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 # quiet machine): each worker (pytest-xdist, one file per worker) takes the next file when it is
 # free, so starting with the longest leaves no long file running alone at the end.
 _LONGEST_FIRST = (
-    "test_energy_targets",
     "test_dso_strategies",
     "test_world",
     "test_grid",
-    "test_dso_oracle",
     "test_run_folder_checker",
+    "test_dso_oracle",
+    "test_energy_targets",
+    "test_energy_targets_esr",
     "test_world_services_bidding",
     "test_aggregates_output",
     "test_world_services",
