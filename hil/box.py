@@ -172,8 +172,6 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
-    from urllib.parse import urlsplit
-
     from atp.interface import HttpClient
     from atp.interface.mqtt import MqttClient, MqttSettings
     from atp.interface.polled import PolledClient
@@ -191,10 +189,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     faults = Faults(args.drop_every, args.duplicate_every, args.garble_every, args.delay_s, args.reorder_hold_s)
     transport = None
     if receiver.startswith(("mqtt://", "mqtts://")):
-        name = urlsplit(receiver).path.strip("/")
-        broker = receiver[: len(receiver) - len(urlsplit(receiver).path)]
         password = _read(args.mqtt_password_file, "--mqtt-password-file") if args.mqtt_password_file else None
-        settings = MqttSettings.from_url(broker, username=args.mqtt_username, password=password)
+        settings, name = MqttSettings.for_receiver(receiver, username=args.mqtt_username, password=password)
         transport = FaultyTransport(settings, faults=faults, receiver=name, party=party, timeout_s=2.0, attempts=5)
         client: Any = MqttClient(settings, receiver=name, token=token, party=party, transport=transport)
     elif faults != Faults():

@@ -195,10 +195,13 @@ def install_market_routes(app: FastAPI, service: MarketService, *, tokens: Token
         session, problems = decode(Session, parse_json(await read_json_body(request, limits)))
         if problems or session is None:
             raise InvalidOfferError(problems, what="session")
-        known = await locked(lambda: session.name in {s.name for s in service.market.sessions})
-        if known:
-            raise ConflictError(f"session {session.name!r} is already on the calendar; give the new one another name")
-        await locked(lambda: service.market.add_session(session))
+
+        def add() -> None:  # the check and the addition under one hold of the lock
+            if session.name in {s.name for s in service.market.sessions}:
+                raise ConflictError(f"session {session.name!r} is already on the calendar; give it another name")
+            service.market.add_session(session)
+
+        await locked(add)
         return JSONResponse(encode(session), status_code=201)
 
     @app.post("/market/sessions/{name}/clear", summary="The operator clears a session at its gate closure")

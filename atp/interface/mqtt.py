@@ -91,6 +91,16 @@ class MqttSettings:
     keepalive_s: int = 30
 
     @classmethod
+    def for_receiver(cls, url: str, **options: Any) -> tuple[MqttSettings, str]:
+        """The broker's settings and the receiver's name from `mqtt(s)://BROKER:PORT/RECEIVER`
+        (an FOA's `prosumer.receiver`); ValueError naming the URL when the name is missing."""
+        parts = urlsplit(url)
+        name = parts.path.strip("/")
+        if not name or "/" in name:
+            raise ValueError(f"{url!r}: give the receiver's name, mqtt://BROKER:PORT/NAME")
+        return cls.from_url(url[: len(url) - len(parts.path)], **options), name
+
+    @classmethod
     def from_url(cls, url: str, **options: Any) -> MqttSettings:
         """Settings from `mqtt://HOST:PORT` or `mqtts://HOST:PORT` (ValueError naming the URL)."""
         parts = urlsplit(url)

@@ -300,18 +300,12 @@ def _foa_client(receiver: str, token: str, *, party: str, args: argparse.Namespa
 
     if not receiver.startswith(("mqtt://", "mqtts://")):
         return HttpClient(receiver, token, party=party)
-    from urllib.parse import urlsplit
-
     from atp.interface.errors import CommunicationError
     from atp.interface.mqtt import MqttClient, MqttSettings
 
-    name = urlsplit(receiver).path.strip("/")
-    if not name or "/" in name:
-        raise ServeConfigError(f"prosumer.receiver {receiver!r}: give the receiver's name, mqtt://BROKER:PORT/NAME")
-    broker = receiver[: len(receiver) - len(urlsplit(receiver).path)]
     try:
-        settings = MqttSettings.from_url(
-            broker,
+        settings, name = MqttSettings.for_receiver(
+            receiver,
             username=args.mqtt_username,
             password=_secret("--mqtt-password-file", args.mqtt_password_file),
             **({"ca_file": str(args.mqtt_ca_file)} if args.mqtt_ca_file is not None else {}),
